@@ -1,0 +1,1 @@
+"""Dataset adapters and the bundled sample (installed as saliency_bench.datasets)."""

@@ -1,0 +1,20 @@
+"""saliency-bench: a benchmark harness for saliency (attribution) methods on image classifiers.
+
+Register a method::
+
+    import saliency_bench
+
+    @saliency_bench.method("my_method")
+    def my_method(model, x, targets, *, sigma: float = 1.0):
+        ...  # return [B, h, w] heatmaps on x.device
+"""
+from .contracts import HEATMAP, POINT, Benchmark, ClassInfo, Method, Model, Sample
+from .registry import (benchmark, dataset, get_benchmark, get_dataset, get_method, get_model,
+                       list_methods, load_plugin_file, method, model)
+
+__version__ = "0.1.0"
+__all__ = [
+    "HEATMAP", "POINT", "Benchmark", "ClassInfo", "Method", "Model", "Sample",
+    "benchmark", "dataset", "method", "model", "get_benchmark", "get_dataset", "get_method",
+    "get_model", "list_methods", "load_plugin_file",
+]

@@ -1,0 +1,191 @@
+"""The command line: ``saliency-bench list | explain | run | leaderboard``."""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from . import registry
+from .registry import KINDS, RegistryError
+
+console = Console()
+
+
+def parse_value(text: str) -> Any:
+    """``3`` -> 3, ``0.1`` -> 0.1, ``true`` -> True, ``[1,2]`` -> [1, 2]; anything else a string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``-p k=v`` (every method) or ``-p method.k=v`` (one method) -> {method or '*': {k: v}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: parameter '{item}' is not of the form name=value")
+        scope, _, name = key.rpartition(".")
+        out.setdefault(scope or "*", {})[name.strip()] = parse_value(value)
+    return out
+
+
+def params_for(method_name: str, params: dict[str, dict[str, Any]], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Global params apply where the method has them; method-scoped ones must exist."""
+    p = {k: v for k, v in params.get("*", {}).items() if k in defaults}
+    p.update(params.get(method_name, {}))
+    return p
+
+
+def _load_plugins(files: Sequence[str] | None) -> None:
+    for f in files or ():
+        registry.load_plugin_file(f)
+
+
+# --------------------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    kinds = KINDS if args.kind == "all" else (args.kind,)
+    for kind in kinds:
+        reg = registry.REGISTRIES[kind]
+        table = Table(title=kind, show_lines=False)
+        table.add_column("name", style="bold")
+        if kind == "methods":
+            table.add_column("kind")
+            table.add_column("parameters")
+        table.add_column("description")
+        table.add_column("source", style="dim")
+        for e in reg.entries():
+            if not any(registry.fnmatch.fnmatchcase(e.name, p.strip()) for p in args.pattern.split(",")):
+                continue
+            if kind == "methods":
+                params = ", ".join(f"{k}={v!r}" for k, v in e.obj.defaults.items())
+                table.add_row(e.name, e.obj.kind, params, e.doc, e.source)
+            else:
+                table.add_row(e.name, e.doc, e.source)
+        console.print(table)
+        for name, why in reg.broken.items():
+            console.print(f"[red]broken plugin[/red] {name}: {why}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .contracts import POINT, check_output
+    from .imageio import load_rgb, overlay, to_input
+    from .models import default_device
+    from .targets import as_target_tensor
+
+    device = args.device or default_device()
+    model = registry.get_model(args.model, weights=args.weights, device=device)
+    entry = registry.methods.get(args.method)
+    params = params_for(args.method, parse_params(args.param), entry.defaults)
+    if args.layer:
+        params["layer"] = args.layer
+    method = entry.with_params(**params)
+    image = load_rgb(args.image)
+    x = model.preprocess(to_input(image, model.input_size)[None])
+    if args.target is None:
+        with torch.no_grad():
+            target = int(model.net(x).argmax(1))
+    else:
+        target = model.class_index(args.target)
+    maps, info = method.explain(model, x, as_target_tensor([target], device=x.device))
+    bad = check_output(method, maps, 1)
+    if bad:
+        raise SystemExit(f"error: {bad[0]}")
+    cls = model.classes[target]
+    title = f"{method.name} | {model.name} | {target} {cls.name}"
+    w, h = image.size
+    if method.kind == POINT:
+        px, py = maps[0].tolist()
+        ih, iw = model.input_size
+        pic = overlay(image, point=(px * w / iw, py * h / ih), title=title)
+    else:
+        pic = overlay(image, maps[0].detach().float().cpu().numpy(), title=title)
+    out = Path(args.out or f"{Path(args.image).stem}_{method.name}.png")
+    pic.save(out)
+    extra = "".join(f", {k}={np.asarray(v.cpu() if hasattr(v, 'cpu') else v).reshape(-1)[0]:.4g}"
+                    for k, v in info.items() if np.asarray(v.cpu() if hasattr(v, 'cpu') else v).size)
+    console.print(f"{method.name} on {args.image} for class {target} ({cls.wnid} {cls.name}){extra} -> {out}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .harness import run_from_args
+
+    return run_from_args(args)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard import write_leaderboard
+
+    for path in write_leaderboard(Path(args.run), formats=args.format.split(","), out=args.out):
+        console.print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="saliency-bench", description=__doc__)
+    p.add_argument("--plugin", action="append", metavar="FILE.py",
+                   help="load methods/models/datasets/benchmarks from a Python file (repeatable)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    lp = sub.add_parser("list", help="list registered methods, models, datasets, benchmarks")
+    lp.add_argument("kind", nargs="?", default="all", choices=("all",) + KINDS)
+    lp.add_argument("pattern", nargs="?", default="*", help="shell wildcards, comma-separated")
+    lp.set_defaults(func=cmd_list)
+
+    ep = sub.add_parser("explain", help="draw one method's heatmap over an image")
+    ep.add_argument("image")
+    ep.add_argument("--method", "-m", required=True)
+    ep.add_argument("--model", default="efficientnet_lite0")
+    ep.add_argument("--weights", help="weights file for the model (default: shipped / torch hub cache)")
+    ep.add_argument("--target", help="class index, WordNet id or name (default: the top prediction)")
+    ep.add_argument("--layer", help="layer for the method (role, alias such as pool3, or module path)")
+    ep.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", help="method parameter")
+    ep.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    ep.add_argument("--out", "-o", help="PNG to write (default: IMAGE_METHOD.png)")
+    ep.set_defaults(func=cmd_explain)
+
+    from .harness import add_run_arguments
+
+    rp = sub.add_parser("run", help="run methods x models x datasets x benchmarks -> leaderboard")
+    add_run_arguments(rp)
+    rp.set_defaults(func=cmd_run)
+
+    bp = sub.add_parser("leaderboard", help="(re)write the leaderboard of a run directory")
+    bp.add_argument("run", help="run directory (runs/<id>)")
+    bp.add_argument("--format", default="md,html,csv,json", help="md,html,csv,json")
+    bp.add_argument("--out", help="folder to write to (default: the run directory)")
+    bp.set_defaults(func=cmd_leaderboard)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _load_plugins(args.plugin)
+        return int(args.func(args) or 0)
+    except (RegistryError, FileNotFoundError, ValueError, TypeError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        console.print(f"[red]error:[/red] {msg}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""The four contracts every part of saliency-bench speaks: Sample, Model, Method, Benchmark.
+
+A run moves data along these arrows (see ARCHITECTURE.md)::
+
+    Dataset -> Sample -> Model.preprocess -> Method.explain -> heatmaps [B,h,w] | points [B,2]
+            -> Benchmark.score (per sample) -> Benchmark.summarize (per dataset)
+
+Coordinates: images are ``[B,3,H,W]`` tensors, heatmaps ``[B,h,w]`` (higher = more salient),
+points ``[B,2]`` as ``(x, y)`` in the pixel coordinates of the *network input*.
+Boxes are ``[N,4]`` arrays ``(x1, y1, x2, y2)`` in inclusive integer pixel coordinates of the
+*original* image (the VOC convention, ``w = x2 - x1 + 1``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+HEATMAP = "heatmap"
+POINT = "point"
+
+
+# --------------------------------------------------------------------------------------------
+# Sample
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    """One scored unit: an image and one target (a class, or a set of classes scored as one).
+
+    ``targets`` maps a label space (``"imagenet"``, ``"coco"``) to the class indices that make
+    the target in that space; a model reads the entry of its own ``label_space``. An empty or
+    missing entry means "not evaluable by this model" and is reported, never dropped.
+    """
+
+    id: str
+    image: Any  # PIL.Image (RGB) once loaded; None for a sample that failed to load
+    size: tuple[int, int]  # original (height, width)
+    targets: Mapping[str, tuple[int, ...]]
+    category: str  # the group per-category metrics average over (wnid, COCO category name)
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    mask: np.ndarray | None = None  # bool [H, W] ground-truth region (COCO instance masks)
+    flags: dict[str, bool] = field(default_factory=dict)  # e.g. {"difficult": True}
+    split: str = "eval"  # "eval" or "heldout" (threshold selection)
+    error: str | None = None  # why loading failed; the harness records it as a failure
+
+    def target_in(self, label_space: str) -> tuple[int, ...]:
+        return tuple(self.targets.get(label_space, ()))
+
+
+class Dataset:
+    """A dataset adapter: an indexed list of samples with stable ids.
+
+    ``load(i)`` decodes sample ``i`` (image and ground truth). Per-sample problems (a corrupt
+    JPEG, an annotation that does not parse, a category no model can score) do not raise:
+    the sample comes back with ``error`` set, and the harness records it as failed. Only a
+    problem with the whole dataset (missing folder or annotation file) raises, at construction,
+    naming the path and the layout expected. Adapters are picklable (DataLoader workers).
+    """
+
+    name: str = ""
+    label_space: str = "imagenet"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def ids(self) -> list[str]:
+        raise NotImplementedError
+
+    def load(self, i: int) -> Sample:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Counts for the run's report: samples, per category, failed/not evaluable, options."""
+        return {"samples": len(self)}
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClassInfo:
+    index: int
+    wnid: str
+    name: str
+
+
+@dataclass
+class Model:
+    """A classifier with what methods and benchmarks need to know about it.
+
+    ``roles`` names the module that fills each method role (``"gradcam"``, ``"excitation"``,
+    ``"contrast"``, ``"classifier"``); ``aliases`` gives short names to other layers
+    (``"pool3"``) for the intermediate-layer mask. ``net`` maps normalised input to
+    **pre-softmax logits**.
+    """
+
+    name: str
+    net: nn.Module
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    classes: Sequence[ClassInfo]
+    label_space: str = "imagenet"
+    roles: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    weights: str = ""  # where the weights came from
+    digest: str = ""  # short content hash of the weights, part of every cache key
+
+    def __post_init__(self) -> None:
+        self.net.eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        # In-place activations break backward hooks (and modified backward rules).
+        for m in self.net.modules():
+            if hasattr(m, "inplace"):
+                m.inplace = False
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.net.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> "Model":
+        self.net.to(device)
+        return self
+
+    def layer_name(self, role_or_name: str) -> str:
+        """Resolve a role (``gradcam``), an alias (``pool3``) or a module path (``features.16``)."""
+        name = self.roles.get(role_or_name) or self.aliases.get(role_or_name) or role_or_name
+        modules = dict(self.net.named_modules())
+        if name not in modules:
+            known = sorted(set(self.roles) | set(self.aliases))
+            raise KeyError(
+                f"model '{self.name}' has no layer '{role_or_name}'; roles and aliases: "
+                f"{', '.join(known)}; or give a module path such as "
+                f"'{next(iter(n for n in modules if n), '')}'"
+            )
+        return name
+
+    def layer(self, role_or_name: str) -> nn.Module:
+        return dict(self.net.named_modules())[self.layer_name(role_or_name)]
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B,3,H,W]`` (already at ``input_size``) -> normalised float on the model's device.
+
+        The dataset's mean pixel is 0 after this, so "fill with the mean pixel" is "fill with 0".
+        """
+        x = images.to(self.device, non_blocking=True).float().div_(255.0)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def class_index(self, spec: str | int) -> int:
+        """A class given as an index, a WordNet id, or (a unique part of) its name."""
+        if isinstance(spec, int) or str(spec).isdigit():
+            i = int(spec)
+            if not 0 <= i < len(self.classes):
+                raise ValueError(f"class index {i} is outside 0..{len(self.classes) - 1}")
+            return i
+        s = str(spec).strip().lower()
+        exact = [c.index for c in self.classes if s in (c.wnid.lower(), c.name.lower())]
+        if exact:
+            return exact[0]
+        part = [c.index for c in self.classes if s in c.name.lower()]
+        if len(part) == 1:
+            return part[0]
+        if not part:
+            raise ValueError(f"no class of model '{self.name}' matches '{spec}'")
+        names = ", ".join(f"{i}:{self.classes[i].name}" for i in part[:8])
+        raise ValueError(f"'{spec}' matches several classes ({names}...): give the index")
+
+
+def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """A short, stable content hash of a state dict (cache keys depend on the weights)."""
+    h = hashlib.sha256()
+    for k in sorted(state_dict):
+        t = state_dict[k]
+        h.update(k.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().float().flatten()[:4096].cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------------------------
+# Method
+# --------------------------------------------------------------------------------------------
+class MethodOutputError(ValueError):
+    """A method returned something that is not a valid batch of heatmaps or points."""
+
+
+@dataclass
+class Method:
+    """A method bound to its parameters: ``explain(model, x, targets)``, batched, on the device.
+
+    ``x`` is the normalised input ``[B,3,H,W]``; ``targets`` is a ``[B,K]`` long tensor of
+    class indices padded with -1 (one class: ``K = 1``), see :mod:`saliency_bench.targets`.
+    The function may return the maps, or ``(maps, info)`` where ``info`` maps a name to one
+    value per sample (diagnostics such as the mask's final loss).
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    kind: str = HEATMAP
+    params: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    doc: str = ""
+
+    @property
+    def key(self) -> str:
+        """Name plus a hash of the parameters: what a heatmap cache entry is keyed by."""
+        blob = json.dumps(self.params, sort_keys=True, default=str)
+        return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+    def with_params(self, **params: Any) -> "Method":
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            known = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items()) or "none"
+            raise TypeError(f"method '{self.name}' has no parameter {', '.join(unknown)} (it takes: {known})")
+        return dataclasses.replace(self, params={**self.params, **params})
+
+    def explain(self, model: Model, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        out = self.fn(model, x, targets, **self.params)
+        maps, info = out if isinstance(out, tuple) else (out, {})
+        return maps, dict(info)
+
+
+def method_from_function(fn: Callable[..., Any], name: str, kind: str) -> Method:
+    """Defaults are the function's keyword-only parameters: ``def m(model, x, targets, *, k=1)``."""
+    sig = inspect.signature(fn)
+    defaults = {
+        p.name: p.default
+        for p in sig.parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+    }
+    return Method(name=name, fn=fn, kind=kind, params=dict(defaults), defaults=defaults,
+                  doc=inspect.getdoc(fn) or "")
+
+
+def check_output(method: Method, out: Any, batch_size: int) -> dict[int, str]:
+    """Validate a method's return; a structural error raises, a bad *sample* is returned.
+
+    Returns ``{sample index: reason}`` for samples whose map or point is not finite, so the
+    harness can record those samples as failed and keep the rest of the batch.
+    """
+    who = f"method '{method.name}'"
+    if not isinstance(out, torch.Tensor):
+        raise MethodOutputError(f"{who} returned {type(out).__name__}, expected a torch.Tensor")
+    if not out.is_floating_point():
+        raise MethodOutputError(f"{who} returned dtype {out.dtype}, expected a floating tensor")
+    if method.kind == POINT:
+        if tuple(out.shape) != (batch_size, 2):
+            raise MethodOutputError(f"{who} returned shape {tuple(out.shape)}, expected points [{batch_size}, 2]")
+    else:
+        if out.ndim != 3 or out.shape[0] != batch_size or out.shape[1] < 1 or out.shape[2] < 1:
+            raise MethodOutputError(
+                f"{who} returned shape {tuple(out.shape)}, expected heatmaps [{batch_size}, h, w]")
+    finite = torch.isfinite(out.reshape(batch_size, -1)).all(dim=1).cpu().tolist()
+    return {i: f"{who} returned non-finite values (NaN or inf)" for i, ok in enumerate(finite) if not ok}
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmark
+# --------------------------------------------------------------------------------------------
+class Benchmark:
+    """Scores one method's outputs against ground truth.
+
+    ``score`` turns one sample's output (a heatmap at the network input size, or a point in
+    input pixels) into a JSON-able record; ``summarize`` turns all records of a
+    (method, model, dataset) into metrics. Both are pure: no model, no files.
+    ``needs`` names the ground truth a sample must carry (``"boxes"``, ``"mask"``);
+    ``accepts`` the method kinds that can be scored.
+    """
+
+    name: str = ""
+    needs: tuple[str, ...] = ()
+    accepts: tuple[str, ...] = (HEATMAP,)
+    columns: tuple[str, ...] = ()  # leaderboard columns this benchmark fills, in order
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def applies_to(self, sample: Sample) -> bool:
+        if "boxes" in self.needs and len(sample.boxes) == 0:
+            return False
+        if "mask" in self.needs and sample.mask is None and len(sample.boxes) == 0:
+            return False
+        return True
+
+    def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int]) -> dict:
+        raise NotImplementedError
+
+    def score_batch(self, samples: Sequence[Sample], outputs: np.ndarray,
+                    input_size: tuple[int, int]) -> list[dict]:
+        """Score a batch (``outputs[i]`` belongs to ``samples[i]``); override to vectorise."""
+        return [self.score(s, o, input_size) for s, o in zip(samples, outputs)]
+
+    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
+        """Metrics of one (method, model, dataset).
+
+        ``samples[i]`` is the metadata of the sample behind ``records[i]``: ``id``,
+        ``category``, ``split``, ``flags``. Returns ``{column: metric}`` for the columns in
+        ``self.columns``, each metric a dict ``{"value": float | None, "ci": [lo, hi] | None,
+        "n": samples used, "unit": "%" | "", "note": str}`` (``note`` e.g. ``"alpha*=0.35"``).
+        """
+        raise NotImplementedError

@@ -1,0 +1,75 @@
+"""Reading images the way every part of the harness does, and drawing heatmaps over them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFile
+
+# A truncated JPEG must fail loudly, not load half grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageError(ValueError):
+    pass
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Decode an image file to RGB. Greyscale, CMYK, palette and RGBA are converted (alpha is
+    dropped onto black, as decoders do); a corrupt or truncated file raises :class:`ImageError`."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB") if im.mode != "RGB" else im.copy()
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for bad files
+        raise ImageError(f"cannot decode image {path}: {type(e).__name__}: {e}") from e
+
+
+def to_input(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
+    """Resize the **whole** image (no crop, PROTOCOLS.md §1) to ``size`` = (H, W): uint8 [3,H,W]."""
+    h, w = size
+    im = image.resize((w, h), Image.BILINEAR) if image.size != (w, h) else image
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def _jet(v: np.ndarray) -> np.ndarray:
+    """The classic 'jet' colour map on [0, 1] -> uint8 RGB."""
+    r = np.clip(1.5 - np.abs(4 * v - 3), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * v - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * v - 1), 0, 1)
+    return (np.stack([r, g, b], -1) * 255).astype(np.uint8)
+
+
+def normalise_map(heatmap: np.ndarray) -> np.ndarray:
+    h = np.asarray(heatmap, dtype=np.float64)
+    lo, hi = float(h.min()), float(h.max())
+    return (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
+
+
+def overlay(image: Image.Image, heatmap: np.ndarray | None = None, point: tuple[float, float] | None = None,
+            alpha: float = 0.5, title: str | None = None) -> Image.Image:
+    """The image with the heatmap (resized to the image, min-max normalised, jet) blended over it,
+    side by side with the plain heatmap; a point is drawn as a ring."""
+    image = image.convert("RGB")
+    w, h = image.size
+    panels = [image]
+    if heatmap is not None:
+        hm = Image.fromarray((normalise_map(heatmap) * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
+        colour = Image.fromarray(_jet(np.asarray(hm, dtype=np.float64) / 255.0))
+        panels = [Image.blend(image, colour, alpha), colour]
+    out = Image.new("RGB", (w * len(panels), h + (18 if title else 0)), "white")
+    for i, p in enumerate(panels):
+        out.paste(p, (i * w, 18 if title else 0))
+    draw = ImageDraw.Draw(out)
+    if point is not None:
+        x, y = point
+        y += 18 if title else 0
+        r = max(4, min(w, h) // 30)
+        for k in range(len(panels)):
+            draw.ellipse([x + k * w - r, y - r, x + k * w + r, y + r], outline=(255, 0, 0), width=3)
+    if title:
+        draw.text((4, 3), title, fill=(0, 0, 0))
+    return out

@@ -1,0 +1,240 @@
+"""Registries of methods, models, datasets and benchmarks, filled from entry points.
+
+Every plugin, built-in or third-party, comes through the same door: an entry point in one of
+the groups ``saliency_bench.methods``, ``saliency_bench.models``, ``saliency_bench.datasets``,
+``saliency_bench.benchmarks``. An entry point may name
+
+* a **module**: everything in it decorated with ``@saliency_bench.method`` (``model``,
+  ``dataset``, ``benchmark``) registers, the way pytest loads a plugin module; or
+* an **object**: a decorated object registers under its own name; a plain function or
+  ``Benchmark`` subclass registers under the entry point's name.
+
+``--plugin FILE.py`` loads a single file the same way. Names are selected with shell
+wildcards (``'grad*,mask*'``). A name registered twice fails, naming both sources. A plugin
+that fails to import is remembered, not raised: it breaks only when a selection names it.
+"""
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import inspect
+import sys
+import types
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable
+
+from .contracts import HEATMAP, Benchmark, Method, method_from_function
+
+KINDS = ("methods", "models", "datasets", "benchmarks")
+_MARK = "__saliency_bench_plugin__"
+
+
+class RegistryError(LookupError):
+    pass
+
+
+class PluginError(RegistryError):
+    """A selected plugin could not be loaded."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    obj: Any  # Method (methods), factory callable (models, datasets), Benchmark class
+    source: str
+
+    @property
+    def doc(self) -> str:
+        d = self.obj.doc if isinstance(self.obj, Method) else inspect.getdoc(self.obj) or ""
+        return d.strip().splitlines()[0] if d.strip() else ""
+
+
+# --------------------------------------------------------------------------------------------
+# Decorators: mark an object for the registry of its kind; the registry finds the mark.
+# --------------------------------------------------------------------------------------------
+def _mark(obj: Any, kind: str, name: str) -> Any:
+    setattr(obj, _MARK, (kind, name))
+    return obj
+
+
+def method(name: str | None = None, *, kind: str = HEATMAP) -> Callable[[Callable], Method]:
+    """Register ``fn(model, x, targets, *, param=default, ...)`` as a method.
+
+    ``kind`` is ``"heatmap"`` (returns ``[B,h,w]``) or ``"point"`` (returns ``[B,2]``).
+    """
+
+    def wrap(fn: Callable) -> Method:
+        m = method_from_function(fn, name or fn.__name__, kind)
+        return _mark(m, "methods", m.name)
+
+    return wrap
+
+
+def _simple(kind: str) -> Callable[[str | None], Callable[[Any], Any]]:
+    def decorator(name: str | None = None) -> Callable[[Any], Any]:
+        def wrap(obj: Any) -> Any:
+            n = name or getattr(obj, "name", "") or obj.__name__
+            if kind == "benchmarks" and not getattr(obj, "name", ""):
+                obj.name = n
+            return _mark(obj, kind, n)
+
+        return wrap
+
+    return decorator
+
+
+model = _simple("models")
+dataset = _simple("datasets")
+benchmark = _simple("benchmarks")
+
+
+# --------------------------------------------------------------------------------------------
+class Registry:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.group = f"saliency_bench.{kind}"
+        self._entries: dict[str, Entry] = {}
+        self._broken: dict[str, str] = {}  # plugin name -> why it did not load
+        self._loaded = False
+
+    # -- filling ---------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for ep in entry_points(group=self.group):
+            dist = f" from {ep.dist.name}" if getattr(ep, "dist", None) else ""
+            source = f"entry point '{ep.name} = {ep.value}'{dist}"
+            try:
+                obj = ep.load()
+            except Exception as e:  # a broken plugin must not break the others
+                self._broken[ep.name] = f"{source} failed to load: {type(e).__name__}: {e}"
+                continue
+            self.add_from(obj, source, default_name=ep.name)
+
+    def add_from(self, obj: Any, source: str, default_name: str | None = None) -> list[str]:
+        """Register what ``obj`` contributes: a module's marked members, or one object."""
+        added: list[str] = []
+        if isinstance(obj, types.ModuleType):
+            for value in list(vars(obj).values()):
+                mark = None if isinstance(value, types.ModuleType) else getattr(value, _MARK, None)
+                if mark and mark[0] == self.kind:
+                    added.append(self.add(mark[1], value, source))
+            return added
+        mark = getattr(obj, _MARK, None)
+        if mark and mark[0] == self.kind:
+            return [self.add(mark[1], obj, source)]
+        name = default_name or getattr(obj, "__name__", str(obj))
+        if self.kind == "methods" and callable(obj) and not isinstance(obj, Method):
+            obj = method_from_function(obj, name, HEATMAP)
+        return [self.add(name, obj, source)]
+
+    def add(self, name: str, obj: Any, source: str) -> str:
+        self._load()
+        old = self._entries.get(name)
+        if old is not None:
+            if old.obj is obj:
+                return name
+            raise RegistryError(
+                f"{self.kind[:-1]} '{name}' is registered twice: by {old.source} and by {source}")
+        self._entries[name] = Entry(self.kind, name, obj, source)
+        return name
+
+    # -- reading ---------------------------------------------------------------------------
+    def names(self, pattern: str = "*") -> list[str]:
+        self._load()
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def entries(self) -> list[Entry]:
+        self._load()
+        return [self._entries[n] for n in sorted(self._entries)]
+
+    @property
+    def broken(self) -> dict[str, str]:
+        self._load()
+        return dict(self._broken)
+
+    def select(self, patterns: str | list[str] | None = "*", *, skip_broken: bool = False) -> list[str]:
+        """Names matching comma-separated shell wildcards, in registry order, no repeats.
+
+        A pattern that matches a plugin that failed to load raises :class:`PluginError`
+        naming it (unless ``skip_broken``); a pattern that matches nothing raises too.
+        """
+        self._load()
+        if patterns is None:
+            patterns = "*"
+        if isinstance(patterns, str):
+            patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+        chosen: list[str] = []
+        for pat in patterns:
+            broken = [b for b in self._broken if fnmatch.fnmatchcase(b, pat)]
+            if broken and not skip_broken:
+                raise PluginError("; ".join(self._broken[b] for b in broken))
+            hits = self.names(pat)
+            if not hits and not broken:
+                raise RegistryError(
+                    f"no {self.kind[:-1]} matches '{pat}'; known: {', '.join(self.names()) or 'none'}")
+            chosen += [h for h in hits if h not in chosen]
+        return chosen
+
+    def get(self, name: str) -> Any:
+        self._load()
+        if name not in self._entries:
+            if name in self._broken:
+                raise PluginError(self._broken[name])
+            self.select(name)  # raises with the list of known names, or names the broken plugin
+        return self._entries[name].obj
+
+    def source(self, name: str) -> str:
+        self._load()
+        return self._entries[name].source
+
+
+REGISTRIES: dict[str, Registry] = {k: Registry(k) for k in KINDS}
+methods, models, datasets, benchmarks = (REGISTRIES[k] for k in KINDS)
+
+
+def load_plugin_file(path: str | Path) -> dict[str, list[str]]:
+    """Import one Python file and register everything decorated in it (``--plugin FILE``)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise PluginError(f"plugin file {path} does not exist")
+    modname = f"saliency_bench_plugin_{path.stem}_{abs(hash(str(path))) & 0xFFFFFF:x}"
+    if modname in sys.modules:
+        mod = sys.modules[modname]
+    else:
+        spec = importlib.util.spec_from_file_location(modname, path)
+        assert spec and spec.loader
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except Exception as e:
+            del sys.modules[modname]
+            raise PluginError(f"plugin file {path} failed to load: {type(e).__name__}: {e}") from e
+    return {kind: reg.add_from(mod, f"plugin file {path}") for kind, reg in REGISTRIES.items()}
+
+
+# -- the doors ---------------------------------------------------------------------------------
+def list_methods(pattern: str = "*") -> list[str]:
+    return methods.names(pattern)
+
+
+def get_method(name: str, **params: Any) -> Method:
+    """The registered method ``name`` with ``params`` overriding its defaults."""
+    return methods.get(name).with_params(**params)
+
+
+def get_model(name: str, **kwargs: Any):
+    return models.get(name)(**kwargs)
+
+
+def get_dataset(name: str, *args: Any, **kwargs: Any):
+    return datasets.get(name)(*args, **kwargs)
+
+
+def get_benchmark(name: str, **options: Any) -> Benchmark:
+    return benchmarks.get(name)(**options)
