@@ -1,0 +1,251 @@
+"""COCO for the pointing game (Zhang et al., ECCV 2016), and the bundled sample.
+
+One sample per (image, category present in the image), id ``"{image_id}:{category name}"``.
+Ground truth (PROTOCOLS.md §2):
+
+* ``mask``: the union of the category's instance masks, decoded as ``COCO.annToMask`` does
+  (polygons and RLE through ``pycocotools.mask``), bool ``[H, W]``, in ``load(i)`` only.
+* ``boxes``: the category's boxes, float32 ``[N, 4]`` inclusive ``(x1, y1, x2, y2)`` in
+  original pixels (the VOC convention of :mod:`saliency_bench.contracts`): COCO's
+  ``[x, y, w, h]`` becomes ``x1 = x, y1 = y, x2 = x + w - 1, y2 = y + h - 1``, clipped to the image.
+* ``flags["difficult"]``: the total area of the category's boxes (sum of ``w * h``) is below
+  1/4 of the image area **and** at least one other category is present (the paper's wording).
+
+Crowd annotations (``iscrowd = 1``, one RLE region over a group of instances) are, by default
+(``crowd="include"``), ground truth like any other: the pixels are the category's, so a point on
+them is on the object, and the category counts as present. ``crowd="ignore"`` drops them before
+anything else (an image whose only annotation of a category is a crowd then has no sample for it,
+and neither the region nor the category counts towards "difficult"); describe() reports how many
+crowd annotations there were and what was done with them.
+
+Targets: ``{"coco": (contiguous index 0..79 of the category in id order,), "imagenet": the
+classes of :mod:`saliency_bench.datasets.coco_imagenet_map`}``. A model with a COCO head reads
+``coco``; an ImageNet model reads ``imagenet``, which is empty for categories ImageNet cannot
+score: those samples are kept and reported as not evaluable.
+
+Everything is indexed once at construction (plain lists, cheap to pickle for DataLoader
+workers); images are decoded and masks built in ``load(i)``.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import saliency_bench
+from saliency_bench.contracts import Dataset, Sample
+from saliency_bench.imageio import ImageError, load_rgb
+
+from ._common import LayoutError, clip_boxes, require
+from .coco_imagenet_map import COCO_TO_IMAGENET
+
+SAMPLE_ROOT = Path(__file__).parent / "sample"
+
+_LAYOUT = """  PATH/annotations/instances_SPLIT.json   (SPLIT: val2014, val2017, train2017 ...)
+  PATH/SPLIT/*.jpg                         (or PATH/images/SPLIT/*.jpg)"""
+
+
+def _ann_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """One annotation's mask, exactly as ``pycocotools.coco.COCO.annToMask``: polygons are
+    rasterised and merged, uncompressed RLE compressed, then decoded."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, list):  # polygons (one object may have several parts)
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE (crowds)
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
+    return mask_utils.decode(rle).astype(bool)
+
+
+class CocoDataset(Dataset):
+    """A COCO ``instances_*.json`` and its image folder as pointing-game samples."""
+
+    label_space = "coco"  # the native labels; targets also carry the "imagenet" mapping
+    label_spaces = ("coco", "imagenet")
+
+    def __init__(self, annotations: str | Path, images: str | Path, *, name: str = "coco",
+                 cap_per_category: int | None = None, crowd: str = "include") -> None:
+        self.name = name
+        self.annotation_file = Path(annotations)
+        self.image_dir = Path(images)
+        if crowd not in ("include", "ignore"):
+            raise ValueError(f"crowd must be 'include' or 'ignore', not '{crowd}'")
+        if cap_per_category is not None and int(cap_per_category) < 1:
+            raise ValueError(f"cap_per_category must be a positive number of images, not {cap_per_category}")
+        self.options = {"annotations": str(self.annotation_file), "images": str(self.image_dir),
+                        "cap_per_category": None if cap_per_category is None else int(cap_per_category),
+                        "crowd": crowd}
+        require(self.annotation_file, "COCO annotation file", _LAYOUT)
+        require(self.image_dir, "COCO image folder", _LAYOUT)
+        try:
+            data = json.loads(self.annotation_file.read_text())
+            images_json, anns_json, cats_json = data["images"], data["annotations"], data["categories"]
+        except (ValueError, KeyError, TypeError) as e:
+            # The whole file is unreadable: no sample can exist, so this is a dataset error.
+            raise ValueError(f"{self.annotation_file} is not a COCO instances file "
+                             f"(json with images, annotations, categories): {type(e).__name__}: {e}") from e
+        self._index(images_json, anns_json, cats_json, cap_per_category, crowd)
+
+    # -- indexing (once, at construction) ----------------------------------------------------
+    def _index(self, images_json: list, anns_json: list, cats_json: list,
+               cap: int | None, crowd: str) -> None:
+        cats = sorted(cats_json, key=lambda c: c["id"])
+        self.categories = [c["name"] for c in cats]
+        cat_name = {c["id"]: c["name"] for c in cats}
+        contiguous = {c["id"]: i for i, c in enumerate(cats)}
+        imgs = {im["id"]: im for im in images_json}
+
+        per_image: dict[int, dict[Any, list]] = defaultdict(lambda: defaultdict(list))
+        self.crowd_count = 0
+        orphans: list[dict] = []
+        for a in anns_json:
+            if a.get("iscrowd", 0):
+                self.crowd_count += 1
+                if crowd == "ignore":
+                    continue
+            if a.get("image_id") not in imgs:
+                orphans.append(a)
+                continue
+            per_image[a["image_id"]][a.get("category_id")].append(a)
+
+        # (image, category) pairs in image-id order; the cap keeps each category's first images.
+        self._records: list[dict] = []
+        taken: Counter = Counter()
+        self.capped: Counter = Counter()
+        for image_id in sorted(per_image):
+            im = imgs[image_id]
+            present = per_image[image_id]
+            for cid in sorted(present, key=lambda c: (c not in cat_name, contiguous.get(c, 0), str(c))):
+                anns = present[cid]
+                rec = {"image": im, "anns": anns, "others": len(present) - 1, "error": None}
+                if cid not in cat_name:
+                    rec.update(category=f"unknown category {cid}", coco=None,
+                               error=f"annotation {anns[0].get('id')} has category id {cid}, "
+                                     f"which {self.annotation_file.name} does not define")
+                else:
+                    name = cat_name[cid]
+                    if cap is not None and taken[name] >= int(cap):
+                        self.capped[name] += 1
+                        continue
+                    taken[name] += 1
+                    rec.update(category=name, coco=contiguous[cid])
+                self._records.append(rec)
+        for a in orphans:  # an annotation whose image the json does not list: reported, not lost
+            self._records.append({"image": {"id": a.get("image_id"), "file_name": None},
+                                  "anns": [a], "others": 0, "coco": None,
+                                  "category": cat_name.get(a.get("category_id"), "unknown"),
+                                  "error": f"annotation {a.get('id')} refers to image id "
+                                           f"{a.get('image_id')}, which the json does not list"})
+        self._ids = [f"{r['image']['id']}:{r['category']}" for r in self._records]
+        # Images with no annotation give no (image, category) pair; counted so none goes unseen.
+        self.unannotated = sorted(i for i in imgs if i not in per_image)
+
+    @property
+    def ids(self) -> list[str]:
+        return self._ids
+
+    # -- loading (per sample, in a worker) ---------------------------------------------------
+    def targets_of(self, category: str, coco_index: int | None) -> dict[str, tuple[int, ...]]:
+        mapped = COCO_TO_IMAGENET.get(category, ((), ""))[0]
+        return {"coco": () if coco_index is None else (coco_index,), "imagenet": tuple(mapped)}
+
+    def load(self, i: int) -> Sample:
+        rec = self._records[i]
+        im, anns = rec["image"], rec["anns"]
+        sample = Sample(id=self._ids[i], image=None, size=(int(im.get("height", 0) or 0), int(im.get("width", 0) or 0)),
+                        targets=self.targets_of(rec["category"], rec["coco"]), category=rec["category"],
+                        split="eval")
+        if rec["error"]:
+            sample.error = rec["error"]
+            return sample
+        try:
+            h, w = int(im["height"]), int(im["width"])
+            image = load_rgb(self.image_dir / im["file_name"])
+            if image.size != (w, h):
+                raise ImageError(f"{im['file_name']} is {image.size[0]}x{image.size[1]} but "
+                                 f"{self.annotation_file.name} says {w}x{h}")
+            mask = np.zeros((h, w), dtype=bool)
+            boxes, area = [], 0.0
+            for a in anns:
+                mask |= _ann_to_mask(a["segmentation"], h, w)
+                x, y, bw, bh = (float(v) for v in a["bbox"])
+                boxes.append((x, y, x + bw - 1, y + bh - 1))
+                area += bw * bh
+        except (ImageError, FileNotFoundError, KeyError, TypeError, ValueError) as e:
+            sample.error = f"{type(e).__name__}: {e}"
+            return sample
+        sample.boxes, _, _ = clip_boxes(np.asarray(boxes, np.float32), h, w)
+        sample.image, sample.size, sample.mask = image, (h, w), mask
+        sample.flags = {"difficult": bool(area < 0.25 * h * w and rec["others"] > 0)}
+        return sample
+
+    def describe(self) -> dict:
+        per_cat = Counter(r["category"] for r in self._records if r["error"] is None)
+        failed_at_index = [(self._ids[k], r["error"]) for k, r in enumerate(self._records) if r["error"]]
+        inet_missing = {c: COCO_TO_IMAGENET[c][1] for c in sorted(per_cat)
+                        if c in COCO_TO_IMAGENET and not COCO_TO_IMAGENET[c][0]}
+        return {
+            "dataset": self.name,
+            "samples": len(self._records),
+            "images": len({r["image"]["id"] for r in self._records}),
+            "per_category": dict(sorted(per_cat.items())),
+            "images_without_annotations": len(self.unannotated),
+            "categories_present": len(per_cat),
+            "difficult": self.difficult_counts()["difficult"],
+            "failed": len(failed_at_index),
+            "failed_reasons": dict(failed_at_index[:50]),
+            "not_evaluable": {"imagenet": {c: {"samples": per_cat[c], "why": why}
+                                           for c, why in inet_missing.items()}},
+            "crowd_annotations": {"count": self.crowd_count, "handling": self.options["crowd"]},
+            "capped_away": dict(sorted(self.capped.items())),
+            "options": dict(self.options),
+        }
+
+    def difficult_counts(self) -> dict[str, int]:
+        """How many samples are difficult, computed from the index alone (no decoding)."""
+        n = 0
+        for r in self._records:
+            if r["error"]:
+                continue
+            area = sum(float(a["bbox"][2]) * float(a["bbox"][3]) for a in r["anns"])
+            hw = float(r["image"]["height"]) * float(r["image"]["width"])
+            n += int(area < 0.25 * hw and r["others"] > 0)
+        return {"difficult": n, "all": sum(r["error"] is None for r in self._records)}
+
+
+def _find_split(root: Path, split: str) -> tuple[Path, Path]:
+    ann = root / "annotations" / f"instances_{split}.json"
+    require(root, "COCO folder", _LAYOUT)
+    require(ann, f"COCO annotations for split '{split}'", _LAYOUT)
+    for images in (root / split, root / "images" / split):
+        if images.is_dir():
+            return ann, images
+    raise LayoutError(f"COCO image folder for split '{split}' not found: {root / split} "
+                      f"(nor {root / 'images' / split})\nexpected layout:\n{_LAYOUT}")
+
+
+@saliency_bench.dataset("coco")
+def coco(path: str, *, split: str = "val2014", cap_per_category: int | None = None,
+         crowd: str = "include") -> CocoDataset:
+    """COCO instances (val2014, val2017, train2017 ...) via pycocotools: pointing-game samples.
+
+    ``cap_per_category=400`` keeps each category's first 400 images in image-id order (the
+    seed's COCO protocol); ``crowd`` is ``include`` (default) or ``ignore``.
+    """
+    ann, images = _find_split(Path(path).expanduser(), str(split))
+    return CocoDataset(ann, images, name="coco", cap_per_category=cap_per_category, crowd=crowd)
+
+
+@saliency_bench.dataset("sample")
+def sample(*, cap_per_category: int | None = None, crowd: str = "include") -> CocoDataset:
+    """The bundled sample: 39 freely licensed COCO train2017 images (see sample/CREDITS.md)."""
+    return CocoDataset(SAMPLE_ROOT / "instances.json", SAMPLE_ROOT / "images", name="sample",
+                       cap_per_category=cap_per_category, crowd=crowd)
+
+
+__all__ = ["CocoDataset", "coco", "sample", "LayoutError"]
