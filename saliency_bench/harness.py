@@ -1,7 +1,79 @@
-"""The harness: plan a run, compute heatmaps once (cached, resumable), score, store, publish."""
+"""The harness: plan a run, compute every heatmap once (cached, resumable), score, store, publish.
+
+One pass over each (model, dataset) decodes every sample once (in DataLoader workers) and
+hands each batch to every method that still needs it; each method's outputs go to the heatmap
+cache and are scored at once by every benchmark; outcomes, records and timings of a batch are
+written to the store in one transaction. The store's outcomes are the unit of resume: a run
+killed at any moment and started again with the same settings (same run id) computes only
+what has no outcome yet, reading heatmaps that reached the cache instead of recomputing them.
+"""
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import __version__, registry
+from .benchmarks.runtime import model_forward_backward, timed
+from .cache import HeatmapCache, safe
+from .contracts import HEATMAP, POINT, Benchmark, Method, MethodOutputError, Sample, check_output
+from .imageio import to_input
+from .models import default_device
+from .store import Store
+from .targets import as_target_tensor
+
+NOT_EVALUABLE = "not evaluable"
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+@dataclass
+class RunConfig:
+    """Everything a run depends on; ``--config FILE.toml`` uses the same names."""
+
+    methods: str = "*"
+    models: list[str] = field(default_factory=lambda: ["efficientnet_lite0"])
+    weights: dict[str, str] = field(default_factory=dict)
+    datasets: list[str] = field(default_factory=lambda: ["sample"])
+    split: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    benchmarks: str = "*"
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # method or "*" -> params
+    device: str | None = None
+    batch_size: int = 16
+    workers: int = 2
+    runs_dir: str = "runs"
+    run_id: str | None = None
+    seed: int = 0
+    leaderboard_dir: str | None = None
+    cache_dtype: str = "float16"
+    gallery: int = 3  # samples per method drawn in the HTML leaderboard
+    quiet: bool = False
+
+    def result_settings(self) -> dict:
+        """The settings that decide the results (and so the default run id)."""
+        keys = ("methods", "models", "weights", "datasets", "split", "dataset_options", "limit",
+                "benchmarks", "params", "seed")
+        return {k: getattr(self, k) for k in keys}
+
+    def default_run_id(self) -> str:
+        blob = json.dumps(self.result_settings(), sort_keys=True, default=str)
+        return "run-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,12 +93,451 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=None, help="samples per method call (default 16)")
     p.add_argument("--workers", type=int, default=None, help="data loader workers (default 2)")
-    p.add_argument("--runs-dir", default=None, help="where runs and the heatmap cache live (default: runs)")
-    p.add_argument("--run-id", default=None, help="name of the run directory (default: from the settings)")
+    p.add_argument("--runs-dir", default=None, help="where runs, the store and the heatmap cache live (default: runs)")
+    p.add_argument("--run-id", default=None, help="name of the run (default: derived from the settings)")
     p.add_argument("--seed", type=int, default=None, help="seed for methods, splits and bootstrap (default 0)")
+    p.add_argument("--cache-dtype", choices=("float16", "float32"), default=None,
+                   help="how heatmaps are cached (default float16, scaled)")
     p.add_argument("--leaderboard-dir", default=None, help="also write the leaderboard files here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    from .cli import parse_params, parse_value
+
+    cfg = RunConfig()
+    if getattr(args, "config", None):
+        data = tomllib.loads(Path(args.config).read_text())
+        aliases = {"model": "models", "dataset": "datasets", "method": "methods", "benchmark": "benchmarks"}
+        for key, value in data.items():
+            key = aliases.get(key, key).replace("-", "_")
+            if not hasattr(cfg, key):
+                raise ValueError(f"{args.config}: unknown setting '{key}'")
+            if key in ("models", "datasets") and isinstance(value, str):
+                value = [v.strip() for v in value.split(",")] if key == "models" else [value]
+            setattr(cfg, key, value)
+    if args.methods is not None:
+        cfg.methods = args.methods
+    if args.model is not None:
+        cfg.models = [m.strip() for m in args.model.split(",") if m.strip()]
+    for w in args.weights or ():
+        name, sep, path = w.partition("=")
+        if sep and not os.path.exists(w):
+            cfg.weights[name] = path
+        elif len(cfg.models) == 1:
+            cfg.weights[cfg.models[0]] = w
+        else:
+            raise ValueError(f"--weights {w}: with several models write MODEL=PATH")
+    if args.dataset:
+        cfg.datasets = list(args.dataset)
+    for opt in ("split", "limit", "device", "batch_size", "workers", "runs_dir", "run_id", "seed",
+                "leaderboard_dir", "cache_dtype"):
+        if getattr(args, opt, None) is not None:
+            setattr(cfg, opt, getattr(args, opt))
+    if args.benchmarks is not None:
+        cfg.benchmarks = args.benchmarks
+    for item in args.dataset_option or ():
+        k, _, v = item.partition("=")
+        cfg.dataset_options[k.strip()] = parse_value(v)
+    for scope, values in parse_params(args.param).items():
+        cfg.params.setdefault(scope, {}).update(values)
+    cfg.quiet = bool(args.quiet)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# Plan
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    methods: list[Method]
+    benchmarks: list[Benchmark]
+    skipped: list[str]
+
+
+def make_plan(cfg: RunConfig) -> Plan:
+    from .cli import params_for
+
+    default_m = cfg.methods in ("*", "", None)
+    names = registry.methods.select(cfg.methods, skip_broken=default_m)
+    methods = []
+    for n in names:
+        m = registry.methods.get(n)
+        methods.append(m.with_params(**params_for(n, cfg.params, m.defaults)))
+    unknown_scopes = set(cfg.params) - {"*"} - set(names)
+    if unknown_scopes:
+        raise ValueError(f"parameters given for method(s) not in the run: {', '.join(sorted(unknown_scopes))}")
+    default_b = cfg.benchmarks in ("*", "", None)
+    benches = [registry.get_benchmark(b, seed=cfg.seed)
+               for b in registry.benchmarks.select(cfg.benchmarks, skip_broken=default_b)]
+    skipped = [f"{m.name} x {b.name}: a {m.kind} method cannot be scored by {b.name}"
+               for m in methods for b in benches if m.kind not in b.accepts]
+    broken = [f"plugin {k}: {v}" for reg in (registry.methods, registry.benchmarks) for k, v in reg.broken.items()]
+    return Plan(methods, benches, skipped + broken)
+
+
+def open_dataset(spec: str, cfg: RunConfig):
+    name, sep, path = spec.partition(":")
+    factory = registry.datasets.get(name)
+    kwargs = dict(cfg.dataset_options)
+    if cfg.split is not None:
+        kwargs["split"] = cfg.split
+    accepted = _kwnames(factory)
+    if not _takes_kwargs(factory):
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            raise ValueError(f"dataset '{name}' has no option {', '.join(unknown)}; it takes: "
+                             f"{', '.join(sorted(accepted - {'path'})) or 'none'}")
+    if "seed" in accepted:
+        kwargs.setdefault("seed", cfg.seed)
+    ds = factory(path, **kwargs) if sep else factory(**kwargs)
+    key = f"{name}-" + hashlib.sha256(json.dumps([path, kwargs], sort_keys=True, default=str).encode()).hexdigest()[:8]
+    display = getattr(ds, "name", "") or name
+    return ds, display, key
+
+
+def _kwnames(fn) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _takes_kwargs(fn) -> bool:
+    import inspect
+
+    try:
+        return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Loading (DataLoader workers decode and resize; the main process computes)
+# --------------------------------------------------------------------------------------------
+class _Loaded(torch.utils.data.Dataset):
+    def __init__(self, ds, indices: Sequence[int], size: tuple[int, int]) -> None:
+        self.ds, self.indices, self.size = ds, list(indices), size
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> tuple[int, Sample, torch.Tensor | None]:
+        i = self.indices[k]
+        try:
+            s = self.ds.load(i)
+        except Exception as e:  # an adapter bug must cost one sample, not the run
+            s = Sample(id=self.ds.ids[i], image=None, size=(0, 0), targets={}, category="?",
+                       error=f"loading failed: {type(e).__name__}: {e}")
+        x = None
+        if s.error is None:
+            try:
+                x = to_input(s.image, self.size)
+            except Exception as e:
+                s.error = f"resizing failed: {type(e).__name__}: {e}"
+        s.image = None  # the decoded original stays in the worker
+        return i, s, x
+
+
+def _collate(batch: list) -> list:
+    return batch
+
+
+# --------------------------------------------------------------------------------------------
+# Calling a method, with failures isolated to the samples that caused them
+# --------------------------------------------------------------------------------------------
+@dataclass
+class CallResult:
+    outputs: list[np.ndarray | None]
+    reasons: list[str | None]
+    info: list[dict]
+    timing: tuple[float, int] | None  # (seconds, peak bytes) of the whole batch call
+
+
+def call_method(method: Method, model, x: torch.Tensor, targets: torch.Tensor) -> CallResult:
+    b = x.shape[0]
+    try:
+        (maps, info), seconds, peak = timed(lambda: method.explain(model, x, targets), x.device)
+        bad = check_output(method, maps, b)
+    except MethodOutputError as e:
+        return CallResult([None] * b, [str(e)] * b, [{} for _ in range(b)], None)
+    except Exception as e:
+        if b == 1:
+            reason = f"method '{method.name}' raised {type(e).__name__}: {e}"
+            return CallResult([None], [reason], [{}], None)
+        parts = [call_method(method, model, x[i:i + 1], targets[i:i + 1]) for i in range(b)]
+        return CallResult([p.outputs[0] for p in parts], [p.reasons[0] for p in parts],
+                          [p.info[0] for p in parts], None)
+    maps = maps.detach()
+    if method.kind == HEATMAP:
+        maps = F.interpolate(maps[:, None].float(), size=tuple(x.shape[-2:]), mode="bilinear",
+                             align_corners=False)[:, 0]
+    arr = maps.float().cpu().numpy()
+    per_info = [{} for _ in range(b)]
+    for k, v in info.items():
+        vals = v.detach().cpu().tolist() if isinstance(v, torch.Tensor) else list(v)
+        if len(vals) == b:
+            for i in range(b):
+                per_info[i][k] = vals[i]
+    outputs = [None if i in bad else arr[i] for i in range(b)]
+    reasons = [bad.get(i) for i in range(b)]
+    return CallResult(outputs, reasons, per_info, (seconds, peak))
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+def _meta(device: torch.device) -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+    except Exception:
+        commit = ""
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {"saliency_bench": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "git_commit": commit, "device": str(device), "device_name": dev}
+
+
+class Runner:
+    def __init__(self, cfg: RunConfig, console=None) -> None:
+        from rich.console import Console
+
+        self.cfg = cfg
+        self.console = console or Console()
+        self.plan = make_plan(cfg)
+        self.run_id = cfg.run_id or cfg.default_run_id()
+        self.runs_dir = Path(cfg.runs_dir)
+        self.run_dir = self.runs_dir / self.run_id
+        self.device = torch.device(cfg.device or default_device())
+        self.rank, self.world = 0, 1
+
+    # -- stores: one per runs directory (see store.py) ---------------------------------------
+    def open_store(self) -> Store:
+        return Store(self.runs_dir / "store.sqlite")
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        store = self.open_store()
+        settings = asdict(cfg) | {"run_id": self.run_id,
+                                  "methods_resolved": {m.name: m.params for m in self.plan.methods},
+                                  "benchmarks_resolved": [b.name for b in self.plan.benchmarks]}
+        store.start_run(self.run_id, settings, _meta(self.device))
+        for line in self.plan.skipped:
+            self.console.print(f"[yellow]skipped[/yellow] {line}")
+        torch.manual_seed(cfg.seed)
+        for model_name in cfg.models:
+            model = registry.get_model(model_name, weights=cfg.weights.get(model_name), device=str(self.device))
+            for spec in cfg.datasets:
+                ds, display, ds_key = open_dataset(spec, cfg)
+                self.pass_over(store, model, ds, display, ds_key)
+                self.summarize(store, model, display)
+                self.draw_gallery(store, model, ds, display, ds_key)
+        store.finish_run(self.run_id)
+        store.close()
+        from .leaderboard import write_leaderboard
+
+        written = write_leaderboard(self.run_dir, out=cfg.leaderboard_dir, console=self.console)
+        self.console.print(f"run {self.run_id}: leaderboard written to "
+                           + ", ".join(str(p) for p in written))
+        return self.run_dir
+
+    def shard(self, indices: list[int]) -> list[int]:
+        return indices[self.rank::self.world]
+
+    def pass_over(self, store: Store, model, ds, display: str, ds_key: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        cfg = self.cfg
+        n = len(ds) if cfg.limit is None else min(len(ds), cfg.limit)
+        ids = list(ds.ids[:n])
+        model_key = f"{model.name}-{model.digest}"
+        caches = {m.name: HeatmapCache(self.runs_dir / "cache", model_key, ds_key, m.key, cfg.cache_dtype)
+                  for m in self.plan.methods}
+        todo = {}
+        for m in self.plan.methods:
+            done = store.done_ids(self.run_id, model.name, display, m.name)
+            todo[m.name] = set(self.shard([i for i, sid in enumerate(ids) if sid not in done]))
+        indices = sorted(set().union(*todo.values())) if todo else []
+        if not indices:
+            return
+        self._measure_model(store, model, display, ds, indices)
+        loader = torch.utils.data.DataLoader(
+            _Loaded(ds, indices, model.input_size), batch_size=cfg.batch_size, shuffle=False,
+            num_workers=cfg.workers, collate_fn=_collate, persistent_workers=False)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("eta"), TimeRemainingColumn())
+        with Progress(*columns, console=self.console, disable=cfg.quiet, transient=False) as progress:
+            tasks = {m.name: progress.add_task(f"{m.name} | {model.name} | {display}", total=len(todo[m.name]))
+                     for m in self.plan.methods}
+            for batch in loader:
+                self._batch(store, model, display, batch, todo, caches, progress, tasks)
+
+    def _measure_model(self, store: Store, model, display: str, ds, indices: list[int]) -> None:
+        """The model's own forward+backward at the run's batch size, on real inputs."""
+        if not any(getattr(b, "timing", False) for b in self.plan.benchmarks):
+            return
+        xs, ts = [], []
+        for i in indices:
+            s = _Loaded(ds, [i], model.input_size)[0]
+            t = s[1].target_in(model.label_space)
+            if s[2] is not None and t:
+                xs.append(s[2])
+                ts.append(t)
+            if len(xs) == min(self.cfg.batch_size, len(indices)):
+                break
+        if not xs:
+            return
+        reps = self.cfg.batch_size
+        x = model.preprocess(torch.stack([xs[k % len(xs)] for k in range(reps)]))
+        targets = as_target_tensor([ts[k % len(ts)] for k in range(reps)], device=x.device)
+        fb = model_forward_backward(model, x, targets)
+        store.set_metrics(self.run_id, model.name, display, "__model__", "runtime",
+                          fb | {"device": str(self.device), "rank": self.rank})
+
+    def _batch(self, store: Store, model, display: str, batch: list, todo: dict, caches: dict, progress,
+               tasks: dict) -> None:
+        samples = [s for _, s, _ in batch]
+        store.add_samples(self.run_id, model.name, display,
+                          [(s.id, i, s.category, s.split, s.flags) for i, s, _ in batch])
+        pre_fail: dict[int, str] = {}
+        for k, (_, s, x) in enumerate(batch):
+            if s.error is not None:
+                pre_fail[k] = s.error
+            elif not s.target_in(model.label_space):
+                pre_fail[k] = (f"{NOT_EVALUABLE}: category '{s.category}' has no class in the label space "
+                               f"'{model.label_space}' of model '{model.name}'")
+        good = [k for k in range(len(batch)) if k not in pre_fail]
+        x_all = model.preprocess(torch.stack([batch[k][2] for k in good])) if good else None
+        t_all = as_target_tensor([samples[k].target_in(model.label_space) for k in good],
+                                 device=self.device) if good else None
+        for method in self.plan.methods:
+            mine = [k for k, (i, _, _) in enumerate(batch) if i in todo[method.name]]
+            if not mine:
+                continue
+            cache = caches[method.name]
+            outcomes: list[tuple] = [(samples[k].id, False, pre_fail[k], {}) for k in mine if k in pre_fail]
+            run_ks = [k for k in mine if k not in pre_fail]
+            cached = cache.get_many([samples[k].id for k in run_ks])
+            compute = [k for k in run_ks if samples[k].id not in cached]
+            outputs: dict[int, np.ndarray] = {k: cached[samples[k].id].output for k in run_ks
+                                              if samples[k].id in cached}
+            timing = None
+            if compute:
+                rows = torch.tensor([good.index(k) for k in compute], device=self.device)
+                res = call_method(method, model, x_all.index_select(0, rows), t_all.index_select(0, rows))
+                ok_ids, ok_maps = [], []
+                for j, k in enumerate(compute):
+                    if res.outputs[j] is None:
+                        outcomes.append((samples[k].id, False, res.reasons[j], res.info[j]))
+                    else:
+                        outputs[k] = res.outputs[j]
+                        ok_ids.append(samples[k].id)
+                        ok_maps.append(res.outputs[j])
+                        outcomes.append((samples[k].id, True, None, res.info[j]))
+                if ok_ids:
+                    cache.put(ok_ids, np.stack(ok_maps), [True] * len(ok_ids), [None] * len(ok_ids))
+                if res.timing is not None:
+                    timing = (str(self.device), samples[compute[0]].id, len(compute), res.timing[0],
+                              res.timing[1], self.rank)
+            outcomes += [(samples[k].id, True, None, {}) for k in run_ks if k not in compute]
+            records = []
+            ok_ks = sorted(outputs)
+            for bench in self.plan.benchmarks:
+                if getattr(bench, "timing", False) or method.kind not in bench.accepts:
+                    continue
+                ks = [k for k in ok_ks if bench.applies_to(samples[k])]
+                if not ks:
+                    continue
+                recs = bench.score_batch([samples[k] for k in ks], np.stack([outputs[k] for k in ks]),
+                                         model.input_size)
+                records += [(bench.name, samples[k].id, r) for k, r in zip(ks, recs)]
+            store.write_batch(self.run_id, model.name, display, method.name, outcomes, records, timing)
+            progress.advance(tasks[method.name], len(mine))
+
+    def draw_gallery(self, store: Store, model, ds, display: str, ds_key: str) -> None:
+        """Overlays of the first few samples that every method explained, for the HTML page."""
+        from .imageio import overlay
+
+        if self.cfg.gallery <= 0 or self.rank != 0:
+            return
+        ok = None
+        for m in self.plan.methods:
+            ids = {o["id"] for o in store.outcomes(self.run_id, model.name, display, m.name) if o["ok"]}
+            ok = ids if ok is None else ok & ids
+        meta = store.samples(self.run_id, model.name, display)
+        chosen = [sid for sid in meta if sid in (ok or set())][: self.cfg.gallery]
+        folder = self.run_dir / "gallery" / safe(model.name) / safe(display)
+        folder.mkdir(parents=True, exist_ok=True)
+        model_key = f"{model.name}-{model.digest}"
+        for sid in chosen:
+            sample = ds.load(meta[sid]["idx"])
+            if sample.error is not None:
+                continue
+            w, h = sample.image.size
+            ih, iw = model.input_size
+            for m in self.plan.methods:
+                cached = HeatmapCache(self.runs_dir / "cache", model_key, ds_key, m.key,
+                                      self.cfg.cache_dtype).get_many([sid]).get(sid)
+                if cached is None or cached.output is None:
+                    continue
+                if m.kind == POINT:
+                    x, y = cached.output
+                    pic = overlay(sample.image, point=(x * w / iw, y * h / ih))
+                else:
+                    pic = overlay(sample.image, cached.output)
+                pic.thumbnail((2 * 110 * w // max(h, 1), 110))
+                pic.save(folder / f"{safe(sid)}__{safe(m.name)}.jpg", quality=85)
+
+    # -- summaries -------------------------------------------------------------------------
+    def summarize(self, store: Store, model, display: str) -> None:
+        summarize_into(store, self.run_id, model.name, display, self.plan)
+
+
+def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Plan) -> None:
+    meta = store.samples(run_id, model, dataset)
+    fb = next((m["metrics"] for m in store.metrics(run_id)
+               if m["model"] == model and m["dataset"] == dataset and m["method"] == "__model__"), None)
+    for method in plan.methods:
+        outs = store.outcomes(run_id, model, dataset, method.name)
+        not_eval = sum(1 for o in outs if not o["ok"] and (o["reason"] or "").startswith(NOT_EVALUABLE))
+        failed = [o for o in outs if not o["ok"] and not (o["reason"] or "").startswith(NOT_EVALUABLE)]
+        coverage = {"scored": sum(o["ok"] for o in outs), "failed": len(failed), "not_evaluable": not_eval,
+                    "total": len(outs), "failures": [{"id": o["id"], "reason": o["reason"]} for o in failed[:50]]}
+        diags = [o["info"] for o in outs if o["ok"] and o["info"]]
+        if diags:
+            coverage["diagnostics"] = _diagnostics(diags)
+        store.set_metrics(run_id, model, dataset, method.name, "coverage", coverage)
+        for bench in plan.benchmarks:
+            if method.kind not in bench.accepts:
+                continue
+            if getattr(bench, "timing", False):
+                metrics = bench.summarize_timings(store.timings(run_id, model, dataset, method.name), fb)
+            else:
+                recs = store.records(run_id, model, dataset, method.name, bench.name)
+                ids = [i for i in recs if i in meta]
+                metrics = bench.summarize([recs[i] for i in ids], [meta[i] for i in ids])
+            store.set_metrics(run_id, model, dataset, method.name, bench.name, metrics)
+
+
+def _diagnostics(infos: list[dict]) -> dict:
+    """Per-method summary of per-sample diagnostics: mean of numbers, counts of flags."""
+    out: dict[str, Any] = {}
+    for key in sorted({k for d in infos for k in d}):
+        vals = [d[k] for d in infos if k in d]
+        if all(isinstance(v, bool) for v in vals):
+            out[key] = {"true": sum(vals), "false": len(vals) - sum(vals)}
+        elif all(isinstance(v, (int, float)) for v in vals):
+            arr = np.asarray(vals, dtype=float)
+            out[key] = {"mean": float(np.nanmean(arr)) if np.isfinite(arr).any() else None,
+                        "nan": int((~np.isfinite(arr)).sum())}
+    return out
+
+
 def run_from_args(args: argparse.Namespace) -> int:
-    raise SystemExit("saliency-bench run: the harness is being built (issue 7)")
+    cfg = config_from_args(args)
+    Runner(cfg).run()
+    return 0

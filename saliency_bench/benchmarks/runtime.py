@@ -1,0 +1,95 @@
+"""Runtime (PROTOCOLS.md §4): images/s and ms/image per (method, model, device, batch size).
+
+Every method call of a run is timed, the device synchronised before the clock is read, and
+its peak device memory recorded (``timings`` in the store). The first call of each
+(method, model, dataset) is the warm-up and is left out when there are later calls. Beside
+it, the model's own forward+backward images/s is measured at the same batch size in the same
+run, so a method's cost reads as "passes per image".
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Sequence
+
+import torch
+
+from ..contracts import HEATMAP, POINT, Benchmark
+from ..registry import benchmark
+from ..targets import target_score
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float, int]:
+    """Run ``fn`` once: (result, seconds, peak device bytes or 0 on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    synchronize(device)
+    t0 = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    seconds = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    return out, seconds, peak
+
+
+def model_forward_backward(model, x: torch.Tensor, targets: torch.Tensor, repeats: int = 5,
+                           warmup: int = 2) -> dict:
+    """The model's own forward+backward (input gradient of the target score), images/s."""
+
+    def step() -> None:
+        xi = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            torch.autograd.grad(target_score(model.net(xi), targets).sum(), xi)
+
+    for _ in range(warmup):
+        step()
+    times = [timed(step, x.device)[1] for _ in range(repeats)]
+    med = statistics.median(times)
+    return {"images_per_s": x.shape[0] / med, "seconds": times, "batch_size": int(x.shape[0])}
+
+
+@benchmark("runtime")
+class Runtime(Benchmark):
+    """Images/s, ms/image, spread, peak memory and passes per image, from the run's own calls."""
+
+    name = "runtime"
+    accepts = (HEATMAP, POINT)
+    columns = ("images_per_s", "ms_per_image", "passes_per_image", "peak_mem_mb")
+    timing = True  # fed with the store's timings, not with per-sample outputs
+
+    def summarize_timings(self, timings: Sequence[dict], model_fb: dict | None) -> dict[str, dict]:
+        if not timings:
+            return {c: {"value": None, "ci": None, "n": 0, "unit": "", "note": "no timed calls"}
+                    for c in self.columns}
+        timings = sorted(timings, key=lambda t: (t.get("rank") or 0, t["batch_first"]))
+        measured = timings[1:] if len(timings) > 1 else timings
+        per_image = sorted(t["seconds"] / max(1, t["batch_size"]) for t in measured)
+        med = statistics.median(per_image)
+        lo, hi = per_image[0], per_image[-1]
+        n = sum(t["batch_size"] for t in measured)
+        device = timings[0]["device"]
+        bs = max(t["batch_size"] for t in timings)
+        note = f"{device}, batch {bs}, {len(measured)} timed calls" + (
+            "" if len(timings) > 1 else " (no warm-up call: a single batch)")
+        out = {
+            "images_per_s": {"value": 1.0 / med, "ci": [1.0 / hi, 1.0 / lo], "n": n, "unit": "img/s",
+                             "note": note},
+            "ms_per_image": {"value": 1000 * med, "ci": [1000 * lo, 1000 * hi], "n": n, "unit": "ms",
+                             "note": "median over calls; interval = fastest..slowest call"},
+            "peak_mem_mb": {"value": max(t["peak_bytes"] for t in timings) / 2**20 if device.startswith("cuda")
+                            else None, "ci": None, "n": n, "unit": "MiB",
+                            "note": "peak device memory" if device.startswith("cuda") else "CPU: not measured"},
+        }
+        if model_fb:
+            fb = model_fb["images_per_s"]
+            out["passes_per_image"] = {
+                "value": fb * med, "ci": None, "n": n, "unit": "",
+                "note": f"model forward+backward {fb:.1f} img/s at batch {model_fb['batch_size']}"}
+        else:
+            out["passes_per_image"] = {"value": None, "ci": None, "n": n, "unit": "", "note": ""}
+        return out

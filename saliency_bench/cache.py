@@ -1,0 +1,91 @@
+"""The heatmap cache: every heatmap is computed once and reused by every benchmark and run.
+
+Layout: ``<root>/<model>-<weights digest>/<dataset key>/<method key>/<batch>.npz``, one file
+per computed batch, holding the sample ids, the maps (or points) and per-sample status.
+A file is written to a temporary name and renamed into place, so a run killed at any moment
+(SIGKILL included) leaves only whole files; a resumed run reads them and computes the rest.
+
+Heatmaps are stored at the network input size as float16 after division by their largest
+absolute value (positive scaling changes no benchmark's result; float16 keeps 11 significant
+bits, so maxima closer than 1 part in 2048 become ties). ``dtype="float32"`` keeps them as
+computed. Points are always float32.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+def safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)[:120]
+
+
+@dataclass
+class Cached:
+    ok: bool
+    reason: str | None
+    output: np.ndarray | None  # float32 heatmap [H,W] or point [2]
+
+
+class HeatmapCache:
+    def __init__(self, root: str | Path, model_key: str, dataset_key: str, method_key: str,
+                 dtype: str = "float16") -> None:
+        self.dir = Path(root) / safe(model_key) / safe(dataset_key) / safe(method_key)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dtype = dtype
+        self._index: dict[str, tuple[Path, int]] | None = None
+
+    def _scan(self) -> dict[str, tuple[Path, int]]:
+        if self._index is None:
+            self._index = {}
+            for f in sorted(self.dir.glob("*.npz")):
+                try:
+                    with np.load(f) as z:
+                        ids = [str(s) for s in z["ids"]]
+                except Exception:  # a foreign or damaged file: ignore it, recompute its samples
+                    continue
+                for row, sid in enumerate(ids):
+                    self._index[sid] = (f, row)
+        return self._index
+
+    def __contains__(self, sample_id: str) -> bool:
+        return sample_id in self._scan()
+
+    def get_many(self, ids: list[str]) -> dict[str, Cached]:
+        index = self._scan()
+        by_file: dict[Path, list[tuple[str, int]]] = {}
+        for sid in ids:
+            if sid in index:
+                f, row = index[sid]
+                by_file.setdefault(f, []).append((sid, row))
+        out: dict[str, Cached] = {}
+        for f, rows in by_file.items():
+            with np.load(f) as z:
+                maps, ok, reasons, scale = z["maps"], z["ok"], z["reasons"], z["scale"]
+                for sid, row in rows:
+                    m = maps[row].astype(np.float32) * np.float32(scale[row])
+                    out[sid] = Cached(bool(ok[row]), str(reasons[row]) or None, m if ok[row] else None)
+        return out
+
+    def put(self, ids: list[str], outputs: np.ndarray, ok: list[bool], reasons: list[str | None]) -> None:
+        """Store a batch: ``outputs[i]`` is sample ``ids[i]``'s float32 map (or point)."""
+        outputs = np.asarray(outputs, dtype=np.float32)
+        scale = np.ones(len(ids), np.float32)
+        if outputs.ndim == 3 and self.dtype == "float16":
+            peak = np.abs(outputs).reshape(len(ids), -1).max(axis=1) if len(ids) else scale
+            scale = np.where(np.isfinite(peak) & (peak > 0), peak, 1.0).astype(np.float32)
+            outputs = np.nan_to_num(outputs / scale[:, None, None]).astype(np.float16)
+        name = hashlib.sha256("\0".join(ids).encode()).hexdigest()[:16]
+        final = self.dir / f"{name}.npz"
+        tmp = self.dir / f".{name}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, ids=np.array(ids), maps=outputs, ok=np.array(ok, bool),
+                 reasons=np.array([r or "" for r in reasons]), scale=scale)
+        os.replace(tmp, final)
+        if self._index is not None:
+            for row, sid in enumerate(ids):
+                self._index[sid] = (final, row)

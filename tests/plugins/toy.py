@@ -1,0 +1,91 @@
+"""A plugin file for the harness tests: a tiny synthetic dataset with boxes and masks, a tiny
+model, and methods that misbehave on purpose. Loaded with ``--plugin`` / load_plugin_file."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+import saliency_bench
+from saliency_bench.contracts import ClassInfo, Dataset, Model, Sample
+
+
+class ToyDataset(Dataset):
+    """``n`` 64x48 images, each with a bright square whose box is the ground truth; every third
+    sample's image is 'corrupt' (load error); category alternates between two classes."""
+
+    name = "toy"
+
+    def __init__(self, n: int = 10, seed: int = 0) -> None:
+        self.n, self.seed = n, seed
+
+    @property
+    def ids(self) -> list[str]:
+        return [f"toy{i:03d}" for i in range(self.n)]
+
+    def load(self, i: int) -> Sample:
+        rng = np.random.default_rng(i)
+        img = (rng.random((48, 64, 3)) * 60).astype(np.uint8)
+        x0, y0 = 8 + (i * 7) % 30, 6 + (i * 5) % 20
+        img[y0:y0 + 16, x0:x0 + 16] = 250
+        if i == 4:  # a bright top-left corner: the misbehaving methods below react to it
+            img[:4, :4] = 255
+        mask = np.zeros((48, 64), bool)
+        mask[y0:y0 + 16, x0:x0 + 16] = True
+        s = Sample(id=self.ids[i], image=Image.fromarray(img), size=(48, 64),
+                   targets={"imagenet": (i % 2,)}, category=f"class{i % 2}",
+                   boxes=np.array([[x0, y0, x0 + 15, y0 + 15]], np.float32), mask=mask,
+                   flags={"difficult": i % 4 == 0}, split="heldout" if i % 2 else "eval")
+        if i % 3 == 2:
+            s.image, s.error = None, f"cannot decode image toy{i:03d}.jpg: truncated file"
+        return s
+
+
+@saliency_bench.dataset("toy")
+def toy(*, n: int = 10, seed: int = 0) -> ToyDataset:
+    """A synthetic dataset for tests."""
+    return ToyDataset(n, seed)
+
+
+@saliency_bench.model("toy_net")
+def toy_net(weights: str | None = None, device: str = "cpu") -> Model:
+    """A tiny conv net with two classes."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 2))
+    return Model(name="toy_net", net=net.to(device), input_size=(32, 32), mean=(0.5, 0.5, 0.5),
+                 std=(0.25, 0.25, 0.25), classes=[ClassInfo(0, "c0", "zero"), ClassInfo(1, "c1", "one")],
+                 roles={"gradcam": "1"}, digest="toy")
+
+
+@saliency_bench.method("brightness")
+def brightness(model, x, targets, *, power: float = 1.0):
+    """Saliency = pixel brightness (a deterministic, model-free map)."""
+    return x.mean(1).sub(x.mean(1).amin(dim=(1, 2), keepdim=True)).pow(power)
+
+
+def _bright_corner(x: torch.Tensor) -> torch.Tensor:
+    return x[:, :, 0, 0].mean(1) > 1.5  # normalised: (255/255 - 0.5) / 0.25 = 2
+
+
+@saliency_bench.method("nan_on_corner")
+def nan_on_corner(model, x, targets):
+    """Brightness, but NaN for a sample whose top-left corner is bright."""
+    out = brightness.fn(model, x, targets)
+    out[_bright_corner(x)] = float("nan")
+    return out
+
+
+@saliency_bench.method("raise_on_corner")
+def raise_on_corner(model, x, targets):
+    """Brightness, but raises for a batch that holds a sample with a bright top-left corner."""
+    if bool(_bright_corner(x).any()):
+        raise RuntimeError("bright corner")
+    return brightness.fn(model, x, targets)
+
+
+@saliency_bench.method("wrong_shape")
+def wrong_shape(model, x, targets):
+    """Returns a map without the batch dimension."""
+    return x.mean(1)[0]
