@@ -103,10 +103,12 @@ class CocoDataset(Dataset):
         per_image: dict[int, dict[Any, list]] = defaultdict(lambda: defaultdict(list))
         self.crowd_count = 0
         orphans: list[dict] = []
+        crowd_pairs: set = set()
         for a in anns_json:
             if a.get("iscrowd", 0):
                 self.crowd_count += 1
                 if crowd == "ignore":
+                    crowd_pairs.add((a.get("image_id"), a.get("category_id")))
                     continue
             if a.get("image_id") not in imgs:
                 orphans.append(a)
@@ -142,6 +144,8 @@ class CocoDataset(Dataset):
                                   "error": f"annotation {a.get('id')} refers to image id "
                                            f"{a.get('image_id')}, which the json does not list"})
         self._ids = [f"{r['image']['id']}:{r['category']}" for r in self._records]
+        # With crowds ignored, an (image, category) seen only as a crowd has no sample: counted.
+        self.crowd_only = sum(1 for im_id, cid in crowd_pairs if cid not in per_image.get(im_id, {}))
         # Images with no annotation give no (image, category) pair; counted so none goes unseen.
         self.unannotated = sorted(i for i in imgs if i not in per_image)
 
@@ -202,6 +206,7 @@ class CocoDataset(Dataset):
             "not_evaluable": {"imagenet": {c: {"samples": per_cat[c], "why": why}
                                            for c, why in inet_missing.items()}},
             "crowd_annotations": {"count": self.crowd_count, "handling": self.options["crowd"]},
+            "crowd_only_pairs_dropped": self.crowd_only,
             "capped_away": dict(sorted(self.capped.items())),
             "options": dict(self.options),
         }
