@@ -1,0 +1,97 @@
+"""The model zoo: the embedded model's weights and accuracy, layer roles, missing weights."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from saliency_bench.imageio import load_rgb, to_input
+from saliency_bench.models import WeightsNotFound, imagenet_classes
+from saliency_bench.registry import get_model, load_plugin_file
+
+
+def test_imagenet_classes_follow_sorted_wordnet_ids():
+    classes = imagenet_classes()
+    assert len(classes) == 1000
+    assert [c.wnid for c in classes] == sorted(c.wnid for c in classes)
+    assert classes[0].wnid == "n01440764" and classes[0].name == "tench"
+    assert classes[625].name == "lifeboat"
+
+
+@pytest.mark.shared_data
+def test_embedded_model_top1_on_imagenet_val_300_whole_image_resize(lite0, shared_data):
+    """Whole-image resize to 224 (the benchmark geometry), mean = std = 0.5; reference 82.3%."""
+    root = shared_data / "imagenet-val-300"
+    labels = {}
+    for line in (root / "wsol" / "class_labels.txt").read_text().split():
+        name, label = line.split(",")
+        labels[name.split("/")[-1]] = int(label)
+    names = sorted(labels)
+    correct = 0
+    for i in range(0, len(names), 60):
+        chunk = names[i:i + 60]
+        x = lite0.preprocess(torch.stack([to_input(load_rgb(root / "val" / n), lite0.input_size) for n in chunk]))
+        with torch.no_grad():
+            pred = lite0.net(x).argmax(1).tolist()
+        correct += sum(p == labels[n] for p, n in zip(pred, chunk))
+    accuracy = correct / len(names)
+    assert len(names) == 300
+    assert accuracy >= 0.78, accuracy
+
+
+def test_embedded_model_roles_resolve_to_the_documented_layers(lite0):
+    assert lite0.layer_name("gradcam") == "bn2"
+    assert lite0.layer_name("excitation") == "blocks.2"
+    assert lite0.input_size == (224, 224) and lite0.mean == (0.5, 0.5, 0.5)
+    feats = {}
+    h = lite0.layer("excitation").register_forward_hook(lambda m, i, o: feats.update(e=o.shape) and None)
+    with torch.no_grad():
+        lite0.net(torch.zeros(1, 3, 224, 224))
+    h.remove()
+    assert feats["e"][-2:] == (28, 28)  # same resolution as GoogLeNet's maxpool2
+    with pytest.raises(KeyError, match="no layer 'nope'.*gradcam"):
+        lite0.layer("nope")
+
+
+@pytest.mark.parametrize("name, roles", [
+    ("googlenet", {"gradcam": "inception5b", "excitation": "maxpool2", "contrast": "avgpool"}),
+    ("resnet50", {"gradcam": "layer4", "contrast": "avgpool"}),
+    ("alexnet", {"gradcam": "features.11", "relu3": "features.7", "pool5": "features.12"}),
+])
+def test_torchvision_models_build_with_their_roles(name, roles):
+    model = get_model(name, weights="random")
+    for role, layer in roles.items():
+        assert model.layer_name(role) == layer
+    with torch.no_grad():
+        assert model.net(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)
+    assert model.weights == "random initialisation" and len(model.digest) == 12
+
+
+def test_missing_weights_error_names_the_file_and_the_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(WeightsNotFound) as e:
+        get_model("googlenet")
+    msg = str(e.value)
+    assert "googlenet-1378be20.pth" in msg and str(tmp_path / "hub" / "checkpoints") in msg
+    assert "--weights" in msg and "never downloads" in msg
+    with pytest.raises(WeightsNotFound, match="nowhere.pth"):
+        get_model("vgg16", weights=str(tmp_path / "nowhere.pth"))
+
+
+def test_user_weights_file_is_read_with_weights_only(tmp_path):
+    src = get_model("alexnet", weights="random")
+    path = tmp_path / "alexnet.pth"
+    torch.save({"state_dict": src.net.state_dict()}, path)
+    loaded = get_model("alexnet", weights=str(path))
+    assert loaded.digest == src.digest and str(path) in loaded.weights
+    torch.save({"evil": object()}, tmp_path / "pickle.pth")
+    with pytest.raises(Exception):
+        get_model("alexnet", weights=str(tmp_path / "pickle.pth"))
+
+
+def test_a_plugin_model_works_like_a_builtin():
+    from pathlib import Path
+
+    load_plugin_file(Path(__file__).parent / "plugins" / "toy.py")
+    model = get_model("toy_net")
+    assert model.input_size == (32, 32) and model.class_index("one") == 1
+    assert model.preprocess(torch.full((1, 3, 32, 32), 128, dtype=torch.uint8)).abs().max() < 0.02
