@@ -1,0 +1,114 @@
+"""Occlusion saliency: score the image with parts hidden, credit the parts by the score's drop.
+
+* ``occlusion`` (Zeiler & Fergus, ECCV 2014; the comparison of Fong & Vedaldi 2017 §5):
+  35x35 squares filled with the mean pixel (0 in normalised space) at stride 8; the heatmap
+  is the drop of the target logit accumulated on the occluded pixels and divided by the number
+  of squares covering each pixel (PROTOCOLS.md §5).
+* ``blur_occlusion``: the same grid of positions, but soft discs (diameter 35, edges blurred
+  by a Gaussian of sigma 10) that blend in the image blurred with sigma 10 — the paper's
+  "meaningful" blur perturbation used as an occluder. The heatmap is the drop accumulated
+  with the disc's soft weight and divided by the summed weight.
+* ``variable_occlusion``: 784 random soft discs, area ~ LogNormal(7.5060, 1.2848) px^2,
+  centre y ~ Normal(116.0759, 47.5054), x ~ Uniform over the width (statistics of a 224x224
+  input; other sizes scale them with the image); the answer is the centre of the smallest
+  disc among the 10% that suppress the target logit most: a point method.
+
+Scores are pre-softmax target scores (:func:`saliency_bench.targets.target_score`); the
+perturbed copies are scored ``chunk`` per forward pass by :mod:`._perturb`.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+import saliency_bench
+from saliency_bench.contracts import POINT
+from saliency_bench.targets import target_score
+
+from ._perturb import accumulate, gaussian_blur, grid_centres, perturbation_scores, soft_discs, square_maps
+
+
+def _base_score(model, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return target_score(model.net(x), targets).float()
+
+
+@lru_cache(maxsize=8)
+def _grid_discs(size: tuple[int, int], stride: int, diameter: float, sigma: float, device: str) -> torch.Tensor:
+    # The grid's discs depend only on the geometry: build them once per size and device.
+    c = grid_centres(size, stride, device=torch.device(device))
+    r = torch.full((len(c),), diameter / 2.0, device=c.device)
+    return soft_discs(c, r, size, sigma)
+
+
+@saliency_bench.method("occlusion")
+def occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, size: int = 35, stride: int = 8,
+              chunk: int = 256) -> torch.Tensor:
+    """Occlusion (Zeiler & Fergus 2014): drop of the target logit under 35x35 mean-pixel squares,
+    stride 8, averaged over the squares covering each pixel (PROTOCOLS.md §5)."""
+    hw = tuple(x.shape[-2:])
+    squares = square_maps(grid_centres(hw, stride, device=x.device), size, hw)
+    scores = perturbation_scores(model.net, x, torch.zeros((), device=x.device, dtype=x.dtype),
+                                 squares, targets, target_score, chunk)
+    drops = _base_score(model, x, targets)[:, None] - scores
+    return accumulate(drops, squares)
+
+
+@saliency_bench.method("blur_occlusion")
+def blur_occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, diameter: float = 35.0, stride: int = 8,
+                   edge_sigma: float = 10.0, blur_sigma: float = 10.0, chunk: int = 256) -> torch.Tensor:
+    """Blur occlusion (Fong & Vedaldi 2017 §5): soft discs (diameter 35, edge sigma 10) blending
+    in the image blurred with sigma 10, on the stride-8 grid; drop of the target logit averaged
+    with the discs' weights."""
+    hw = tuple(x.shape[-2:])
+    discs = _grid_discs(hw, stride, float(diameter), float(edge_sigma), str(x.device))
+    null = gaussian_blur(x, blur_sigma)
+    scores = perturbation_scores(model.net, x, null, discs, targets, target_score, chunk)
+    drops = _base_score(model, x, targets)[:, None] - scores
+    return accumulate(drops, discs)
+
+
+def random_discs(n: int, size: tuple[int, int], seed: int, area_mu: float = 7.5060, area_sigma: float = 1.2848,
+                 y_mean: float = 116.0759, y_std: float = 47.5054, reference: int = 224,
+                 device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random discs, ``(centres [n,2] as (x, y), radii [n])``, reproducible from ``seed``.
+
+    Area ~ LogNormal(mu, sigma) and y ~ Normal(mean, std) are statistics of ``reference`` x
+    ``reference`` images; for another size they scale with the image (lengths by H/reference,
+    areas by H*W/reference^2). Centres are clamped into the image.
+    """
+    h, w = size
+    g = torch.Generator().manual_seed(int(seed))  # drawn on the CPU: the same discs on any device
+    area = torch.exp(area_mu + area_sigma * torch.randn(n, generator=g)) * (h * w) / reference ** 2
+    radius = torch.sqrt(area / math.pi)
+    y = (y_mean + y_std * torch.randn(n, generator=g)) * h / reference
+    x = torch.rand(n, generator=g) * w
+    centres = torch.stack([x.clamp(0, w - 1), y.clamp(0, h - 1)], dim=1)
+    return centres.to(device), radius.to(device)
+
+
+@lru_cache(maxsize=4)
+def _random_disc_maps(n: int, size: tuple[int, int], seed: int, edge_sigma: float,
+                      device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    centres, radii = random_discs(n, size, seed, device=torch.device(device))
+    return centres, radii, soft_discs(centres, radii, size, edge_sigma)
+
+
+@saliency_bench.method("variable_occlusion", kind=POINT)
+def variable_occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, discs: int = 784, seed: int = 0,
+                       edge_sigma: float = 10.0, blur_sigma: float = 10.0, top_fraction: float = 0.1,
+                       chunk: int = 256):
+    """Variable occlusion (Fong & Vedaldi 2017 §5): 784 random soft blur discs; the centre of the
+    smallest disc among the 10% most target-suppressing ones, as an (x, y) point."""
+    hw = tuple(x.shape[-2:])
+    centres, radii, maps = _random_disc_maps(int(discs), hw, int(seed), float(edge_sigma), str(x.device))
+    null = gaussian_blur(x, blur_sigma)
+    scores = perturbation_scores(model.net, x, null, maps, targets, target_score, chunk)
+    drops = _base_score(model, x, targets)[:, None] - scores  # [B,N]
+    k = max(1, int(math.ceil(top_fraction * len(radii))))
+    top = drops.topk(k, dim=1).indices  # [B,k] the most suppressing discs
+    smallest = top.gather(1, radii[top].argmin(dim=1, keepdim=True))[:, 0]  # [B]
+    points = centres[smallest].to(x.dtype)
+    return points, {"radius": radii[smallest], "drop": drops.gather(1, smallest[:, None])[:, 0]}
