@@ -1,22 +1,23 @@
-"""Gradient saliency (Simonyan et al., "Deep Inside Convolutional Networks", ICLR 2014 workshop).
+"""Gradient saliency (Simonyan et al., "Deep Inside Convolutional Networks", ICLR 2014 workshop, eq. 3).
 
     heatmap(u) = max_c | d s_target / d x(c, u) |
 
-where ``s_target`` is the pre-softmax target score (PROTOCOLS.md §1, §5).
+where ``s_target`` is the pre-softmax target score (PROTOCOLS.md §1, §5): the logit, or the
+log-sum-exp of a set's logits. ``layer`` moves the probe from the input to an inner layer.
 """
 from __future__ import annotations
 
 import torch
 
 import saliency_bench
-from saliency_bench.targets import target_score
+
+from ._backprop import INPUT, backward, forward, resolve, smooth_maps
 
 
 @saliency_bench.method("gradient")
-def gradient(model, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Absolute input gradient of the target logit, max over colour channels."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        score = target_score(model.net(x), targets).sum()
-        (grad,) = torch.autograd.grad(score, x)
-    return grad.abs().amax(dim=1)
+def gradient(model, x: torch.Tensor, targets: torch.Tensor, *, layer: str = INPUT,
+             smooth: float = 0.0) -> torch.Tensor:
+    """Absolute gradient of the target logit, max over channels (Simonyan et al. 2014)."""
+    layer = resolve(model, layer)
+    (grad,) = backward(forward(model, x, [layer]), targets, [layer])
+    return smooth_maps(grad.abs().amax(dim=1), smooth)
