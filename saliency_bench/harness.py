@@ -300,6 +300,48 @@ def _meta(device: torch.device) -> dict:
             "git_commit": commit, "device": str(device), "device_name": dev}
 
 
+class Distributed:
+    """Rank and world size from torchrun's environment; the process group when world > 1.
+
+    ``torchrun --nproc_per_node N -m saliency_bench run ...`` shards the samples of every
+    (model, dataset) across ranks (``todo[rank::world]`` of what the store has not done yet, so a
+    restart with another number of ranks still covers exactly the rest). Each rank writes its
+    own shard store; rank 0 merges the shards into the run's store between barriers, then
+    scores the dataset-level metrics and writes the leaderboard. No two ranks write one file.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = device
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if device.type == "cuda":
+                self.device = torch.device("cuda", self.local_rank if device.index is None else device.index)
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            self.backend = dist.get_backend()
+        else:
+            self.backend = None
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+
+
 class Runner:
     def __init__(self, cfg: RunConfig, console=None) -> None:
         from rich.console import Console
@@ -310,44 +352,79 @@ class Runner:
         self.run_id = cfg.run_id or cfg.default_run_id()
         self.runs_dir = Path(cfg.runs_dir)
         self.run_dir = self.runs_dir / self.run_id
-        self.device = torch.device(cfg.device or default_device())
-        self.rank, self.world = 0, 1
+        self.dist = Distributed(torch.device(cfg.device or default_device()))
+        self.device = self.dist.device
+        self.rank, self.world = self.dist.rank, self.dist.world
+        if self.rank != 0:
+            self.cfg.quiet = True
 
-    # -- stores: one per runs directory (see store.py) ---------------------------------------
-    def open_store(self) -> Store:
-        return Store(self.runs_dir / "store.sqlite")
+    @property
+    def shard_dir(self) -> Path:
+        return self.run_dir / "shards"
+
+    def _merge_shards(self, store: Store, delete: bool) -> None:
+        for f in sorted(self.shard_dir.glob("*.sqlite")) if self.shard_dir.is_dir() else []:
+            store.merge_from(f)
+            if delete:
+                for g in (f, f.with_name(f.name + "-wal"), f.with_name(f.name + "-shm")):
+                    g.unlink(missing_ok=True)
 
     def run(self) -> Path:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        store = self.open_store()
         settings = asdict(cfg) | {"run_id": self.run_id,
                                   "methods_resolved": {m.name: m.params for m in self.plan.methods},
                                   "benchmarks_resolved": [b.name for b in self.plan.benchmarks]}
-        store.start_run(self.run_id, settings, _meta(self.device))
-        for line in self.plan.skipped:
-            self.console.print(f"[yellow]skipped[/yellow] {line}")
+        if self.rank == 0:
+            store = Store(self.runs_dir / "store.sqlite")
+            store.start_run(self.run_id, settings, _meta(self.device) | {"world_size": self.world,
+                                                                        "backend": self.dist.backend})
+            self._merge_shards(store, delete=True)  # what an interrupted distributed attempt left
+            for line in self.plan.skipped:
+                self.console.print(f"[yellow]skipped[/yellow] {line}")
+        self.dist.barrier()
+        if self.rank != 0:
+            store = Store(self.runs_dir / "store.sqlite", create=False)
+        writer = store
+        if self.world > 1:
+            import uuid
+
+            self.shard_dir.mkdir(parents=True, exist_ok=True)
+            writer = Store(self.shard_dir / f"rank{self.rank}-{uuid.uuid4().hex[:8]}.sqlite")
         torch.manual_seed(cfg.seed)
         for model_name in cfg.models:
             model = registry.get_model(model_name, weights=cfg.weights.get(model_name), device=str(self.device))
             for spec in cfg.datasets:
                 ds, display, ds_key = open_dataset(spec, cfg)
-                self.pass_over(store, model, ds, display, ds_key)
-                self.summarize(store, model, display)
-                self.draw_gallery(store, model, ds, display, ds_key)
-        store.finish_run(self.run_id)
+                self.pass_over(store, writer, model, ds, display, ds_key)
+                self.dist.barrier()
+                if self.rank == 0:
+                    self._merge_shards(store, delete=False)
+                    self.summarize(store, model, display)
+                    self.draw_gallery(store, model, ds, display, ds_key)
+                self.dist.barrier()
+        if writer is not store:
+            writer.close()
+        self.dist.barrier()
+        if self.rank == 0:
+            self._merge_shards(store, delete=True)
+            if self.shard_dir.is_dir() and not any(self.shard_dir.iterdir()):
+                self.shard_dir.rmdir()
+            store.finish_run(self.run_id)
         store.close()
-        from .leaderboard import write_leaderboard
+        if self.rank == 0:
+            from .leaderboard import write_leaderboard
 
-        written = write_leaderboard(self.run_dir, out=cfg.leaderboard_dir, console=self.console)
-        self.console.print(f"run {self.run_id}: leaderboard written to "
-                           + ", ".join(str(p) for p in written))
+            written = write_leaderboard(self.run_dir, out=cfg.leaderboard_dir, console=self.console)
+            self.console.print(f"run {self.run_id}: leaderboard written to "
+                               + ", ".join(str(p) for p in written))
+        self.dist.close()
         return self.run_dir
 
     def shard(self, indices: list[int]) -> list[int]:
         return indices[self.rank::self.world]
 
-    def pass_over(self, store: Store, model, ds, display: str, ds_key: str) -> None:
+    def pass_over(self, store: Store, writer: Store, model, ds, display: str, ds_key: str) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
             TimeRemainingColumn
 
@@ -364,7 +441,8 @@ class Runner:
         indices = sorted(set().union(*todo.values())) if todo else []
         if not indices:
             return
-        self._measure_model(store, model, display, ds, indices)
+        if self.rank == 0:
+            self._measure_model(writer, model, display, ds, indices)
         loader = torch.utils.data.DataLoader(
             _Loaded(ds, indices, model.input_size), batch_size=cfg.batch_size, shuffle=False,
             num_workers=cfg.workers, collate_fn=_collate, persistent_workers=False)
@@ -374,7 +452,7 @@ class Runner:
             tasks = {m.name: progress.add_task(f"{m.name} | {model.name} | {display}", total=len(todo[m.name]))
                      for m in self.plan.methods}
             for batch in loader:
-                self._batch(store, model, display, batch, todo, caches, progress, tasks)
+                self._batch(writer, model, display, batch, todo, caches, progress, tasks)
 
     def _measure_model(self, store: Store, model, display: str, ds, indices: list[int]) -> None:
         """The model's own forward+backward at the run's batch size, on real inputs."""

@@ -63,11 +63,14 @@ def _default(o: Any) -> Any:
 
 
 class Store:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, create: bool = True) -> None:
+        """``create=False`` opens an existing store without writing to it (its readers)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=120, isolation_level=None)
         self._conn.execute("PRAGMA busy_timeout = 120000")
+        if not create:
+            return
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
         with self.transaction() as c:
@@ -187,3 +190,16 @@ class Store:
             "ORDER BY model, dataset, method, benchmark", (run_id,))
         return [{"model": m, "dataset": d, "method": me, "benchmark": b, "metrics": json.loads(x)}
                 for m, d, me, b, x in cur]
+
+    def merge_from(self, path: str | Path) -> None:
+        """Copy another store's rows in (a rank's shard); idempotent, one transaction."""
+        self._conn.execute("ATTACH DATABASE ? AS shard", (str(path),))
+        try:
+            with self.transaction() as c:
+                for table in MERGED_TABLES:
+                    c.execute(f"INSERT OR REPLACE INTO main.{table} SELECT * FROM shard.{table}")
+        finally:
+            self._conn.execute("DETACH DATABASE shard")
+
+
+MERGED_TABLES = ("samples", "outcomes", "records", "timings", "metrics")

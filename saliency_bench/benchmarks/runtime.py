@@ -66,19 +66,30 @@ class Runtime(Benchmark):
         if not timings:
             return {c: {"value": None, "ci": None, "n": 0, "unit": "", "note": "no timed calls"}
                     for c in self.columns}
-        timings = sorted(timings, key=lambda t: (t.get("rank") or 0, t["batch_first"]))
-        measured = timings[1:] if len(timings) > 1 else timings
+        by_rank: dict[int, list[dict]] = {}
+        for t in sorted(timings, key=lambda t: t["batch_first"]):
+            by_rank.setdefault(int(t.get("rank") or 0), []).append(t)
+        # Each rank's first call is its warm-up (kept only when it is the rank's only call).
+        measured_by_rank = {r: ts[1:] if len(ts) > 1 else ts for r, ts in by_rank.items()}
+        measured = [t for ts in measured_by_rank.values() for t in ts]
         per_image = sorted(t["seconds"] / max(1, t["batch_size"]) for t in measured)
         med = statistics.median(per_image)
         lo, hi = per_image[0], per_image[-1]
         n = sum(t["batch_size"] for t in measured)
         device = timings[0]["device"]
         bs = max(t["batch_size"] for t in timings)
+        single = all(len(ts) == 1 for ts in by_rank.values())
         note = f"{device}, batch {bs}, {len(measured)} timed calls" + (
-            "" if len(timings) > 1 else " (no warm-up call: a single batch)")
+            " (no warm-up call: a single batch)" if single else "")
+        rate = 1.0 / med
+        if len(by_rank) > 1:  # aggregate = the ranks' rates added up
+            per_rank = {r: 1.0 / statistics.median(t["seconds"] / max(1, t["batch_size"]) for t in ts)
+                        for r, ts in sorted(measured_by_rank.items())}
+            rate = sum(per_rank.values())
+            note += "; aggregate of ranks " + ", ".join(f"{r}: {v:.3g}" for r, v in per_rank.items())
         out = {
-            "images_per_s": {"value": 1.0 / med, "ci": [1.0 / hi, 1.0 / lo], "n": n, "unit": "img/s",
-                             "note": note},
+            "images_per_s": {"value": rate, "ci": None if len(by_rank) > 1 else [1.0 / hi, 1.0 / lo], "n": n,
+                             "unit": "img/s", "note": note},
             "ms_per_image": {"value": 1000 * med, "ci": [1000 * lo, 1000 * hi], "n": n, "unit": "ms",
                              "note": "median over calls; interval = fastest..slowest call"},
             "peak_mem_mb": {"value": max(t["peak_bytes"] for t in timings) / 2**20 if device.startswith("cuda")

@@ -89,3 +89,21 @@ def raise_on_corner(model, x, targets):
 def wrong_shape(model, x, targets):
     """Returns a map without the batch dimension."""
     return x.mean(1)[0]
+
+
+@saliency_bench.method("sleepy")
+def sleepy(model, x, targets, *, seconds: float = 0.4):
+    """The gradient method, slowly: gives a test time to interrupt a run."""
+    import time
+
+    time.sleep(seconds)
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(model.net(x).gather(1, targets[:, :1]).sum(), x)
+    return g.abs().amax(1)
+
+
+@saliency_bench.method("corner_point", kind="point")
+def corner_point(model, x, targets):
+    """A point method that always answers the top-left corner."""
+    return x.new_zeros(x.shape[0], 2)

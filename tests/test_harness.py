@@ -1,0 +1,152 @@
+"""The harness end to end: failures recorded not fatal, resume after SIGKILL, concurrent stores."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from saliency_bench.cli import main
+
+TOY = str(Path(__file__).parent / "plugins" / "toy.py")
+
+
+def _run(runs: Path, *extra: str) -> int:
+    return main(["--plugin", TOY, "run", "--model", "toy_net", "--dataset", "toy", "--runs-dir", str(runs),
+                 "--workers", "0", "--batch-size", "4", "--quiet", *extra])
+
+
+def _run_dir(runs: Path) -> Path:
+    (d,) = [p for p in runs.iterdir() if p.is_dir() and p.name.startswith("run-")]
+    return d
+
+
+def _board(runs: Path) -> dict:
+    return json.loads((_run_dir(runs) / "leaderboard.json").read_text())
+
+
+def _rows(board: dict) -> dict:
+    return {r["method"]: r for t in board["tables"] for r in t["rows"]}
+
+
+def test_failures_are_recorded_per_sample_and_the_run_goes_on(tmp_path):
+    assert _run(tmp_path, "--methods", "brightness,nan_on_corner,raise_on_corner,wrong_shape,corner_point",
+                "--benchmarks", "pointing,runtime") == 0
+    rows = _rows(_board(tmp_path))
+    # toy002, toy005, toy008 fail to decode; toy004 has the bright corner.
+    assert rows["brightness"]["coverage"] | {"failures": None} == {
+        "scored": 7, "failed": 3, "not_evaluable": 0, "total": 10, "failures": None}
+    reasons = {f["id"]: f["reason"] for f in rows["nan_on_corner"]["coverage"]["failures"]}
+    assert set(reasons) == {"toy002", "toy004", "toy005", "toy008"}
+    assert "non-finite" in reasons["toy004"] and "truncated" in reasons["toy002"]
+    raised = {f["id"]: f["reason"] for f in rows["raise_on_corner"]["coverage"]["failures"]}
+    assert "raised RuntimeError: bright corner" in raised["toy004"] and len(raised) == 4  # isolated to one sample
+    assert rows["wrong_shape"]["coverage"]["scored"] == 0
+    assert "expected heatmaps" in rows["wrong_shape"]["coverage"]["failures"][0]["reason"]
+    assert rows["brightness"]["pointing_all"]["value"] is not None
+    assert rows["corner_point"]["pointing_all"]["value"] == 0.0  # a point method plugs into the pointing game
+    md = (_run_dir(tmp_path) / "leaderboard.md").read_text()
+    assert "| nan_on_corner |" in md and "6/10 (4 failed)" in md
+    html = (_run_dir(tmp_path) / "leaderboard.html").read_text()
+    assert "<script>" in html and "data:image/jpeg;base64" in html
+
+
+def test_point_method_is_skipped_for_localization_and_says_so(tmp_path, capsys):
+    _run(tmp_path, "--methods", "corner_point,brightness", "--benchmarks", "localization")
+    out = capsys.readouterr().out
+    assert "corner_point x localization" in out and "cannot be scored" in out
+    rows = _rows(_board(tmp_path))
+    assert rows["brightness"]["loc_error_value"]["value"] is not None
+    assert "loc_error_value" not in rows["corner_point"]
+
+
+def _comparable(runs: Path) -> tuple:
+    con = sqlite3.connect(runs / "store.sqlite")
+    records = con.execute("SELECT model, dataset, method, benchmark, sample_id, record FROM records "
+                          "ORDER BY 1,2,3,4,5").fetchall()
+    outcomes = con.execute("SELECT model, dataset, method, sample_id, ok, reason FROM outcomes "
+                           "ORDER BY 1,2,3,4").fetchall()
+    metrics = con.execute("SELECT model, dataset, method, benchmark, metrics FROM metrics "
+                          "WHERE benchmark NOT IN ('runtime') AND method != '__model__' ORDER BY 1,2,3,4").fetchall()
+    con.close()
+    return records, outcomes, metrics
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_results(tmp_path):
+    args = ["--methods", "sleepy,brightness", "--benchmarks", "pointing,localization,runtime", "-d", "n=16"]
+    assert _run(tmp_path / "straight", *args) == 0
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "saliency_bench", "--plugin", TOY, "run", "--model", "toy_net", "--dataset", "toy",
+           "--runs-dir", str(killed), "--workers", "0", "--batch-size", "4", "--quiet", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            con = sqlite3.connect(killed / "store.sqlite", timeout=5)
+            done = con.execute("SELECT COUNT(*) FROM outcomes WHERE method='sleepy'").fetchone()[0]
+            con.close()
+        except sqlite3.Error:
+            done = 0
+        if done >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 4 <= done < 16
+    assert not (killed / _run_dir(killed).name / "leaderboard.json").exists()
+    assert _run(killed, *args) == 0
+    assert _comparable(killed) == _comparable(tmp_path / "straight")
+    a, b = _board(killed), _board(tmp_path / "straight")
+    strip = lambda board: {m: {k: v for k, v in r.items() if k not in ("images_per_s", "ms_per_image",
+                                                                     "passes_per_image", "peak_mem_mb")}
+                           for m, r in _rows(board).items()}
+    assert strip(a) == strip(b)
+
+
+def test_rerunning_a_finished_run_computes_nothing_and_reuses_the_cache(tmp_path):
+    assert _run(tmp_path, "--methods", "brightness", "--benchmarks", "pointing") == 0
+    cache_files = sorted((tmp_path / "cache").rglob("*.npz"))
+    assert cache_files
+    mtimes = [f.stat().st_mtime_ns for f in cache_files]
+    # A different run (other benchmarks) reuses the cached heatmaps instead of recomputing them.
+    assert _run(tmp_path, "--methods", "brightness", "--benchmarks", "localization") == 0
+    assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "cache").rglob("*.npz"))] == mtimes
+
+
+def test_concurrent_runs_share_one_store_without_corrupting_it(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-m", "saliency_bench", "--plugin", TOY, "run", "--model", "toy_net",
+                               "--dataset", "toy", "--runs-dir", str(tmp_path), "--workers", "0", "--batch-size", "2",
+                               "--quiet", "--methods", m, "--benchmarks", "pointing", "-d", "n=12"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for m in ("brightness", "sleepy")]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
+    con = sqlite3.connect(tmp_path / "store.sqlite")
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("SELECT COUNT(DISTINCT run_id) FROM runs").fetchone()[0] == 2
+    assert con.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0] == 24
+
+
+def test_config_file_gives_the_same_run_as_the_command_line(tmp_path):
+    cfg = tmp_path / "experiment.toml"
+    cfg.write_text('methods = "brightness"\nmodel = "toy_net"\ndataset = "toy"\nbenchmarks = "pointing"\n'
+                   'batch_size = 4\nworkers = 0\n[params.brightness]\npower = 2.0\n[dataset_options]\nn = 6\n')
+    assert main(["--plugin", TOY, "run", "--config", str(cfg), "--runs-dir", str(tmp_path / "a"), "--quiet"]) == 0
+    assert _run(tmp_path / "b", "--methods", "brightness", "--benchmarks", "pointing", "-p", "brightness.power=2.0",
+                "-d", "n=6") == 0
+    assert _run_dir(tmp_path / "a").name == _run_dir(tmp_path / "b").name
+    assert _comparable(tmp_path / "a") == _comparable(tmp_path / "b")
+
+
+def test_unknown_parameter_or_option_is_a_clear_error(tmp_path, capsys):
+    assert _run(tmp_path, "--methods", "brightness", "-p", "brightness.sigma=3") == 2
+    assert "no parameter sigma" in capsys.readouterr().out
+    assert _run(tmp_path, "--methods", "brightness", "-d", "nope=1") == 2
+    assert "dataset 'toy' has no option nope" in capsys.readouterr().out
