@@ -48,17 +48,25 @@ _LAYOUT = """  PATH/annotations/instances_SPLIT.json   (SPLIT: val2014, val2017,
   PATH/SPLIT/*.jpg                         (or PATH/images/SPLIT/*.jpg)"""
 
 
-def _ann_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """One annotation's mask, exactly as ``pycocotools.coco.COCO.annToMask``: polygons are
-    rasterised and merged, uncompressed RLE compressed, then decoded."""
+def _ann_to_rle(segmentation: Any, height: int, width: int) -> dict:
+    """One annotation's region as compressed RLE, exactly as ``pycocotools.coco.COCO.annToRLE``:
+    polygons are rasterised and merged, uncompressed RLE (crowds) compressed."""
     from pycocotools import mask as mask_utils
 
     if isinstance(segmentation, list):  # polygons (one object may have several parts)
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE (crowds)
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = segmentation
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+        return mask_utils.frPyObjects(segmentation, height, width)
+    return segmentation
+
+
+def union_mask(segmentations: list, height: int, width: int) -> np.ndarray:
+    """Union of the instances' ``annToMask`` masks, bool ``[H, W]``: the RLEs are merged
+    (a union in run-length space) and decoded once, not once per instance."""
+    from pycocotools import mask as mask_utils
+
+    rles = [_ann_to_rle(s, height, width) for s in segmentations]
+    rle = rles[0] if len(rles) == 1 else mask_utils.merge(rles, intersect=False)
     return mask_utils.decode(rle).astype(bool)
 
 
@@ -173,10 +181,9 @@ class CocoDataset(Dataset):
             if image.size != (w, h):
                 raise ImageError(f"{im['file_name']} is {image.size[0]}x{image.size[1]} but "
                                  f"{self.annotation_file.name} says {w}x{h}")
-            mask = np.zeros((h, w), dtype=bool)
+            mask = union_mask([a["segmentation"] for a in anns], h, w)
             boxes, area = [], 0.0
             for a in anns:
-                mask |= _ann_to_mask(a["segmentation"], h, w)
                 x, y, bw, bh = (float(v) for v in a["bbox"])
                 boxes.append((x, y, x + bw - 1, y + bh - 1))
                 area += bw * bh
