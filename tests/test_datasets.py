@@ -34,6 +34,8 @@ def test_imagenet_xml_csv_and_wsol_boxes_give_the_same_300_samples(val300):
     ref = loaded["xml"]
     assert len(ref) == 300 and all(s.error is None for s in ref)
     assert sum(len(s.boxes) for s in ref) == 462
+    by_path = inet.imagenet(str(val300), boxes=str(val300 / "LOC_val_solution.csv"))
+    assert by_path.ids == [s.id for s in ref] and by_path.describe()["options"]["boxes"].startswith("csv:")
     for fmt in ("csv", "wsol"):
         other = loaded[fmt]
         assert [s.id for s in other] == [s.id for s in ref]
