@@ -245,7 +245,7 @@ class Localization(Benchmark):
             hit = c[report, k].astype(np.float64)
             ci = bootstrap_ci(weighted_mean(hit), n, replicates, seed)
             out[f"loc_error_{kind}"] = {
-                "value": 100.0 * (1.0 - hit.mean()),
+                "value": float(100.0 * (1.0 - hit.mean())),
                 "ci": None if ci is None else [100.0 * (1 - ci[1]), 100.0 * (1 - ci[0])],
                 "n": n, "unit": "%", "note": f"alpha*={alphas[k]:g} ({how})",
             }
