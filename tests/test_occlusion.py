@@ -1,0 +1,158 @@
+"""Occlusion, blur occlusion and variable occlusion on toy models with known answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from saliency_bench.contracts import ClassInfo, Model
+from saliency_bench.registry import get_method
+from saliency_bench.targets import as_target_tensor
+from saliency_bench.methods._perturb import gaussian_blur, grid_centres, soft_discs, square_maps
+
+
+class Linear(nn.Module):
+    """logit_c = <W_c, x>: every occlusion drop is a known sum of pixels."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w)  # [C,3,H,W]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bchw,kchw->bk", x, self.w)
+
+
+class PatchReader(nn.Module):
+    """logit 0 = 10 * mean of the image over a fixed patch; logit 1 = 0."""
+
+    def __init__(self, rows: slice, cols: slice) -> None:
+        super().__init__()
+        self.rows, self.cols = rows, cols
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = 10 * x[:, :, self.rows, self.cols].mean(dim=(1, 2, 3))
+        return torch.stack([s, torch.zeros_like(s)], dim=1) + 0 * self.dummy
+
+
+def toy_model(net: nn.Module, size: int) -> Model:
+    classes = [ClassInfo(i, f"n{i:08d}", f"class{i}") for i in range(2)]
+    return Model(name="toy", net=net, input_size=(size, size), mean=(0.0,) * 3, std=(1.0,) * 3, classes=classes)
+
+
+def hand_occlusion(w: np.ndarray, x: np.ndarray, side: int, stride: int) -> np.ndarray:
+    """The definition, pixel by pixel: drop of <w, x> when a square is zeroed, averaged over
+    the squares covering each pixel."""
+    _, h, wd = x.shape
+    heat = np.zeros((h, wd))
+    count = np.zeros((h, wd))
+    lo, hi = side // 2, side - 1 - side // 2
+    for cy in range(stride // 2, h, stride):
+        for cx in range(stride // 2, wd, stride):
+            y0, y1 = max(0, cy - lo), min(h, cy + hi + 1)
+            x0, x1 = max(0, cx - lo), min(wd, cx + hi + 1)
+            drop = float((w[:, y0:y1, x0:x1] * x[:, y0:y1, x0:x1]).sum())
+            heat[y0:y1, x0:x1] += drop
+            count[y0:y1, x0:x1] += 1
+    return heat / count
+
+
+def test_occlusion_equals_hand_computed_map_for_a_linear_logit():
+    torch.manual_seed(0)
+    size = 40
+    w = torch.randn(2, 3, size, size)
+    x = torch.randn(2, 3, size, size)
+    model = toy_model(Linear(w), size)
+    targets = as_target_tensor([0, 1])
+    method = get_method("occlusion", size=9, stride=4, chunk=37)  # a chunk that splits images
+    maps, _ = method.explain(model, x, targets)
+    for b in range(2):
+        expected = hand_occlusion(w[int(targets[b, 0])].numpy(), x[b].numpy(), 9, 4)
+        np.testing.assert_allclose(maps[b].numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_occlusion_default_grid_is_28x28_squares_of_35_px_at_stride_8():
+    centres = grid_centres((224, 224), 8)
+    assert len(centres) == 784
+    assert centres[0].tolist() == [4.0, 4.0] and centres[-1].tolist() == [220.0, 220.0]
+    sq = square_maps(centres[29:30], 35, (224, 224))[0]  # centre (12, 12)
+    ys, xs = torch.nonzero(sq, as_tuple=True)
+    assert (ys.min().item(), ys.max().item(), xs.min().item(), xs.max().item()) == (0, 29, 0, 29)
+    full = square_maps(torch.tensor([[112.0, 112.0]]), 35, (224, 224))[0]
+    assert full.sum().item() == 35 * 35
+
+
+def test_occlusion_result_does_not_depend_on_chunk_or_batching():
+    torch.manual_seed(1)
+    w = torch.randn(2, 3, 24, 24)
+    x = torch.randn(3, 3, 24, 24)
+    model = toy_model(Linear(w), 24)
+    t = as_target_tensor([0, 1, 0])
+    a, _ = get_method("occlusion", size=7, stride=4, chunk=5).explain(model, x, t)
+    b = torch.cat([get_method("occlusion", size=7, stride=4, chunk=1000).explain(model, x[i:i + 1], t[i:i + 1])[0]
+                   for i in range(3)])
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_gaussian_blur_matches_scipy_with_edge_replication():
+    from scipy.ndimage import gaussian_filter
+
+    x = torch.rand(1, 1, 30, 41)
+    ours = gaussian_blur(x, 3.0)[0, 0].numpy()
+    ref = gaussian_filter(x[0, 0].numpy().astype(np.float64), 3.0, mode="nearest", truncate=4.0)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_blur_occlusion_peaks_on_the_patch_the_model_reads():
+    size = 64
+    x = torch.zeros(1, 3, size, size)
+    x[:, :, 40:52, 8:20] = 3.0  # a bright patch: blurring it lowers the score
+    model = toy_model(PatchReader(slice(40, 52), slice(8, 20)), size)
+    maps, _ = get_method("blur_occlusion", chunk=100).explain(model, x, as_target_tensor([0]))
+    peak = maps[0].max()
+    # the coverage-weighted average spreads the credit: the patch holds the top of the map,
+    # pixels far from it get none
+    assert maps[0, 40:52, 8:20].mean() >= 0.8 * peak
+    assert maps[0, 46, 14] > 0 and maps[0, 5, 60].abs() < 0.02 * maps[0, 46, 14]
+
+
+def test_blur_occlusion_discs_have_diameter_35_and_soft_edges():
+    disc = soft_discs(torch.tensor([[112.0, 112.0]]), torch.tensor([17.5]), (224, 224), 10.0)[0]
+    assert disc.max() < 1.0  # the Gaussian edge reaches the centre of so small a disc
+    assert disc[112, 112] > 0.5 and disc[112, 112 + 17] == pytest.approx(0.5, abs=0.1)
+    assert disc[112, 112 + 60] < 1e-3
+
+
+def test_variable_occlusion_points_into_the_region_the_model_reads():
+    size = 224
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, size, size) * 0.2
+    x[0, :, 100:120, 150:170] = 3.0
+    x[1, :, 100:120, 150:170] = 3.0
+    model = toy_model(PatchReader(slice(100, 120), slice(150, 170)), size)
+    method = get_method("variable_occlusion", chunk=512)
+    assert method.kind == "point"
+    points, info = method.explain(model, x, as_target_tensor([0, 0]))
+    assert points.shape == (2, 2)
+    for b in range(2):
+        px, py = points[b].tolist()
+        # the disc chosen suppresses the score, so it (with its soft edge) reaches the patch
+        reach = float(info["radius"][b]) + 3 * 10.0
+        dx = max(150 - px, 0, px - 169)
+        dy = max(100 - py, 0, py - 119)
+        assert (dx * dx + dy * dy) ** 0.5 <= reach
+    assert torch.equal(points[0], points[1])  # same image, same seed: the same answer
+
+
+def test_variable_occlusion_discs_follow_the_stated_distributions():
+    from saliency_bench.methods.occlusion import random_discs
+
+    centres, radii = random_discs(20000, (224, 224), seed=3)
+    area = np.pi * radii.numpy() ** 2
+    assert np.log(area).mean() == pytest.approx(7.5060, abs=0.05)
+    assert np.log(area).std() == pytest.approx(1.2848, abs=0.05)
+    assert centres[:, 0].min() >= 0 and centres[:, 0].max() <= 223
+    assert centres[:, 1].median().item() == pytest.approx(116.0759, abs=2.0)
+    again, _ = random_discs(20000, (224, 224), seed=3)
+    assert torch.equal(centres, again)
