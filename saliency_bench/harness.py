@@ -542,12 +542,14 @@ class Runner:
 
         if self.cfg.gallery <= 0 or self.rank != 0:
             return
-        ok = None
+        count: dict[str, int] = {}
         for m in self.plan.methods:
-            ids = {o["id"] for o in store.outcomes(self.run_id, model.name, display, m.name) if o["ok"]}
-            ok = ids if ok is None else ok & ids
+            for o in store.outcomes(self.run_id, model.name, display, m.name):
+                count[o["id"]] = count.get(o["id"], 0) + int(o["ok"])
         meta = store.samples(self.run_id, model.name, display)
-        chosen = [sid for sid in meta if sid in (ok or set())][: self.cfg.gallery]
+        # The first samples (in dataset order) that the most methods explained.
+        ranked = sorted((sid for sid in meta if count.get(sid)), key=lambda sid: (-count[sid], meta[sid]["idx"]))
+        chosen = ranked[: self.cfg.gallery]
         folder = self.run_dir / "gallery" / safe(model.name) / safe(display)
         folder.mkdir(parents=True, exist_ok=True)
         model_key = f"{model.name}-{model.digest}"

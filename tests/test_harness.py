@@ -50,7 +50,14 @@ def test_failures_are_recorded_per_sample_and_the_run_goes_on(tmp_path):
     assert rows["wrong_shape"]["coverage"]["scored"] == 0
     assert "expected heatmaps" in rows["wrong_shape"]["coverage"]["failures"][0]["reason"]
     assert rows["brightness"]["pointing_all"]["value"] is not None
-    assert rows["corner_point"]["pointing_all"]["value"] == 0.0  # a point method plugs into the pointing game
+    # A point method plugs into the pointing game: (0, 0) hits a square whose corner is within 15 px.
+    hits: dict[int, list[bool]] = {0: [], 1: []}
+    for i in range(10):
+        if i % 3 != 2:  # the undecodable samples are not scored
+            x0, y0 = 8 + (i * 7) % 30, 6 + (i * 5) % 20
+            hits[i % 2].append(x0 ** 2 + y0 ** 2 < 15 ** 2)
+    expected = 100 * sum(sum(h) / len(h) for h in hits.values()) / 2
+    assert rows["corner_point"]["pointing_all"]["value"] == pytest.approx(expected)
     md = (_run_dir(tmp_path) / "leaderboard.md").read_text()
     assert "| nan_on_corner |" in md and "6/10 (4 failed)" in md
     html = (_run_dir(tmp_path) / "leaderboard.html").read_text()
