@@ -34,9 +34,11 @@ def target_mask(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``[B,K]`` indices -> ``[B,C]`` bool membership."""
     t = as_target_tensor(targets)
     valid = t >= 0
-    m = torch.zeros(t.shape[0], num_classes, dtype=torch.bool, device=t.device)
-    m.scatter_(1, t.clamp(min=0), valid)
-    return m
+    # Padding goes to a spare column: scattering it onto class 0 (clamp) would race with a
+    # real class 0 in the same row (scatter_ with repeated indices keeps an arbitrary write).
+    m = torch.zeros(t.shape[0], num_classes + 1, dtype=torch.bool, device=t.device)
+    m.scatter_(1, torch.where(valid, t, num_classes), True)
+    return m[:, :num_classes]
 
 
 def target_score(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
