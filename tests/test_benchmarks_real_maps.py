@@ -69,7 +69,7 @@ def _ref_getbb(h, alpha, kind, size):
         where = np.nonzero(cum >= alpha * f.sum())[0]
         f[order[where[0] if len(where) else len(f):]] = 0
         h = f.reshape(h.shape)
-    big = F.interpolate(torch.from_numpy((h != 0).astype(np.float64))[None, None], size=size,
+    big = F.interpolate(torch.from_numpy((h != 0).astype(np.float32))[None, None], size=size,
                         mode="bilinear", align_corners=False)[0, 0].numpy()
     ys, xs = np.nonzero(big)
     if len(xs) == 0:
@@ -84,9 +84,15 @@ def _ref_maxboxacc(heatmap, gt224):
     out = np.zeros((3, len(WSOL_THRESHOLDS)), bool)
     for j, t in enumerate(WSOL_THRESHOLDS):
         lab, n = ndi.label(s8 > int(t * s8.max()), structure=np.ones((3, 3)))
-        boxes = [(sl[1].start, sl[0].start, min(sl[1].stop, 223), min(sl[0].stop, 223))
-                 for sl in ndi.find_objects(lab)] or [(0, 0, 0, 0)]
-        best = max(_ref_box_iou(b, g) for b in boxes for g in gt224)
+        boxes = np.array([(sl[1].start, sl[0].start, min(sl[1].stop, 223), min(sl[0].stop, 223))
+                          for sl in ndi.find_objects(lab)] or [(0, 0, 0, 0)], np.float64)
+        best = 0.0
+        for g in gt224:  # the +1 IoU of every region's box at once
+            iw = np.clip(np.minimum(boxes[:, 2], g[2]) - np.maximum(boxes[:, 0], g[0]) + 1, 0, None)
+            ih = np.clip(np.minimum(boxes[:, 3], g[3]) - np.maximum(boxes[:, 1], g[1]) + 1, 0, None)
+            area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+            inter = iw * ih
+            best = max(best, float((inter / (area + (g[2] - g[0] + 1) * (g[3] - g[1] + 1) - inter)).max()))
         for k, d in enumerate((0.3, 0.5, 0.7)):
             out[k, j] = best >= d
     return out
@@ -141,10 +147,10 @@ def test_localization_agrees_with_a_plain_loop_reimplementation_on_imagenet(shar
         name, *xyxy = line.split(",")
         boxes[name].append([float(v) for v in xyxy])
     labels = dict(line.split(",") for line in (root / "wsol" / "class_labels.txt").read_text().split())
-    names = sorted(boxes)[:40]
+    names = sorted(boxes)[:24]
     images = [load_rgb(root / n) for n in names]
     samples = [Sample(id=n, image=None, size=(im.height, im.width), targets={}, category=labels[n],
-                      boxes=np.array(boxes[n], np.float32), split="heldout" if i < 20 else "eval")
+                      boxes=np.array(boxes[n], np.float32), split="heldout" if i < 12 else "eval")
                for i, (n, im) in enumerate(zip(names, images))]
     maps = _gradient_maps(lite0, images, [int(labels[n]) for n in names])
 
@@ -156,10 +162,12 @@ def test_localization_agrees_with_a_plain_loop_reimplementation_on_imagenet(shar
         correct = np.array([[max(_ref_box_iou(_ref_getbb(m, a, kind, s.size), g) for g in s.boxes) >= 0.5
                              for a in alphas] for m, s in zip(maps, samples)])
         assert ["".join("1" if v else "0" for v in row) for row in correct] == [r[kind] for r in recs]
-        k = int(np.argmax(correct[:20].mean(axis=0)))
+        k = int(np.argmax(correct[:12].mean(axis=0)))
         assert summary[f"loc_error_{kind}"]["note"].startswith(f"alpha*={alphas[k]:g}")
-        assert summary[f"loc_error_{kind}"]["value"] == pytest.approx(100 * (1 - correct[20:, k].mean()))
+        assert summary[f"loc_error_{kind}"]["value"] == pytest.approx(100 * (1 - correct[12:, k].mean()))
 
     ref = np.stack([_ref_maxboxacc(m, [tuple(int(v * 224 / 227) for v in g) for g in s.boxes])
-                    for m, s in zip(maps[20:], samples[20:])])
+                    for m, s in zip(maps[12:], samples[12:])])
+    ours = np.array([[[c == "1" for c in r[f"mba{d}"]] for d in (30, 50, 70)] for r in recs[12:]])
+    np.testing.assert_array_equal(ours, ref)
     assert summary["maxboxacc_v2"]["value"] == pytest.approx(100 * ref.mean(axis=0).max(axis=1).mean())
