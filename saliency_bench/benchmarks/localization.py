@@ -28,8 +28,8 @@ import torch
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, Benchmark, Sample
 
-from .boxes import best_iou, component_box_records, iou_voc, resize_boxes_through_footprint, \
-    scale_boxes_wsol, tight_boxes
+from .boxes import best_iou, compiled, component_box_records, iou_voc, kernel, resize_boxes_through_footprint, \
+    scale_boxes_wsol
 from .stats import bootstrap_ci, weighted_mean
 
 THRESHOLDINGS = ("value", "energy", "mean")
@@ -45,51 +45,17 @@ WSOL_IOUS = (30, 50, 70)
 # --------------------------------------------------------------------------------------------
 # Fong & Vedaldi thresholding: boxes for every alpha at once.
 # --------------------------------------------------------------------------------------------
-def kept_extents(maps: np.ndarray, kind: str, alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Which rows and columns hold a kept pixel, for every alpha: ``rows [B,A,H]``, ``cols [B,A,W]``.
-
-    ``value``: keep ``h - min(h) >= alpha * (max(h) - min(h))``; ``mean``: keep
-    ``h >= alpha * mean(h)``; ``energy``: keep the first ``i`` pixels in descending order, ``i``
-    the first position where the cumulative sum reaches ``alpha * sum(h)`` (ties in raster
-    order). A pixel whose value is 0 is never kept. Only the per-row/column extremes are
-    needed for a tight box, so no ``[B,A,H,W]`` mask is built.
-    """
-    h = torch.as_tensor(np.asarray(maps), dtype=torch.float64)
-    b, H, W = h.shape
-    a = torch.as_tensor(np.asarray(alphas, dtype=np.float64))[None, :]  # [1,A]
-    flat = h.reshape(b, -1)
-    zero = flat == 0
-    if kind in ("value", "mean"):
-        if kind == "value":
-            lo = flat.min(dim=1, keepdim=True).values
-            v = flat - lo
-            thr = a * (flat.max(dim=1, keepdim=True).values - lo)  # [B,A]
-        else:
-            v = flat
-            thr = a * flat.mean(dim=1, keepdim=True)
-        v = v.masked_fill(zero, float("-inf")).reshape(b, H, W)
-        rows = v.amax(dim=2)[:, None, :] >= thr[:, :, None]
-        cols = v.amax(dim=1)[:, None, :] >= thr[:, :, None]
-    elif kind == "energy":
-        order = torch.sort(flat, dim=1, descending=True, stable=True)
-        cum = torch.cumsum(order.values, dim=1)
-        # first index where cum >= thr; cummax makes it a sorted search even with negative values
-        reach = torch.cummax(cum, dim=1).values
-        thr = a * flat.sum(dim=1, keepdim=True)  # [B,A]
-        first = torch.searchsorted(reach.contiguous(), thr.contiguous(), side="left")  # [B,A], N if never
-        rank = torch.empty_like(order.indices)
-        rank.scatter_(1, order.indices, torch.arange(flat.shape[1]).expand(b, -1))
-        rank = rank.masked_fill(zero, flat.shape[1]).reshape(b, H, W)  # zeros never kept
-        rows = rank.amin(dim=2)[:, None, :] < first[:, :, None]
-        cols = rank.amin(dim=1)[:, None, :] < first[:, :, None]
-    else:
-        raise ValueError(f"localization: thresholding must be one of {THRESHOLDINGS}, not {kind!r}")
-    return rows.numpy(), cols.numpy()
+def _masked_extremes(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row ``[B,H]`` and per column ``[B,W]``: the largest non-zero value (``-inf`` if none),
+    in float64. A row holds a kept pixel for a threshold ``thr`` iff its extreme passes it, so a
+    tight box needs these ``H + W`` numbers per map, not a ``[B,A,H,W]`` mask."""
+    m = np.where(maps == 0, np.float32(-np.inf), maps)
+    return m.max(axis=2).astype(np.float64), m.max(axis=1).astype(np.float64)
 
 
-def threshold_boxes(maps: np.ndarray, kind: str, alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Tight boxes ``[B,A,4]`` of the kept pixels at network resolution, and ``empty [B,A]``."""
-    rows, cols = kept_extents(maps, kind, alphas)
+def _boxes_from_lines(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tight boxes ``[...,4]`` and ``empty [...]`` from which rows ``[...,H]`` and columns
+    ``[...,W]`` hold a kept pixel."""
     H, W = rows.shape[-1], cols.shape[-1]
     empty = ~rows.any(axis=-1)
     y1 = rows.argmax(axis=-1)
@@ -97,6 +63,134 @@ def threshold_boxes(maps: np.ndarray, kind: str, alphas: Sequence[float]) -> tup
     x1 = cols.argmax(axis=-1)
     x2 = W - 1 - cols[..., ::-1].argmax(axis=-1)
     return np.stack([x1, y1, x2, y2], axis=-1), empty
+
+
+@kernel
+def _energy_boxes(maps, desc, totals, alphas, row_max, col_max):  # pragma: no cover - numba
+    """Energy thresholding's tight boxes ``[B,A,4]`` (``-1`` rows: empty) from the values sorted in
+    descending order ``desc [B,N]`` (float32) and the float64 ``totals [B]``.
+
+    Position ``i`` (first where the float64 cumulative sum reaches ``alpha * total``) keeps the
+    pixels ranked ``< i``: all values above ``v = desc[i-1]``, and, of the pixels equal to ``v``,
+    the first ``i - #(> v)`` in raster order (a stable sort). Zeros are never kept.
+    """
+    n_img, h, w = maps.shape
+    n = h * w
+    n_a = alphas.shape[0]
+    out = np.full((n_img, n_a, 4), -1, np.int64)
+    reach = np.empty(n, np.float64)
+    for b in range(n_img):
+        run = 0.0
+        top = -np.inf
+        for k in range(n):  # running maximum of the cumulative sum: a sorted array to search
+            run += np.float64(desc[b, k])
+            top = max(top, run)
+            reach[k] = top
+        for a in range(n_a):
+            thr = alphas[a] * totals[b]
+            lo, hi = 0, n  # first k with reach[k] >= thr (n if never: every pixel is kept)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if reach[mid] >= thr:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            i = lo
+            if i == 0:
+                continue
+            v = np.float64(desc[b, i - 1])
+            lo, hi = 0, n  # #(> v): first k with desc[k] <= v
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if desc[b, mid] <= v:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            above = lo
+            lo, hi = above, n  # #(>= v): first k with desc[k] < v
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if desc[b, mid] < v:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            ties = i - above  # >= 1 pixels equal to v are kept
+            x0, y0, x1, y1 = w, h, -1, -1
+            if v == 0.0 or ties == lo - above:
+                # all kept pixels are the non-zero ones > v (v == 0) or >= v (every tie kept)
+                strict = v == 0.0
+                for y in range(h):
+                    if row_max[b, y] > v or (not strict and row_max[b, y] == v):
+                        y0 = min(y0, y)
+                        y1 = y
+                for x in range(w):
+                    if col_max[b, x] > v or (not strict and col_max[b, x] == v):
+                        x0 = min(x0, x)
+                        x1 = x
+            else:
+                # some ties are cut: the > v part from the extremes, then the first ties in raster order
+                for y in range(h):
+                    if row_max[b, y] > v:
+                        y0 = min(y0, y)
+                        y1 = y
+                for x in range(w):
+                    if col_max[b, x] > v:
+                        x0 = min(x0, x)
+                        x1 = x
+                left = ties
+                for y in range(h):
+                    if left == 0:
+                        break
+                    for x in range(w):
+                        if maps[b, y, x] == v:
+                            x0 = min(x0, x)
+                            x1 = max(x1, x)
+                            y0 = min(y0, y)
+                            y1 = max(y1, y)
+                            left -= 1
+                            if left == 0:
+                                break
+            if y1 >= 0:
+                out[b, a, 0] = x0
+                out[b, a, 1] = y0
+                out[b, a, 2] = x1
+                out[b, a, 3] = y1
+    return out
+
+
+def threshold_boxes(maps: np.ndarray, kind: str, alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Tight boxes ``[B,A,4]`` of the kept pixels at network resolution, and ``empty [B,A]``.
+
+    ``value``: keep ``h - min(h) >= alpha * (max(h) - min(h))``; ``mean``: keep
+    ``h >= alpha * mean(h)``; ``energy``: keep the first ``i`` pixels in descending order, ``i``
+    the first position where the cumulative sum reaches ``alpha * sum(h)`` (ties in raster
+    order). A pixel whose value is 0 is never kept. Arithmetic is float64, as the authors'
+    code on a float64 map; only per-row/column extremes are compared against the thresholds.
+    """
+    h = np.ascontiguousarray(maps, dtype=np.float32)
+    b = len(h)
+    a = np.asarray(alphas, dtype=np.float64)
+    if kind not in THRESHOLDINGS:
+        raise ValueError(f"localization: thresholding must be one of {THRESHOLDINGS}, not {kind!r}")
+    row_max, col_max = _masked_extremes(h)
+    flat = h.reshape(b, -1)
+    if kind == "energy":
+        desc = np.ascontiguousarray(np.sort(flat, axis=1)[:, ::-1])
+        totals = flat.astype(np.float64).sum(axis=1)
+        boxes = compiled("_energy_boxes")(h, desc, totals, a, row_max, col_max)
+        empty = boxes[..., 3] < 0
+        boxes[empty] = 0
+        return boxes, empty
+    if kind == "value":
+        lo = flat.min(axis=1).astype(np.float64)[:, None]
+        thr = a[None, :] * (flat.max(axis=1).astype(np.float64)[:, None] - lo)  # [B,A]
+        row_v, col_v = row_max - lo, col_max - lo  # exact: subtracting a constant keeps the order
+    else:
+        thr = a[None, :] * flat.astype(np.float64).mean(axis=1)[:, None]
+        row_v, col_v = row_max, col_max
+    boxes, empty = _boxes_from_lines(row_v[:, None, :] >= thr[:, :, None], col_v[:, None, :] >= thr[:, :, None])
+    boxes[empty] = 0
+    return boxes, empty
 
 
 def original_boxes(boxes: np.ndarray, empty: np.ndarray, input_size: tuple[int, int],
@@ -112,7 +206,7 @@ def original_boxes(boxes: np.ndarray, empty: np.ndarray, input_size: tuple[int, 
 # MaxBoxAccV2
 # --------------------------------------------------------------------------------------------
 def wsol_levels(maps: np.ndarray) -> np.ndarray:
-    """Per pixel, how many of wsolevaluation's thresholds it passes (``[B,H,W]`` in 0..100).
+    """Per pixel, how many of wsolevaluation's thresholds it passes (``[B,H,W]`` uint8 in 0..100).
 
     As ``normalize_scoremap`` then ``compute_bboxes_from_scoremaps``: min-max normalise
     (a constant map becomes all zeros), ``uint8(s * 255)``, foreground ``> int(t * max)``.
@@ -124,9 +218,62 @@ def wsol_levels(maps: np.ndarray) -> np.ndarray:
     s = np.divide(s, hi, out=np.zeros_like(s), where=hi > 0)
     s8 = (s * 255).astype(np.uint8)
     top = s8.reshape(len(s8), -1).max(axis=1)
-    thr = np.array([[int(t * m) for t in WSOL_THRESHOLDS] for m in top], dtype=np.int64)  # [B,T]
-    # thresholds are non-decreasing in t: the count passed is a sorted search per image
-    return np.stack([np.searchsorted(thr[i], s8[i].astype(np.int64), side="left") for i in range(len(s8))])
+    thr = (WSOL_THRESHOLDS[None, :] * top[:, None].astype(np.float64)).astype(np.int64)  # int(t * max), [B,T]
+    # thresholds are non-decreasing in t: the count a uint8 value passes is a table of 256 entries
+    lut = (thr[:, None, :] < np.arange(256)[None, :, None]).sum(axis=2).astype(np.uint8)  # [B,256]
+    return np.take_along_axis(lut, s8.reshape(len(s8), -1).astype(np.intp), axis=1).reshape(s8.shape)
+
+
+@kernel
+def _record_hits(rec, gt, n_gt, ious, n_img, n_t, w, h):  # pragma: no cover - compiled by numba
+    """``[B,K,T]``: at threshold index ``t``, does some region of image ``b`` have a box with IoU
+    >= ``ious[k]`` (VOC, +1) with one of its ``n_gt[b]`` boxes ``gt[b]``? A threshold with no
+    region scores wsolevaluation's box ``(0, 0, 0, 0)``. Records are ``(image, x1, y1, x2, y2, lo,
+    hi)``; boxes become ``boundingRect``'s ``(x, y, min(x + w, W - 1), min(y + h, H - 1))``."""
+    n_k = ious.shape[0]
+    regions = np.zeros((n_img, n_t + 1), np.int64)
+    hits = np.zeros((n_img, n_k, n_t + 1), np.int64)
+    for r in range(rec.shape[0]):
+        b = rec[r, 0]
+        x0 = np.float64(rec[r, 1])
+        y0 = np.float64(rec[r, 2])
+        x1 = np.float64(min(rec[r, 3] + 1, w - 1))
+        y1 = np.float64(min(rec[r, 4] + 1, h - 1))
+        lo = rec[r, 5]
+        hi = rec[r, 6]
+        regions[b, lo] += 1
+        regions[b, hi + 1] -= 1
+        best = 0.0
+        for g in range(n_gt[b]):
+            iw = max(min(x1, gt[b, g, 2]) - max(x0, gt[b, g, 0]) + 1.0, 0.0)
+            ih = max(min(y1, gt[b, g, 3]) - max(y0, gt[b, g, 1]) + 1.0, 0.0)
+            inter = iw * ih
+            union = (x1 - x0 + 1.0) * (y1 - y0 + 1.0) + (gt[b, g, 2] - gt[b, g, 0] + 1.0) * \
+                (gt[b, g, 3] - gt[b, g, 1] + 1.0) - inter
+            if union > 0:
+                best = max(best, inter / union)
+        for k in range(n_k):
+            if best >= ious[k]:
+                hits[b, k, lo] += 1
+                hits[b, k, hi + 1] -= 1
+    out = np.zeros((n_img, n_k, n_t), np.bool_)
+    for b in range(n_img):
+        none = 0.0  # the IoU of the box (0, 0, 0, 0)
+        for g in range(n_gt[b]):
+            iw = max(min(0.0, gt[b, g, 2]) - max(0.0, gt[b, g, 0]) + 1.0, 0.0)
+            ih = max(min(0.0, gt[b, g, 3]) - max(0.0, gt[b, g, 1]) + 1.0, 0.0)
+            inter = iw * ih
+            union = 1.0 + (gt[b, g, 2] - gt[b, g, 0] + 1.0) * (gt[b, g, 3] - gt[b, g, 1] + 1.0) - inter
+            if union > 0:
+                none = max(none, inter / union)
+        have = 0
+        run = np.zeros(n_k, np.int64)
+        for t in range(n_t):
+            have += regions[b, t]
+            for k in range(n_k):
+                run[k] += hits[b, k, t]
+                out[b, k, t] = run[k] > 0 if have > 0 else none >= ious[k]
+    return out
 
 
 def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray],
@@ -138,36 +285,19 @@ def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray],
     maps = np.asarray(maps)
     b, H, W = maps.shape
     n_t = len(WSOL_THRESHOLDS)
-    rec = component_box_records(wsol_levels(maps), n_t)
-    box = rec["box"].copy()
-    box[:, 2] = np.minimum(box[:, 2] + 1, W - 1)  # boundingRect's x + w, clipped as wsolevaluation
-    box[:, 3] = np.minimum(box[:, 3] + 1, H - 1)
-    g = max((len(x) for x in gt_boxes), default=0)
-    gt = np.full((b, max(g, 1), 4), -1.0)
-    valid = np.zeros((b, max(g, 1)), bool)
+    rec = compiled("_component_records")(wsol_levels(maps).astype(np.int32), n_t)
+    g = max((len(np.asarray(x).reshape(-1, 4)) for x in gt_boxes), default=0)
+    gt = np.zeros((b, max(g, 1), 4))
+    n_gt = np.zeros(b, np.int64)
     for i, x in enumerate(gt_boxes):
-        gt[i, :len(x)] = np.asarray(x, dtype=np.float64).reshape(-1, 4)
-        valid[i, :len(x)] = True
-    iou = np.where(valid[rec["image"]], iou_voc(box[:, None, :], gt[rec["image"]]), 0.0).max(axis=1)
-    # thresholds at which an image has no region: wsolevaluation's box (0, 0, 0, 0)
-    none_iou = np.where(valid, iou_voc(np.zeros(4)[None, None, :], gt), 0.0).max(axis=1)  # [B]
-    cover = np.zeros((b, n_t + 1), np.int64)
-    np.add.at(cover, (rec["image"], rec["lo"]), 1)
-    np.add.at(cover, (rec["image"], rec["hi"] + 1), -1)
-    has_region = np.cumsum(cover, axis=1)[:, :n_t] > 0
-    out = np.zeros((b, len(ious), n_t), bool)
-    for k, d in enumerate(ious):
-        ok = iou >= d / 100.0
-        diff = np.zeros((b, n_t + 1), np.int64)
-        np.add.at(diff, (rec["image"][ok], rec["lo"][ok]), 1)
-        np.add.at(diff, (rec["image"][ok], rec["hi"][ok] + 1), -1)
-        hit = np.cumsum(diff, axis=1)[:, :n_t] > 0
-        out[:, k] = np.where(has_region, hit, (none_iou >= d / 100.0)[:, None])
-    return out
+        x = np.asarray(x, dtype=np.float64).reshape(-1, 4)
+        gt[i, :len(x)] = x
+        n_gt[i] = len(x)
+    return compiled("_record_hits")(rec, gt, n_gt, np.array([d / 100.0 for d in ious]), b, n_t, W, H)
 
 
 def _bits(x: np.ndarray) -> str:
-    return "".join("1" if v else "0" for v in np.asarray(x).reshape(-1))
+    return np.where(np.asarray(x, dtype=bool).reshape(-1), np.uint8(49), np.uint8(48)).tobytes().decode("ascii")
 
 
 def _unbits(s: str) -> np.ndarray:
@@ -203,17 +333,19 @@ class Localization(Benchmark):
     def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int]) -> list[dict]:
         maps = np.stack([np.asarray(o, dtype=np.float32) for o in outputs])
         iou = float(self.options.get("iou", 0.5))
-        records: list[dict] = [{} for _ in samples]
-        for kind in THRESHOLDINGS:
-            boxes, empty = threshold_boxes(maps, kind, self.alphas(kind))
-            for i, s in enumerate(samples):
-                ob = original_boxes(boxes[i], empty[i], input_size, s.size)
-                records[i][kind] = _bits(best_iou(ob, s.boxes) >= iou)
+        per_kind = [threshold_boxes(maps, kind, self.alphas(kind)) for kind in THRESHOLDINGS]
+        boxes = np.concatenate([bx for bx, _ in per_kind], axis=1)  # [B, sum of A, 4]
+        empty = np.concatenate([e for _, e in per_kind], axis=1)
+        cuts = np.cumsum([e.shape[1] for _, e in per_kind])[:-1]
         gt = [scale_boxes_wsol(s.boxes, s.size, input_size) for s in samples]
         mba = maxboxacc_correct(maps, gt)
-        for i in range(len(samples)):
+        records: list[dict] = []
+        for i, s in enumerate(samples):
+            hit = best_iou(original_boxes(boxes[i], empty[i], input_size, s.size), s.boxes) >= iou
+            rec = {kind: _bits(h) for kind, h in zip(THRESHOLDINGS, np.split(hit, cuts))}
             for k, d in enumerate(WSOL_IOUS):
-                records[i][f"mba{d}"] = _bits(mba[i, k])
+                rec[f"mba{d}"] = _bits(mba[i, k])
+            records.append(rec)
         return records
 
     def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
