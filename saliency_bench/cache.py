@@ -72,8 +72,12 @@ class HeatmapCache:
                     out[sid] = Cached(bool(ok[row]), str(reasons[row]) or None, m if ok[row] else None)
         return out
 
-    def put(self, ids: list[str], outputs: np.ndarray, ok: list[bool], reasons: list[str | None]) -> None:
-        """Store a batch: ``outputs[i]`` is sample ``ids[i]``'s float32 map (or point)."""
+    def put(self, ids: list[str], outputs: np.ndarray, ok: list[bool], reasons: list[str | None]) -> np.ndarray:
+        """Store a batch: ``outputs[i]`` is sample ``ids[i]``'s float32 map (or point).
+
+        Returns the outputs exactly as a later read will give them back, so that a fresh run
+        and a resumed one score the very same numbers.
+        """
         outputs = np.asarray(outputs, dtype=np.float32)
         scale = np.ones(len(ids), np.float32)
         if outputs.ndim == 3 and self.dtype == "float16":
@@ -89,3 +93,5 @@ class HeatmapCache:
         if self._index is not None:
             for row, sid in enumerate(ids):
                 self._index[sid] = (final, row)
+        stored = outputs.astype(np.float32)
+        return stored * scale.reshape((-1,) + (1,) * (stored.ndim - 1)) if stored.ndim == 3 else stored

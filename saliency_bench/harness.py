@@ -421,9 +421,6 @@ class Runner:
         self.dist.close()
         return self.run_dir
 
-    def shard(self, indices: list[int]) -> list[int]:
-        return indices[self.rank::self.world]
-
     def pass_over(self, store: Store, writer: Store, model, ds, display: str, ds_key: str) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
             TimeRemainingColumn
@@ -434,11 +431,17 @@ class Runner:
         model_key = f"{model.name}-{model.digest}"
         caches = {m.name: HeatmapCache(self.runs_dir / "cache", model_key, ds_key, m.key, cfg.cache_dtype)
                   for m in self.plan.methods}
+        # Batches lie on a fixed grid over the dataset, and ranks take whole batches: every sample
+        # is computed in the same batch whatever the number of ranks or interruptions, so the
+        # floating-point results (which depend on the batch a sample is in) are the same too.
+        grid = [range(j, min(j + cfg.batch_size, n)) for j in range(0, n, cfg.batch_size)]
         todo = {}
         for m in self.plan.methods:
             done = store.done_ids(self.run_id, model.name, display, m.name)
-            todo[m.name] = set(self.shard([i for i, sid in enumerate(ids) if sid not in done]))
-        indices = sorted(set().union(*todo.values())) if todo else []
+            todo[m.name] = {i for i, sid in enumerate(ids) if sid not in done}
+        mine = [b for b in grid if any(i in t for t in todo.values() for i in b)][self.rank::self.world]
+        indices = [i for b in mine for i in b]
+        todo = {name: t & set(indices) for name, t in todo.items()}
         if not indices:
             return
         if self.rank == 0:
@@ -500,34 +503,32 @@ class Runner:
             outcomes: list[tuple] = [(samples[k].id, False, pre_fail[k], {}) for k in mine if k in pre_fail]
             run_ks = [k for k in mine if k not in pre_fail]
             cached = cache.get_many([samples[k].id for k in run_ks])
-            compute = [k for k in run_ks if samples[k].id not in cached]
             outputs: dict[int, np.ndarray] = {k: cached[samples[k].id].output for k in run_ks
                                               if samples[k].id in cached}
+            outcomes += [(samples[k].id, True, None, {}) for k in outputs]
+            missing = [k for k in run_ks if k not in outputs]
             timing = None
-            if compute:
-                rows = torch.tensor([good.index(k) for k in compute], device=self.device)
-                res = call_method(method, model, x_all.index_select(0, rows), t_all.index_select(0, rows))
-                ok_ids, ok_maps = [], []
-                for j, k in enumerate(compute):
-                    if res.outputs[j] is None:
-                        outcomes.append((samples[k].id, False, res.reasons[j], res.info[j]))
-                    else:
-                        outputs[k] = res.outputs[j]
-                        ok_ids.append(samples[k].id)
-                        ok_maps.append(res.outputs[j])
-                        outcomes.append((samples[k].id, True, None, res.info[j]))
-                if ok_ids:
-                    cache.put(ok_ids, np.stack(ok_maps), [True] * len(ok_ids), [None] * len(ok_ids))
+            if missing:
+                # The whole batch goes through the method, as in an uninterrupted run.
+                res = call_method(method, model, x_all, t_all)
+                stored_ks = [k for k in missing if res.outputs[good.index(k)] is not None]
+                for k in missing:
+                    j = good.index(k)
+                    outcomes.append((samples[k].id, res.outputs[j] is not None, res.reasons[j], res.info[j]))
+                if stored_ks:
+                    stored = cache.put([samples[k].id for k in stored_ks],
+                                       np.stack([res.outputs[good.index(k)] for k in stored_ks]),
+                                       [True] * len(stored_ks), [None] * len(stored_ks))
+                    outputs.update(zip(stored_ks, stored))
                 if res.timing is not None:
-                    timing = (str(self.device), samples[compute[0]].id, len(compute), res.timing[0],
+                    timing = (str(self.device), samples[good[0]].id, len(good), res.timing[0],
                               res.timing[1], self.rank)
-            outcomes += [(samples[k].id, True, None, {}) for k in run_ks if k not in compute]
             records = []
-            ok_ks = sorted(outputs)
+            scored_ks = sorted(outputs)
             for bench in self.plan.benchmarks:
                 if getattr(bench, "timing", False) or method.kind not in bench.accepts:
                     continue
-                ks = [k for k in ok_ks if bench.applies_to(samples[k])]
+                ks = [k for k in scored_ks if bench.applies_to(samples[k])]
                 if not ks:
                     continue
                 recs = bench.score_batch([samples[k] for k in ks], np.stack([outputs[k] for k in ks]),
