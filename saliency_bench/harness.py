@@ -86,7 +86,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", help="dataset split (COCO: val2014, val2017, train2017 ...)")
     p.add_argument("--dataset-option", "-d", action="append", metavar="NAME=VALUE",
                    help="dataset option, e.g. -d heldout=5000 -d cap_per_category=400")
-    p.add_argument("--limit", type=int, help="use only the first N samples of each dataset")
+    p.add_argument("--limit", type=int, help="use only the first N samples of each dataset (0: all)")
     p.add_argument("--benchmarks", default=None, help="shell wildcards (default: all)")
     p.add_argument("--param", "-p", action="append", metavar="[METHOD.]NAME=VALUE",
                    help="method parameter, e.g. -p mask.iterations=100 -p layer=inception4e")
@@ -426,7 +426,7 @@ class Runner:
             TimeRemainingColumn
 
         cfg = self.cfg
-        n = len(ds) if cfg.limit is None else min(len(ds), cfg.limit)
+        n = len(ds) if not cfg.limit else min(len(ds), cfg.limit)
         ids = list(ds.ids[:n])
         model_key = f"{model.name}-{model.digest}"
         caches = {m.name: HeatmapCache(self.runs_dir / "cache", model_key, ds_key, m.key, cfg.cache_dtype)
@@ -618,7 +618,27 @@ def _diagnostics(infos: list[dict]) -> dict:
     return out
 
 
+CPU_SAMPLES = 8  # the embedded default's sample size on a CPU (see README: The embedded default)
+
+
+def embedded_default_limit(cfg: RunConfig, dataset_given: bool) -> int | None:
+    """On a CPU, the embedded default (bundled sample, no --limit) takes the first few samples:
+    the occlusion family and the mask cost hundreds of passes per image."""
+    device = torch.device(cfg.device or default_device())
+    if dataset_given or cfg.limit is not None or cfg.datasets != ["sample"] or device.type != "cpu":
+        return cfg.limit
+    return int(os.environ.get("SALIENCY_BENCH_CPU_SAMPLES", CPU_SAMPLES)) or None
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    given = bool(args.dataset) or bool(getattr(args, "config", None))
+    limit = embedded_default_limit(cfg, given)
+    if limit != cfg.limit:
+        cfg.limit = limit
+        from rich.console import Console
+
+        Console().print(f"[dim]CPU: the embedded default run takes the first {limit} samples of the bundled "
+                        "sample (--limit N or SALIENCY_BENCH_CPU_SAMPLES=N to change; 0 for all)[/dim]")
     Runner(cfg).run()
     return 0
