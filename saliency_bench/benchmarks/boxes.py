@@ -127,44 +127,83 @@ def kernel(fn):
 # --------------------------------------------------------------------------------------------
 # Connected-component boxes at every threshold at once (a component tree by union-find).
 # --------------------------------------------------------------------------------------------
+# The 8 neighbours in ring order (dy, dx): two active neighbours are 8-adjacent to each other when
+# consecutive on the ring, or when both are 4-neighbours a quarter-turn apart (N and E, ...).
+_RING = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
+
+
+@lru_cache(maxsize=1)
+def _neighbour_groups() -> tuple[np.ndarray, np.ndarray]:
+    """For each of the 256 patterns of active neighbours: one ring index per group of mutually
+    connected active neighbours (``reps [256,4]``, ``count [256]``). Neighbours of one group are
+    already one component, so a new pixel needs one union per group (at most 4), not per
+    neighbour."""
+    reps = np.zeros((256, 4), np.int64)
+    count = np.zeros(256, np.int64)
+    for mask in range(256):
+        on = [i for i in range(8) if mask >> i & 1]
+        group = {i: i for i in on}
+
+        def root(i: int) -> int:
+            while group[i] != i:
+                i = group[i]
+            return i
+
+        for i in on:
+            for k in on:
+                dy, dx = _RING[i][0] - _RING[k][0], _RING[i][1] - _RING[k][1]
+                if i < k and max(abs(dy), abs(dx)) == 1:
+                    group[root(k)] = root(i)
+        heads = sorted({root(i) for i in on})
+        reps[mask, :len(heads)] = heads
+        count[mask] = len(heads)
+    return reps, count
+
+
 @kernel
-def _component_records(levels, n_levels):  # pragma: no cover - compiled by numba
-    """Union-find sweep of :func:`component_box_records` over ``levels [B,H,W]`` (int32, clipped
-    to ``0..n_levels``); returns ``[R,7]`` rows ``(image, x1, y1, x2, y2, lo, hi)``."""
-    n_img, h, w = levels.shape
-    n = h * w
-    parent = np.empty(n, np.int64)
-    size = np.empty(n, np.int64)
-    bx0 = np.empty(n, np.int64)
-    by0 = np.empty(n, np.int64)
-    bx1 = np.empty(n, np.int64)
-    by1 = np.empty(n, np.int64)
-    start = np.empty(n, np.int64)  # open record's top threshold index; -1: opens at this level's end
+def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover - compiled by numba
+    """Union-find sweep of :func:`component_box_records`: pixel ``(y, x)`` of image ``b`` has the
+    level ``lut[b, values[b, y, x]]`` (in ``0..n_levels``; a table, so that quantised maps need
+    no levels array). Returns ``[R,7]`` rows ``(image, x1, y1, x2, y2, lo, hi)``.
+
+    Pixels live on a grid padded by one inactive pixel on each side, so that the 8 neighbours of
+    a pixel are 8 fixed offsets with no bounds test; per-node arrays are int32 to stay in cache.
+    """
+    n_img, h, w = values.shape
+    wp = w + 2
+    n = (h + 2) * wp
+    parent = np.empty(n, np.int32)
+    size = np.empty(n, np.int32)
+    box = np.empty((n, 4), np.int32)  # x1, y1, x2, y2 of the component a root represents
+    start = np.empty(n, np.int32)  # open record's top threshold index; -1: opens at this level's end
     active = np.zeros(n, np.bool_)
-    order = np.empty(n, np.int64)
-    pending = np.empty(2 * n + 1, np.int64)  # roots whose record opens at the end of the level
+    order = np.empty(h * w, np.int32)
+    pending = np.empty(2 * h * w + 1, np.int32)  # roots whose record opens at the end of the level
     first = np.empty(n_levels + 2, np.int64)
-    shut = np.empty(2, np.int64)
-    rec = np.empty((1024, 7), np.int64)
+    fill = np.empty(n_levels + 2, np.int64)
+    shut = np.empty(2, np.int32)
+    offsets = np.array([-wp - 1, -wp, -wp + 1, 1, wp + 1, wp, wp - 1, -1])  # 8-connectivity (cv2), _RING order
+    rec = np.empty((4096, 7), np.int64)
     n_rec = 0
     for b in range(n_img):
-        lv = levels[b]
+        lv = values[b]
+        lb = lut[b]
         # Counting sort of the pixels by level, highest first (raster order inside a level).
         first[:] = 0
         for y in range(h):
             for x in range(w):
-                first[lv[y, x]] += 1
+                first[lb[lv[y, x]]] += 1
         pos = 0
         for lev in range(n_levels, 0, -1):
             c = first[lev]
             first[lev] = pos
+            fill[lev] = pos
             pos += c
-        fill = first.copy()
         for y in range(h):
             for x in range(w):
-                lev = lv[y, x]
+                lev = lb[lv[y, x]]
                 if lev > 0:
-                    order[fill[lev]] = y * w + x
+                    order[fill[lev]] = (y + 1) * wp + x + 1
                     fill[lev] += 1
         active[:] = False
         for lev in range(n_levels, 0, -1):
@@ -172,97 +211,103 @@ def _component_records(levels, n_levels):  # pragma: no cover - compiled by numb
             n_pend = 0
             for k in range(first[lev], fill[lev]):
                 p = order[k]
-                py = p // w
-                px = p - py * w
+                py = p // wp - 1
+                px = p - (py + 1) * wp - 1
                 parent[p] = p
                 size[p] = 1
-                bx0[p] = px
-                bx1[p] = px
-                by0[p] = py
-                by1[p] = py
+                box[p, 0] = px
+                box[p, 1] = py
+                box[p, 2] = px
+                box[p, 3] = py
                 start[p] = -1
                 active[p] = True
                 pending[n_pend] = p
                 n_pend += 1
-                for dy in range(-1, 2):  # 8-connectivity, as the outer borders of cv2.findContours
-                    qy = py + dy
-                    if qy < 0 or qy >= h:
+                ra = p  # p's root, kept up to date across its merges
+                mask = 0
+                for o in range(8):
+                    mask |= np.int64(active[p + offsets[o]]) << o
+                if n_reps[mask] == 1:  # the common case: p joins one component
+                    rb = p + offsets[reps[mask, 0]]
+                    while parent[rb] != rb:
+                        parent[rb] = parent[parent[rb]]
+                        rb = parent[rb]
+                    if start[rb] < 0 or (box[rb, 0] <= px <= box[rb, 2] and box[rb, 1] <= py <= box[rb, 3]):
+                        # no open record, or its box does not change: just grow the component
+                        parent[p] = rb
+                        size[rb] += 1
+                        box[rb, 0] = min(box[rb, 0], px)
+                        box[rb, 1] = min(box[rb, 1], py)
+                        box[rb, 2] = max(box[rb, 2], px)
+                        box[rb, 3] = max(box[rb, 3], py)
                         continue
-                    for dx in range(-1, 2):
-                        qx = px + dx
-                        if (dy == 0 and dx == 0) or qx < 0 or qx >= w:
-                            continue
-                        q = qy * w + qx
-                        if not active[q]:
-                            continue
-                        ra = p
-                        while parent[ra] != ra:  # path halving
-                            parent[ra] = parent[parent[ra]]
-                            ra = parent[ra]
-                        rb = q
-                        while parent[rb] != rb:
-                            parent[rb] = parent[parent[rb]]
-                            rb = parent[rb]
-                        if ra == rb:
-                            continue
-                        if size[ra] < size[rb]:  # union by size; ra survives
-                            ra, rb = rb, ra
-                        n_shut = 0
-                        if start[rb] >= 0:  # rb's component ends here
-                            shut[n_shut] = rb
-                            n_shut += 1
-                        x0 = min(bx0[ra], bx0[rb])
-                        y0 = min(by0[ra], by0[rb])
-                        x1 = max(bx1[ra], bx1[rb])
-                        y1 = max(by1[ra], by1[rb])
-                        if start[ra] >= 0 and (x0 != bx0[ra] or y0 != by0[ra] or x1 != bx1[ra] or y1 != by1[ra]):
-                            shut[n_shut] = ra  # ra's box grows: its record ends, a new one opens
-                            n_shut += 1
-                        for s in range(n_shut):
-                            r = shut[s]
-                            if n_rec == rec.shape[0]:
-                                grown = np.empty((2 * n_rec, 7), np.int64)
-                                grown[:n_rec] = rec
-                                rec = grown
-                            rec[n_rec, 0] = b
-                            rec[n_rec, 1] = bx0[r]
-                            rec[n_rec, 2] = by0[r]
-                            rec[n_rec, 3] = bx1[r]
-                            rec[n_rec, 4] = by1[r]
-                            rec[n_rec, 5] = j + 1
-                            rec[n_rec, 6] = start[r]
-                            n_rec += 1
-                            start[r] = -1
-                            pending[n_pend] = r
-                            n_pend += 1
-                        parent[rb] = ra
-                        size[ra] += size[rb]
-                        bx0[ra] = x0
-                        by0[ra] = y0
-                        bx1[ra] = x1
-                        by1[ra] = y1
+                for g in range(n_reps[mask]):
+                    rb = p + offsets[reps[mask, g]]
+                    while parent[rb] != rb:  # path halving
+                        parent[rb] = parent[parent[rb]]
+                        rb = parent[rb]
+                    if ra == rb:
+                        continue
+                    if size[ra] < size[rb]:  # union by size; ra survives
+                        ra, rb = rb, ra
+                    n_shut = 0
+                    if start[rb] >= 0:  # rb's component ends here
+                        shut[n_shut] = rb
+                        n_shut += 1
+                    x0 = min(box[ra, 0], box[rb, 0])
+                    y0 = min(box[ra, 1], box[rb, 1])
+                    x1 = max(box[ra, 2], box[rb, 2])
+                    y1 = max(box[ra, 3], box[rb, 3])
+                    if start[ra] >= 0 and (x0 != box[ra, 0] or y0 != box[ra, 1] or x1 != box[ra, 2]
+                                           or y1 != box[ra, 3]):
+                        shut[n_shut] = ra  # ra's box grows: its record ends, a new one opens
+                        n_shut += 1
+                    for s in range(n_shut):
+                        r = shut[s]
+                        if n_rec == rec.shape[0]:
+                            grown = np.empty((2 * n_rec, 7), np.int64)
+                            grown[:n_rec] = rec
+                            rec = grown
+                        rec[n_rec, 0] = b
+                        rec[n_rec, 1] = box[r, 0]
+                        rec[n_rec, 2] = box[r, 1]
+                        rec[n_rec, 3] = box[r, 2]
+                        rec[n_rec, 4] = box[r, 3]
+                        rec[n_rec, 5] = j + 1
+                        rec[n_rec, 6] = start[r]
+                        n_rec += 1
+                        start[r] = -1
+                        pending[n_pend] = r
+                        n_pend += 1
+                    parent[rb] = ra
+                    size[ra] += size[rb]
+                    box[ra, 0] = x0
+                    box[ra, 1] = y0
+                    box[ra, 2] = x1
+                    box[ra, 3] = y1
             for k in range(n_pend):
                 r = pending[k]
                 if parent[r] == r and start[r] < 0:
                     start[r] = j
         # Components still alive at threshold index 0.
         n_roots = 0
-        for p in range(n):
-            if active[p] and parent[p] == p:
+        for k in range(fill[1]):
+            if parent[order[k]] == order[k]:
                 n_roots += 1
         if n_rec + n_roots > rec.shape[0]:
             grown = np.empty((max(2 * rec.shape[0], n_rec + n_roots), 7), np.int64)
             grown[:n_rec] = rec[:n_rec]
             rec = grown
-        for p in range(n):
-            if active[p] and parent[p] == p:
+        for k in range(fill[1]):
+            r = order[k]
+            if parent[r] == r:
                 rec[n_rec, 0] = b
-                rec[n_rec, 1] = bx0[p]
-                rec[n_rec, 2] = by0[p]
-                rec[n_rec, 3] = bx1[p]
-                rec[n_rec, 4] = by1[p]
+                rec[n_rec, 1] = box[r, 0]
+                rec[n_rec, 2] = box[r, 1]
+                rec[n_rec, 3] = box[r, 2]
+                rec[n_rec, 4] = box[r, 3]
                 rec[n_rec, 5] = 0
-                rec[n_rec, 6] = start[p]
+                rec[n_rec, 6] = start[r]
                 n_rec += 1
     return rec[:n_rec].copy()
 
@@ -284,5 +329,20 @@ def component_box_records(levels: np.ndarray, n_levels: int) -> dict[str, np.nda
     lv = np.ascontiguousarray(np.clip(np.asarray(levels), 0, n_levels), dtype=np.int32)
     if lv.ndim != 3:
         raise ValueError(f"component_box_records: levels must be [B,H,W], not {lv.shape}")
-    rec = compiled("_component_records")(lv, int(n_levels))
+    identity = np.broadcast_to(np.arange(n_levels + 1, dtype=np.int32), (len(lv), n_levels + 1))
+    return component_records_from_table(lv, np.ascontiguousarray(identity), n_levels)
+
+
+def component_records_from_table(values: np.ndarray, lut: np.ndarray, n_levels: int) -> dict[str, np.ndarray]:
+    """:func:`component_box_records` of the levels ``lut[b, values[b]]`` (``values [B,H,W]`` small
+    non-negative integers such as a uint8 map, ``lut [B,V]`` in ``0..n_levels``), without
+    building the levels array."""
+    rec = component_record_rows(values, lut, n_levels)
     return {"image": rec[:, 0].copy(), "box": rec[:, 1:5].copy(), "lo": rec[:, 5].copy(), "hi": rec[:, 6].copy()}
+
+
+def component_record_rows(values: np.ndarray, lut: np.ndarray, n_levels: int) -> np.ndarray:
+    """The records of :func:`component_records_from_table` as rows ``[R,7]``:
+    ``(image, x1, y1, x2, y2, lo, hi)``."""
+    return compiled("_component_records")(np.ascontiguousarray(values), np.ascontiguousarray(lut, dtype=np.int32),
+                                          int(n_levels), *_neighbour_groups())

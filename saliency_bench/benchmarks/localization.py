@@ -23,12 +23,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, Benchmark, Sample
 
-from .boxes import best_iou, compiled, component_box_records, iou_voc, kernel, resize_boxes_through_footprint, \
+from .boxes import best_iou, compiled, component_record_rows, kernel, resize_boxes_through_footprint, \
     scale_boxes_wsol
 from .stats import bootstrap_ci, weighted_mean
 
@@ -205,12 +204,11 @@ def original_boxes(boxes: np.ndarray, empty: np.ndarray, input_size: tuple[int, 
 # --------------------------------------------------------------------------------------------
 # MaxBoxAccV2
 # --------------------------------------------------------------------------------------------
-def wsol_levels(maps: np.ndarray) -> np.ndarray:
-    """Per pixel, how many of wsolevaluation's thresholds it passes (``[B,H,W]`` uint8 in 0..100).
-
-    As ``normalize_scoremap`` then ``compute_bboxes_from_scoremaps``: min-max normalise
-    (a constant map becomes all zeros), ``uint8(s * 255)``, foreground ``> int(t * max)``.
-    """
+def wsol_quantise(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """wsolevaluation's ``normalize_scoremap`` then ``compute_bboxes_from_scoremaps`` thresholds:
+    the uint8 maps ``[B,H,W]`` (min-max normalised, a constant map becomes all zeros, then
+    ``uint8(s * 255)``) and, per image, how many thresholds each uint8 value passes
+    (``[B,256]``; foreground at ``t`` is ``> int(t * max)``)."""
     s = np.asarray(maps, dtype=np.float32)
     lo = s.min(axis=(1, 2), keepdims=True)
     s = s - lo
@@ -219,8 +217,14 @@ def wsol_levels(maps: np.ndarray) -> np.ndarray:
     s8 = (s * 255).astype(np.uint8)
     top = s8.reshape(len(s8), -1).max(axis=1)
     thr = (WSOL_THRESHOLDS[None, :] * top[:, None].astype(np.float64)).astype(np.int64)  # int(t * max), [B,T]
-    # thresholds are non-decreasing in t: the count a uint8 value passes is a table of 256 entries
-    lut = (thr[:, None, :] < np.arange(256)[None, :, None]).sum(axis=2).astype(np.uint8)  # [B,256]
+    # thresholds are non-decreasing in t: the count a value passes is a table of 256 entries
+    lut = (thr[:, None, :] < np.arange(256)[None, :, None]).sum(axis=2).astype(np.int32)  # [B,256]
+    return s8, lut
+
+
+def wsol_levels(maps: np.ndarray) -> np.ndarray:
+    """Per pixel, how many of wsolevaluation's thresholds it passes (``[B,H,W]`` in 0..100)."""
+    s8, lut = wsol_quantise(maps)
     return np.take_along_axis(lut, s8.reshape(len(s8), -1).astype(np.intp), axis=1).reshape(s8.shape)
 
 
@@ -285,7 +289,7 @@ def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray],
     maps = np.asarray(maps)
     b, H, W = maps.shape
     n_t = len(WSOL_THRESHOLDS)
-    rec = compiled("_component_records")(wsol_levels(maps).astype(np.int32), n_t)
+    rec = component_record_rows(*wsol_quantise(maps), n_t)
     g = max((len(np.asarray(x).reshape(-1, 4)) for x in gt_boxes), default=0)
     gt = np.zeros((b, max(g, 1), 4))
     n_gt = np.zeros(b, np.int64)
