@@ -40,12 +40,13 @@ def heatmap_points(maps: np.ndarray, size: tuple[int, int], tie: str = "mean") -
         return torch.stack([i % w, i // w], dim=1).double().numpy()
     if tie != "mean":
         raise ValueError(f"pointing: tie must be 'mean' or 'first', not {tie!r}")
-    at_max = (m == m.max(dim=1, keepdim=True).values).double()
-    idx = torch.arange(m.shape[1], dtype=torch.float64)
-    count = at_max.sum(dim=1)
-    x = (at_max * (idx % w)).sum(dim=1) / count
-    y = (at_max * torch.div(idx, w, rounding_mode="floor")).sum(dim=1) / count
-    return torch.stack([x, y], dim=1).numpy()
+    # Only the tied maxima are visited (usually one per map): sums of integer coordinates in float64
+    # are exact, so the mean does not depend on the order they are added in.
+    b, at = torch.nonzero(m == m.max(dim=1, keepdim=True).values, as_tuple=True)
+    count = torch.bincount(b, minlength=m.shape[0]).double()
+    x = torch.zeros(m.shape[0], dtype=torch.float64).index_add_(0, b, (at % w).double()) / count
+    y = torch.zeros(m.shape[0], dtype=torch.float64).index_add_(0, b, torch.div(at, w, rounding_mode="floor").double())
+    return torch.stack([x, y / count], dim=1).numpy()
 
 
 def input_point_to_original(points: np.ndarray, input_size: tuple[int, int],
