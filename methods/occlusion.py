@@ -77,15 +77,21 @@ def random_discs(n: int, size: tuple[int, int], seed: int, area_mu: float = 7.50
 
     Area ~ LogNormal(mu, sigma) and y ~ Normal(mean, std) are statistics of ``reference`` x
     ``reference`` images; for another size they scale with the image (lengths by H/reference,
-    areas by H*W/reference^2). Centres are clamped into the image.
+    areas by H*W/reference^2). Centres lie in the image (y: the Normal truncated to it).
     """
     h, w = size
     g = torch.Generator().manual_seed(int(seed))  # drawn on the CPU: the same discs on any device
     area = torch.exp(area_mu + area_sigma * torch.randn(n, generator=g)) * (h * w) / reference ** 2
     radius = torch.sqrt(area / math.pi)
-    y = (y_mean + y_std * torch.randn(n, generator=g)) * h / reference
-    x = torch.rand(n, generator=g) * w
-    centres = torch.stack([x.clamp(0, w - 1), y.clamp(0, h - 1)], dim=1)
+    # y is the Normal truncated to the image (redrawn, not clamped: clamping would pile discs
+    # on the border rows); 8n candidates leave a shortfall only for absurd statistics
+    ys = (y_mean + y_std * torch.randn(8 * n, generator=g)) * h / reference
+    ys = ys[(ys >= 0) & (ys <= h - 1)]
+    if len(ys) < n:
+        raise ValueError(f"y ~ Normal({y_mean}, {y_std}) rarely falls inside a {h}-pixel image")
+    y = ys[:n]
+    x = torch.rand(n, generator=g) * (w - 1)
+    centres = torch.stack([x, y], dim=1)
     return centres.to(device), radius.to(device)
 
 
