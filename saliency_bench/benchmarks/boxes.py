@@ -137,7 +137,8 @@ def _neighbour_groups() -> tuple[np.ndarray, np.ndarray]:
     """For each of the 256 patterns of active neighbours: one ring index per group of mutually
     connected active neighbours (``reps [256,4]``, ``count [256]``). Neighbours of one group are
     already one component, so a new pixel needs one union per group (at most 4), not per
-    neighbour."""
+    neighbour. A group's head is its last ring index, so the left neighbour (W) heads its group:
+    it is often the pixel just processed, whose root is known."""
     reps = np.zeros((256, 4), np.int64)
     count = np.zeros(256, np.int64)
     for mask in range(256):
@@ -154,7 +155,7 @@ def _neighbour_groups() -> tuple[np.ndarray, np.ndarray]:
                 dy, dx = _RING[i][0] - _RING[k][0], _RING[i][1] - _RING[k][1]
                 if i < k and max(abs(dy), abs(dx)) == 1:
                     group[root(k)] = root(i)
-        heads = sorted({root(i) for i in on})
+        heads = sorted({max(k for k in on if root(k) == root(i)) for i in on})  # W (7) heads its group
         reps[mask, :len(heads)] = heads
         count[mask] = len(heads)
     return reps, count
@@ -177,7 +178,9 @@ def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover
     box = np.empty((n, 4), np.int32)  # x1, y1, x2, y2 of the component a root represents
     start = np.empty(n, np.int32)  # open record's top threshold index; -1: opens at this level's end
     active = np.zeros(n, np.bool_)
-    order = np.empty(h * w, np.int32)
+    order = np.empty(h * w, np.int32)  # padded pixel ids sorted by level, and their coordinates
+    order_x = np.empty(h * w, np.int32)
+    order_y = np.empty(h * w, np.int32)
     pending = np.empty(2 * h * w + 1, np.int32)  # roots whose record opens at the end of the level
     first = np.empty(n_levels + 2, np.int64)
     fill = np.empty(n_levels + 2, np.int64)
@@ -203,16 +206,45 @@ def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover
             for x in range(w):
                 lev = lb[lv[y, x]]
                 if lev > 0:
-                    order[fill[lev]] = (y + 1) * wp + x + 1
-                    fill[lev] += 1
+                    k = fill[lev]
+                    order[k] = (y + 1) * wp + x + 1
+                    order_x[k] = x
+                    order_y[k] = y
+                    fill[lev] = k + 1
         active[:] = False
+        prev_p = -1  # the pixel processed last and its root (still a root: nothing merged since)
+        prev_root = -1
         for lev in range(n_levels, 0, -1):
             j = lev - 1  # the threshold index at which these pixels become foreground
             n_pend = 0
             for k in range(first[lev], fill[lev]):
                 p = order[k]
-                py = p // wp - 1
-                px = p - (py + 1) * wp - 1
+                px = order_x[k]
+                py = order_y[k]
+                active[p] = True
+                mask = 0
+                for o in range(8):
+                    mask |= np.int64(active[p + offsets[o]]) << o
+                if n_reps[mask] == 1:  # the common case: p joins one component
+                    rb = p + offsets[reps[mask, 0]]
+                    if rb == prev_p:
+                        rb = prev_root
+                    else:
+                        while parent[rb] != rb:
+                            parent[rb] = parent[parent[rb]]
+                            rb = parent[rb]
+                    if start[rb] < 0 or (box[rb, 0] <= px <= box[rb, 2] and box[rb, 1] <= py <= box[rb, 3]):
+                        # no open record, or its box does not change: p just joins (it never becomes
+                        # a root, so its own size, box and record are never read)
+                        parent[p] = rb
+                        size[rb] += 1
+                        box[rb, 0] = min(box[rb, 0], px)
+                        box[rb, 1] = min(box[rb, 1], py)
+                        box[rb, 2] = max(box[rb, 2], px)
+                        box[rb, 3] = max(box[rb, 3], py)
+                        prev_p = p
+                        prev_root = rb
+                        continue
                 parent[p] = p
                 size[p] = 1
                 box[p, 0] = px
@@ -220,27 +252,9 @@ def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover
                 box[p, 2] = px
                 box[p, 3] = py
                 start[p] = -1
-                active[p] = True
                 pending[n_pend] = p
                 n_pend += 1
                 ra = p  # p's root, kept up to date across its merges
-                mask = 0
-                for o in range(8):
-                    mask |= np.int64(active[p + offsets[o]]) << o
-                if n_reps[mask] == 1:  # the common case: p joins one component
-                    rb = p + offsets[reps[mask, 0]]
-                    while parent[rb] != rb:
-                        parent[rb] = parent[parent[rb]]
-                        rb = parent[rb]
-                    if start[rb] < 0 or (box[rb, 0] <= px <= box[rb, 2] and box[rb, 1] <= py <= box[rb, 3]):
-                        # no open record, or its box does not change: just grow the component
-                        parent[p] = rb
-                        size[rb] += 1
-                        box[rb, 0] = min(box[rb, 0], px)
-                        box[rb, 1] = min(box[rb, 1], py)
-                        box[rb, 2] = max(box[rb, 2], px)
-                        box[rb, 3] = max(box[rb, 3], py)
-                        continue
                 for g in range(n_reps[mask]):
                     rb = p + offsets[reps[mask, g]]
                     while parent[rb] != rb:  # path halving
@@ -285,6 +299,8 @@ def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover
                     box[ra, 1] = y0
                     box[ra, 2] = x1
                     box[ra, 3] = y1
+                prev_p = p
+                prev_root = ra
             for k in range(n_pend):
                 r = pending[k]
                 if parent[r] == r and start[r] < 0:
