@@ -119,20 +119,38 @@ def perturbation_scores(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     per_image = perturb.ndim == 4
     n = perturb.shape[1] if per_image else perturb.shape[0]
     out = torch.empty(b, n, device=x.device, dtype=torch.float32)
-    diff = null.to(x.dtype) - x  # copies = x + P * (null - x): one fused op per pass
+    # One image often comes several times (COCO: one sample per category present): its perturbed
+    # copies, and so their logits, are the same for every target, so each distinct image is
+    # passed through the network once and its logits scored for each of its samples' targets.
+    members = [[i] for i in range(b)]
+    if not per_image and b > 1:
+        _, inverse = torch.unique(x.flatten(1), dim=0, return_inverse=True)
+        groups: dict[int, list[int]] = {}
+        for i, u in enumerate(inverse.tolist()):
+            groups.setdefault(u, []).append(i)
+        members = sorted(groups.values())
+    firsts = [m[0] for m in members]
+    xu = x[firsts] if len(firsts) < b else x
+    nullu = null[firsts] if null.ndim == 4 and null.shape[0] == b and len(firsts) < b else null
+    bu = xu.shape[0]
+    diff = nullu.to(x.dtype) - xu  # copies = x + P * (null - x): one fused op per pass
     # Each pass is a block of whole images times all masks, or one image times a block of
     # masks: contiguous slices and broadcasting, no gathered copies of the images.
     if chunk >= n:
         step = max(1, chunk // n)
-        blocks = [(b0, min(b0 + step, b), 0, n) for b0 in range(0, b, step)]
+        blocks = [(b0, min(b0 + step, bu), 0, n) for b0 in range(0, bu, step)]
     else:
-        blocks = [(b0, b0 + 1, n0, min(n0 + chunk, n)) for b0 in range(b) for n0 in range(0, n, chunk)]
+        blocks = [(b0, b0 + 1, n0, min(n0 + chunk, n)) for b0 in range(bu) for n0 in range(0, n, chunk)]
     with torch.no_grad():
         for b0, b1, n0, n1 in blocks:
             p = perturb[b0:b1, n0:n1] if per_image else perturb[None, n0:n1]
-            copies = torch.addcmul(x[b0:b1, None], p[:, :, None].to(x.dtype), diff[b0:b1, None])
-            t = targets[b0:b1].repeat_interleave(n1 - n0, dim=0)
-            out[b0:b1, n0:n1] = score(net(copies.flatten(0, 1)), t).float().view(b1 - b0, n1 - n0)
+            copies = torch.addcmul(xu[b0:b1, None], p[:, :, None].to(x.dtype), diff[b0:b1, None])
+            logits = net(copies.flatten(0, 1))
+            logits = logits.view(b1 - b0, n1 - n0, *logits.shape[1:])
+            for u in range(b0, b1):
+                for i in members[u]:
+                    t = targets[i:i + 1].expand(n1 - n0, *targets.shape[1:])
+                    out[i, n0:n1] = score(logits[u - b0], t).float()
     return out
 
 

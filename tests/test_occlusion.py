@@ -156,3 +156,26 @@ def test_variable_occlusion_discs_follow_the_stated_distributions():
     assert centres[:, 1].median().item() == pytest.approx(116.0759, abs=2.0)
     again, _ = random_discs(20000, (224, 224), seed=3)
     assert torch.equal(centres, again)
+
+
+@pytest.mark.parametrize("name", ["occlusion", "blur_occlusion"])
+def test_a_repeated_image_is_passed_through_the_network_once_for_all_its_targets(name):
+    """COCO gives one sample per category of an image: the copies of one image serve them all."""
+    torch.manual_seed(0)
+    net = Linear(torch.randn(3, 3, 24, 24))
+    calls = []
+    net.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]) and None)
+    model = toy_model(net, 24)
+    a, b = torch.randn(1, 3, 24, 24), torch.randn(1, 3, 24, 24)
+    method = get_method(name, stride=4, chunk=1000)
+    batch = torch.cat([a, b, a, a])
+    targets = as_target_tensor([[0], [1], [1], [2]])
+    maps = method.explain(model, batch, targets)[0]
+    copies = sum(calls)
+    calls.clear()
+    alone = [method.explain(model, x, as_target_tensor([[t]]))[0][0]
+             for x, t in ((a, 0), (b, 1), (a, 1), (a, 2))]
+    per_image = (sum(calls) - 4) // 4  # alone: the copies plus one unperturbed forward each
+    assert copies == 2 * per_image + 4  # batched: the copies of two distinct images, not four
+    for got, want in zip(maps, alone):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
