@@ -233,9 +233,15 @@ def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover
                         while parent[rb] != rb:
                             parent[rb] = parent[parent[rb]]
                             rb = parent[rb]
-                    if start[rb] < 0 or (box[rb, 0] <= px <= box[rb, 2] and box[rb, 1] <= py <= box[rb, 3]):
-                        # no open record, or its box does not change: p just joins (it never becomes
-                        # a root, so its own size, box and record are never read)
+                    # p just joins when its component's box does not change, or when that box has
+                    # no open record; p never becomes a root, so its own box and record are never
+                    # read. (size only steers union by size: a lower bound is enough.)
+                    if box[rb, 0] <= px <= box[rb, 2] and box[rb, 1] <= py <= box[rb, 3]:
+                        parent[p] = rb
+                        prev_p = p
+                        prev_root = rb
+                        continue
+                    if start[rb] < 0:
                         parent[p] = rb
                         size[rb] += 1
                         box[rb, 0] = min(box[rb, 0], px)
