@@ -185,15 +185,32 @@ def open_dataset(spec: str, cfg: RunConfig):
     accepted = _kwnames(factory)
     if not _takes_kwargs(factory):
         unknown = sorted(set(kwargs) - accepted)
-        if unknown:
+        if unknown and len(cfg.datasets) == 1:
             raise ValueError(f"dataset '{name}' has no option {', '.join(unknown)}; it takes: "
                              f"{', '.join(sorted(accepted - {'path'})) or 'none'}")
+        # With several datasets an option goes to those that take it (check_dataset_options
+        # made sure that one does).
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     if "seed" in accepted:
         kwargs.setdefault("seed", cfg.seed)
     ds = factory(path, **kwargs) if sep else factory(**kwargs)
     key = f"{name}-" + hashlib.sha256(json.dumps([path, kwargs], sort_keys=True, default=str).encode()).hexdigest()[:8]
     display = getattr(ds, "name", "") or name
     return ds, display, key
+
+
+def check_dataset_options(cfg: RunConfig) -> None:
+    """Every dataset option (and --split) must be taken by at least one dataset of the run."""
+    options = set(cfg.dataset_options) | ({"split"} if cfg.split is not None else set())
+    if len(cfg.datasets) < 2 or not options:
+        return
+    factories = [registry.datasets.get(spec.partition(":")[0]) for spec in cfg.datasets]
+    if any(_takes_kwargs(f) for f in factories):
+        return
+    taken = set().union(*(_kwnames(f) for f in factories))
+    unknown = sorted(options - taken)
+    if unknown:
+        raise ValueError(f"no dataset of the run takes the option {', '.join(unknown)}")
 
 
 def _kwnames(fn) -> set[str]:
@@ -349,6 +366,7 @@ class Runner:
         self.cfg = cfg
         self.console = console or Console()
         self.plan = make_plan(cfg)
+        check_dataset_options(cfg)
         self.run_id = cfg.run_id or cfg.default_run_id()
         self.runs_dir = Path(cfg.runs_dir)
         self.run_dir = self.runs_dir / self.run_id
