@@ -29,6 +29,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("passes_per_image", "Passes/image", "runtime"),
 ]
 LOWER_IS_BETTER = {"loc_error_value", "loc_error_energy", "loc_error_mean", "passes_per_image"}
+NO_INTERVAL = {"images_per_s", "passes_per_image"}  # a spread of calls, not a confidence interval
 
 
 def load_run(run_dir: Path) -> dict:
@@ -125,7 +126,7 @@ def to_markdown(run: dict) -> str:
         out.append("| Method | " + " | ".join(h for _, h, _ in cols) + " | Coverage |")
         out.append("|---|" + "---|" * len(cols) + "---|")
         for r in t["rows"]:
-            cells = [_fmt(r.get(c)) for c, _, _ in cols]
+            cells = [_fmt(r.get(c), ci=c not in NO_INTERVAL) for c, _, _ in cols]
             out.append(f"| {r['method']} | " + " | ".join(cells) + f" | {_coverage(r)} |")
         fb = t.get("model_forward_backward")
         if fb:
@@ -206,7 +207,7 @@ def to_html(run: dict) -> str:
                 if v is None:
                     parts.append("<td data-v=''>–</td>")
                     continue
-                ci = m.get("ci")
+                ci = m.get("ci") if c not in NO_INTERVAL else None
                 cls = " class='best'" if best.get(c) == v else ""
                 ci_s = f" <span class='ci'>[{ci[0]:.3g}, {ci[1]:.3g}]</span>" if ci else ""
                 note = m.get("note", "")
@@ -253,7 +254,7 @@ def print_tables(run: dict, console) -> None:
             table.add_column(h, justify="right")
         table.add_column("Coverage", justify="right")
         for r in t["rows"]:
-            table.add_row(r["method"], *[_fmt(r.get(c)) for c, _, _ in cols], _coverage(r))
+            table.add_row(r["method"], *[_fmt(r.get(c), ci=c not in NO_INTERVAL) for c, _, _ in cols], _coverage(r))
         console.print(table)
     for line in _settings_lines(run):
         console.print(line, style="dim", highlight=False, markup=False)
