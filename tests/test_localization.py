@@ -35,6 +35,18 @@ def test_localization_thresholding_on_a_5x5_map_gives_the_hand_computed_box(kind
     assert tuple(original_boxes(boxes[0], empty[0], (5, 5), (5, 5))[0]) == box
 
 
+@pytest.mark.parametrize("alpha, box", [
+    (0.5, (0, 0, 0, 0)),   # cumsum 1,2,3,4 reaches 2 at position 1: the first tie in raster order
+    (0.75, (0, 0, 3, 0)),  # reaches 3 at position 2: the two ties of the top row
+    (0.9, (0, 0, 3, 3)),   # reaches 3.6 at position 3: three ties, the box spans the map
+])
+def test_energy_thresholding_cuts_tied_values_in_raster_order(alpha, box):
+    m = np.zeros((1, 4, 4), np.float32)
+    m[0, 0, 0] = m[0, 0, 3] = m[0, 3, 0] = m[0, 3, 3] = 1.0
+    boxes, empty = threshold_boxes(m, "energy", [alpha])
+    assert not empty[0, 0] and tuple(boxes[0, 0]) == box
+
+
 def test_localization_empty_selection_is_the_whole_image():
     boxes, empty = threshold_boxes(np.zeros((1, 5, 5), np.float32), "value", [0.5])
     assert empty[0, 0]

@@ -17,6 +17,11 @@ the network input size (224x224), with ground-truth boxes scaled to it by trunca
 (``resize_bbox``) and candidate boxes ``(x, y, min(x + w, W - 1), min(y + h, H - 1))`` from
 OpenCV's ``boundingRect``. Where wsolevaluation's ``RETR_TREE`` also returns the borders of
 holes as contours, we take the connected regions only, as PROTOCOLS.md §3 words it.
+
+Speed: every alpha of a thresholding is answered from per-row/column extremes of the map (and,
+for energy, one sort); the 100 MaxBoxAccV2 thresholds come from one sweep of the map's component
+tree (:func:`~saliency_bench.benchmarks.boxes.component_box_records`), not from 100 labellings.
+The loops are compiled with numba at first use.
 """
 from __future__ import annotations
 
@@ -220,12 +225,6 @@ def wsol_quantise(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # thresholds are non-decreasing in t: the count a value passes is a table of 256 entries
     lut = (thr[:, None, :] < np.arange(256)[None, :, None]).sum(axis=2).astype(np.int32)  # [B,256]
     return s8, lut
-
-
-def wsol_levels(maps: np.ndarray) -> np.ndarray:
-    """Per pixel, how many of wsolevaluation's thresholds it passes (``[B,H,W]`` in 0..100)."""
-    s8, lut = wsol_quantise(maps)
-    return np.take_along_axis(lut, s8.reshape(len(s8), -1).astype(np.intp), axis=1).reshape(s8.shape)
 
 
 @kernel
