@@ -77,10 +77,29 @@ def _fmt(metric: dict | None, ci: bool = True) -> str:
     if ci and metric.get("ci"):
         lo, hi = metric["ci"]
         s += f" [{lo:.1f}, {hi:.1f}]" if abs(v) >= 10 else f" [{lo:.3g}, {hi:.3g}]"
-    note = metric.get("note", "")
-    if note.startswith("alpha*"):
-        s += f" ({note})"
+    alpha = _alpha(metric)
+    if alpha:
+        s += f" ({alpha})"
     return s
+
+
+def _alpha(metric: dict) -> str:
+    """``alpha*=0.35`` from a localization note (its explanation goes under the table)."""
+    note = metric.get("note", "")
+    return note.split(" (", 1)[0] if note.startswith("alpha*") else ""
+
+
+def _table_notes(table: dict) -> list[str]:
+    """The distinct explanations behind the alpha* of a table (how alpha* was chosen)."""
+    seen: list[str] = []
+    for r in table["rows"]:
+        for c, _, _ in COLUMNS:
+            note = (r.get(c) or {}).get("note", "")
+            if note.startswith("alpha*") and " (" in note:
+                why = note.split(" (", 1)[1].rstrip(")")
+                if why not in seen:
+                    seen.append(why)
+    return seen
 
 
 def _coverage(row: dict) -> str:
@@ -131,6 +150,7 @@ def to_markdown(run: dict) -> str:
         fb = t.get("model_forward_backward")
         if fb:
             out += ["", f"Model forward+backward: {fb['images_per_s']:.1f} images/s at batch {fb['batch_size']}."]
+        out += [""] + [f"alpha*: {why}." for why in _table_notes(t)]
         out.append("")
     out += ["## Settings", ""] + [f"- {line}" for line in _settings_lines(run)] + [""]
     return "\n".join(out)
@@ -211,7 +231,7 @@ def to_html(run: dict) -> str:
                 cls = " class='best'" if best.get(c) == v else ""
                 ci_s = f" <span class='ci'>[{ci[0]:.3g}, {ci[1]:.3g}]</span>" if ci else ""
                 note = m.get("note", "")
-                note_s = f" <span class='ci'>{e(note)}</span>" if note.startswith("alpha*") else ""
+                note_s = f" <span class='ci'>{e(_alpha(m))}</span>" if _alpha(m) else ""
                 parts.append(f"<td data-v='{v}'{cls} title='{e(note)}'>{v:.3g}{ci_s}{note_s}</td>")
             cov = r.get("coverage") or {}
             reasons = "; ".join(f"{f['id']}: {f['reason']}" for f in cov.get("failures", [])[:10])
@@ -220,6 +240,7 @@ def to_html(run: dict) -> str:
         fb = t.get("model_forward_backward")
         if fb:
             parts.append(f"<p>Model forward+backward: {fb['images_per_s']:.1f} images/s at batch {fb['batch_size']}.</p>")
+        parts += [f"<p>alpha*: {e(why)}.</p>" for why in _table_notes(t)]
         gal = run.get("gallery", {}).get(f"{t['model']} on {t['dataset']}")
         if gal:
             methods = [r["method"] for r in t["rows"]]
@@ -256,6 +277,8 @@ def print_tables(run: dict, console) -> None:
         for r in t["rows"]:
             table.add_row(r["method"], *[_fmt(r.get(c), ci=c not in NO_INTERVAL) for c, _, _ in cols], _coverage(r))
         console.print(table)
+        for why in _table_notes(t):
+            console.print(f"alpha*: {why}.", style="dim", highlight=False, markup=False)
     for line in _settings_lines(run):
         console.print(line, style="dim", highlight=False, markup=False)
 
