@@ -626,7 +626,7 @@ def _diagnostics(infos: list[dict]) -> dict:
     """Per-method summary of per-sample diagnostics: mean of numbers, counts of flags."""
     out: dict[str, Any] = {}
     for key in sorted({k for d in infos for k in d}):
-        vals = [d[k] for d in infos if k in d]
+        vals = [d[key] for d in infos if key in d]
         if all(isinstance(v, bool) for v in vals):
             out[key] = {"true": sum(vals), "false": len(vals) - sum(vals)}
         elif all(isinstance(v, (int, float)) for v in vals):
@@ -636,7 +636,7 @@ def _diagnostics(infos: list[dict]) -> dict:
     return out
 
 
-CPU_SAMPLES = 8  # the embedded default's sample size on a CPU (see README: The embedded default)
+CPU_SAMPLES = 4  # the embedded default's sample size on a CPU (see README: The embedded default)
 
 
 def embedded_default_limit(cfg: RunConfig, dataset_given: bool) -> int | None:

@@ -112,6 +112,9 @@ def _coverage(row: dict) -> str:
         extra.append(f"{c['failed']} failed")
     if c.get("not_evaluable"):
         extra.append(f"{c['not_evaluable']} not evaluable")
+    unconverged = ((c.get("diagnostics") or {}).get("converged") or {}).get("false")
+    if unconverged:
+        extra.append(f"{unconverged} not converged")
     return s + (f" ({', '.join(extra)})" if extra else "")
 
 

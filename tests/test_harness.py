@@ -36,9 +36,11 @@ def _rows(board: dict) -> dict:
 
 
 def test_failures_are_recorded_per_sample_and_the_run_goes_on(tmp_path):
-    assert _run(tmp_path, "--methods", "brightness,nan_on_corner,raise_on_corner,wrong_shape,corner_point",
-                "--benchmarks", "pointing,runtime") == 0
+    assert _run(tmp_path, "--methods", "brightness,nan_on_corner,raise_on_corner,wrong_shape,corner_point,"
+                "with_diagnostics", "--benchmarks", "pointing,runtime") == 0
     rows = _rows(_board(tmp_path))
+    diagnostics = rows["with_diagnostics"]["coverage"]["diagnostics"]
+    assert diagnostics["converged"] == {"true": 6, "false": 1} and diagnostics["loss"]["nan"] == 0
     # toy002, toy005, toy008 fail to decode; toy004 has the bright corner.
     assert rows["brightness"]["coverage"] | {"failures": None} == {
         "scored": 7, "failed": 3, "not_evaluable": 0, "total": 10, "failures": None}
@@ -60,6 +62,7 @@ def test_failures_are_recorded_per_sample_and_the_run_goes_on(tmp_path):
     assert rows["corner_point"]["pointing_all"]["value"] == pytest.approx(expected)
     md = (_run_dir(tmp_path) / "leaderboard.md").read_text()
     assert "| nan_on_corner |" in md and "6/10 (4 failed)" in md
+    assert "7/10 (3 failed, 1 not converged)" in md  # with_diagnostics: toy004 did not converge
     html = (_run_dir(tmp_path) / "leaderboard.html").read_text()
     assert "<script>" in html and "data:image/jpeg;base64" in html
 

@@ -103,6 +103,13 @@ def sleepy(model, x, targets, *, seconds: float = 0.4):
     return g.abs().amax(1)
 
 
+@saliency_bench.method("with_diagnostics")
+def with_diagnostics(model, x, targets):
+    """Brightness, with per-sample diagnostics as the mask methods give them."""
+    bright = _bright_corner(x)
+    return brightness.fn(model, x, targets), {"converged": (~bright).tolist(), "loss": x.mean(dim=(1, 2, 3))}
+
+
 @saliency_bench.method("corner_point", kind="point")
 def corner_point(model, x, targets):
     """A point method that always answers the top-left corner."""
