@@ -14,11 +14,11 @@ import datetime
 import json
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from saliency_bench.benchmarks.runtime import timed as timed_call
 from saliency_bench.registry import get_method, get_model
 from saliency_bench.targets import as_target_tensor, target_score
 
@@ -26,22 +26,11 @@ METHODS = ["gradient", "guided_backprop", "grad_cam", "excitation_backprop",
            "contrastive_excitation_backprop", "center"]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(fn, device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Seconds of each repeat after the warm-up, the device synchronised around each."""
     for _ in range(warmup):
         fn()
-    out = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        out.append(time.perf_counter() - t0)
-    return out
+    return [timed_call(fn, device)[1] for _ in range(repeats)]
 
 
 def main() -> None:

@@ -21,29 +21,18 @@ import json
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from saliency_bench.benchmarks.runtime import timed as timed_call
 from saliency_bench.registry import get_method, get_model
 from saliency_bench.targets import target_probability
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def timed(fn, device: str, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        sync(device)
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        out.append(time.perf_counter() - t)
-    return out
+    """Seconds of each repeat, the device synchronised around each."""
+    return [timed_call(fn, torch.device(device))[1] for _ in range(repeats)]
 
 
 def main() -> None:

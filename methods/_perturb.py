@@ -22,7 +22,6 @@ from functools import lru_cache
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

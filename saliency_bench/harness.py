@@ -15,8 +15,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
-import time
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -141,7 +141,7 @@ def _settings_lines(run: dict) -> list[str]:
 
 # --------------------------------------------------------------------------------------------
 def to_markdown(run: dict) -> str:
-    out = [f"# saliency-bench leaderboard", ""]
+    out = ["# saliency-bench leaderboard", ""]
     for t in run["tables"]:
         cols = _used_columns(t)
         out += [f"## {t['model']} on {t['dataset']}", ""]

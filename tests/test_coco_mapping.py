@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import pytest
 import torch
 
 from saliency_bench.datasets import coco as coco_mod
