@@ -160,3 +160,13 @@ def test_unknown_parameter_or_option_is_a_clear_error(tmp_path, capsys):
     assert "no parameter sigma" in capsys.readouterr().out
     assert _run(tmp_path, "--methods", "brightness", "-d", "nope=1") == 2
     assert "dataset 'toy' has no option nope" in capsys.readouterr().out
+
+
+def test_with_several_datasets_an_option_goes_to_those_that_take_it(tmp_path, capsys):
+    base = ["--plugin", TOY, "run", "--model", "toy_net", "--runs-dir", str(tmp_path), "--workers", "0", "--quiet",
+            "--methods", "brightness", "--benchmarks", "pointing", "--dataset", "toy", "--dataset", "sample"]
+    assert main(base + ["--split", "val2017"]) == 2  # the bundled sample has no split, toy neither
+    assert "no dataset of the run takes the option split" in capsys.readouterr().out
+    assert main(base + ["-d", "n=1", "--limit", "2"]) == 0  # n is toy's option only
+    rows = {t["dataset"]: t["rows"][0]["coverage"]["total"] for t in _board(tmp_path)["tables"]}
+    assert rows == {"toy": 1, "sample": 2}
