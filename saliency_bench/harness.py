@@ -464,7 +464,7 @@ class Runner:
             self._measure_model(writer, model, display, ds, indices)
         loader = torch.utils.data.DataLoader(
             _Loaded(ds, indices, model.input_size), batch_size=cfg.batch_size, shuffle=False,
-            num_workers=cfg.workers, collate_fn=_collate, persistent_workers=False)
+            num_workers=cfg.workers, collate_fn=_collate, pin_memory=self.device.type == "cuda")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())
         with Progress(*columns, console=self.console, disable=cfg.quiet, transient=False) as progress:
