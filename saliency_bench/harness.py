@@ -547,9 +547,11 @@ class Runner:
                 ks = [k for k in scored_ks if bench.applies_to(samples[k])]
                 if not ks:
                     continue
-                recs = bench.score_batch([samples[k] for k in ks], np.stack([outputs[k] for k in ks]),
-                                         model.input_size)
-                records += [(bench.name, samples[k].id, r) for k, r in zip(ks, recs)]
+                scored, failed = score_isolated(bench, [samples[k] for k in ks], [outputs[k] for k in ks],
+                                                model.input_size)
+                records += [(bench.name, sid, r) for sid, r in scored]
+                for sid, reason in failed.items():  # the sample counts as failed, with the reason
+                    outcomes = [(o[0], False, reason, o[3]) if o[0] == sid else o for o in outcomes]
             store.write_batch(self.run_id, model.name, display, method.name, outcomes, records, timing)
             progress.advance(tasks[method.name], len(mine))
 
@@ -592,6 +594,24 @@ class Runner:
     # -- summaries -------------------------------------------------------------------------
     def summarize(self, store: Store, model, display: str) -> None:
         summarize_into(store, self.run_id, model.name, display, self.plan)
+
+
+def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.ndarray],
+                   input_size: tuple[int, int]) -> tuple[list[tuple[str, dict]], dict[str, str]]:
+    """Score a batch; if the benchmark raises, score sample by sample so that only the sample
+    whose ground truth or output it cannot handle fails, with the reason."""
+    try:
+        recs = bench.score_batch(samples, np.stack(outputs), input_size)
+        return [(s.id, r) for s, r in zip(samples, recs)], {}
+    except Exception:
+        pass
+    scored, failed = [], {}
+    for s, o in zip(samples, outputs):
+        try:
+            scored.append((s.id, bench.score_batch([s], o[None], input_size)[0]))
+        except Exception as e:
+            failed[s.id] = f"benchmark '{bench.name}' could not score it: {type(e).__name__}: {e}"
+    return scored, failed
 
 
 def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Plan) -> None:

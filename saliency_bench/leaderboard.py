@@ -28,6 +28,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("images_per_s", "Images/s", "runtime"),
     ("passes_per_image", "Passes/image", "runtime"),
 ]
+BUILTIN = {"pointing", "localization", "runtime"}
 LOWER_IS_BETTER = {"loc_error_value", "loc_error_energy", "loc_error_mean", "passes_per_image"}
 NO_INTERVAL = {"images_per_s", "passes_per_image"}  # a spread of calls, not a confidence interval
 
@@ -48,6 +49,7 @@ def load_run(run_dir: Path) -> dict:
     finally:
         store.close()
     tables: dict[tuple[str, str], dict[str, dict]] = {}
+    extra: dict[str, str] = {}  # column -> plugin benchmark
     model_fb: dict[tuple[str, str], dict] = {}
     for r in rows:
         key = (r["model"], r["dataset"])
@@ -59,6 +61,8 @@ def load_run(run_dir: Path) -> dict:
             entry["coverage"] = r["metrics"]
         else:
             entry.update({k: v for k, v in r["metrics"].items() if isinstance(v, dict)})
+            if r["benchmark"] not in BUILTIN:  # a plugin benchmark's metrics become columns too
+                extra.update({k: r["benchmark"] for k, v in r["metrics"].items() if isinstance(v, dict)})
     out = []
     order = info["settings"].get("methods_resolved", {})
     for (model, dataset), methods in tables.items():
@@ -66,7 +70,7 @@ def load_run(run_dir: Path) -> dict:
         out.append({"model": model, "dataset": dataset, "model_forward_backward": model_fb.get((model, dataset)),
                     "rows": [{"method": m, **methods[m]} for m in names]})
     return {"run_id": run_id, "settings": info["settings"], "meta": info["meta"], "tables": out,
-            "gallery": _gallery(run_dir)}
+            "gallery": _gallery(run_dir), "extra_columns": extra}
 
 
 def _fmt(metric: dict | None, ci: bool = True) -> str:
@@ -118,8 +122,9 @@ def _coverage(row: dict) -> str:
     return s + (f" ({', '.join(extra)})" if extra else "")
 
 
-def _used_columns(table: dict) -> list[tuple[str, str, str]]:
-    return [c for c in COLUMNS if any((r.get(c[0]) or {}).get("value") is not None for r in table["rows"])]
+def _used_columns(table: dict, extra: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    columns = COLUMNS + [(c, c, b) for c, b in (extra or {}).items()]
+    return [c for c in columns if any((r.get(c[0]) or {}).get("value") is not None for r in table["rows"])]
 
 
 def _settings_lines(run: dict) -> list[str]:
@@ -143,7 +148,7 @@ def _settings_lines(run: dict) -> list[str]:
 def to_markdown(run: dict) -> str:
     out = ["# saliency-bench leaderboard", ""]
     for t in run["tables"]:
-        cols = _used_columns(t)
+        cols = _used_columns(t, run.get("extra_columns"))
         out += [f"## {t['model']} on {t['dataset']}", ""]
         out.append("| Method | " + " | ".join(h for _, h, _ in cols) + " | Coverage |")
         out.append("|---|" + "---|" * len(cols) + "---|")
@@ -163,14 +168,15 @@ def to_csv(run: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     header = ["model", "dataset", "method"]
-    for c, _, _ in COLUMNS:
+    columns = COLUMNS + [(c, c, b) for c, b in run.get("extra_columns", {}).items()]
+    for c, _, _ in columns:
         header += [c, f"{c}_ci_low", f"{c}_ci_high", f"{c}_note"]
     header += ["scored", "failed", "not_evaluable", "total"]
     w.writerow(header)
     for t in run["tables"]:
         for r in t["rows"]:
             row = [t["model"], t["dataset"], r["method"]]
-            for c, _, _ in COLUMNS:
+            for c, _, _ in columns:
                 m = r.get(c) or {}
                 ci = m.get("ci") or [None, None]
                 row += [m.get("value"), ci[0], ci[1], m.get("note", "")]
@@ -213,7 +219,7 @@ def to_html(run: dict) -> str:
              f"<style>{_CSS}</style></head><body><h1>saliency-bench leaderboard</h1>",
              "<p>Click a column header to sort. Scores: mean with its 95% bootstrap interval.</p>"]
     for t in run["tables"]:
-        cols = _used_columns(t)
+        cols = _used_columns(t, run.get("extra_columns"))
         parts.append(f"<h2>{e(t['model'])} on {e(t['dataset'])}</h2><table class='lb'><thead><tr><th>Method</th>")
         parts += [f"<th>{e(h)}</th>" for _, h, _ in cols] + ["<th>Coverage</th></tr></thead><tbody>"]
         best = {}
@@ -271,7 +277,7 @@ def print_tables(run: dict, console) -> None:
     from rich.table import Table
 
     for t in run["tables"]:
-        cols = _used_columns(t)
+        cols = _used_columns(t, run.get("extra_columns"))
         table = Table(title=f"{t['model']} on {t['dataset']}")
         table.add_column("Method", style="bold")
         for _, h, _ in cols:

@@ -170,3 +170,17 @@ def test_with_several_datasets_an_option_goes_to_those_that_take_it(tmp_path, ca
     assert main(base + ["-d", "n=1", "--limit", "2"]) == 0  # n is toy's option only
     rows = {t["dataset"]: t["rows"][0]["coverage"]["total"] for t in _board(tmp_path)["tables"]}
     assert rows == {"toy": 1, "sample": 2}
+
+
+def test_a_benchmark_that_cannot_score_a_sample_fails_that_sample_only(tmp_path):
+    assert _run(tmp_path, "--methods", "brightness", "--benchmarks", "fragile,pointing") == 0
+    coverage = _rows(_board(tmp_path))["brightness"]["coverage"]
+    reasons = {f["id"]: f["reason"] for f in coverage["failures"]}
+    assert "benchmark 'fragile' could not score it: ValueError: unreadable ground truth" in reasons["toy006"]
+    assert coverage["scored"] == 6 and coverage["failed"] == 4
+    con = sqlite3.connect(tmp_path / "store.sqlite")
+    n = con.execute("SELECT COUNT(*) FROM records WHERE benchmark='fragile'").fetchone()[0]
+    assert n == 6  # the other samples of its batch were scored
+    md = (_run_dir(tmp_path) / "leaderboard.md").read_text()
+    assert "| fragile |" in md.splitlines()[4]  # a plugin benchmark's column is on the leaderboard
+    assert "fragile" in (_run_dir(tmp_path) / "leaderboard.csv").read_text().splitlines()[0]

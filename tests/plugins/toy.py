@@ -114,3 +114,18 @@ def with_diagnostics(model, x, targets):
 def corner_point(model, x, targets):
     """A point method that always answers the top-left corner."""
     return x.new_zeros(x.shape[0], 2)
+
+
+@saliency_bench.benchmark("fragile")
+class Fragile(saliency_bench.Benchmark):
+    """Scores the map's maximum, but cannot handle the ground truth of sample toy006."""
+
+    columns = ("fragile",)
+
+    def score(self, sample, output, input_size):
+        if sample.id == "toy006":
+            raise ValueError("unreadable ground truth")
+        return {"peak": float(output.max())}
+
+    def summarize(self, records, samples):
+        return {"fragile": {"value": float(len(records)), "ci": None, "n": len(records), "unit": "", "note": ""}}
