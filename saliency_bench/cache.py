@@ -1,7 +1,8 @@
 """The heatmap cache: every heatmap is computed once and reused by every benchmark and run.
 
 Layout: ``<root>/<model>-<weights digest>/<dataset key>/<method key>/<batch>.npz``, one file
-per computed batch, holding the sample ids, the maps (or points) and per-sample status.
+per computed batch, holding the sample ids and their maps (or points); failures are not
+cached (the store keeps them, with their reasons).
 A file is written to a temporary name and renamed into place, so a run killed at any moment
 (SIGKILL included) leaves only whole files; a resumed run reads them and computes the rest.
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +23,6 @@ import numpy as np
 
 def safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)[:120]
-
-
-@dataclass
-class Cached:
-    ok: bool
-    reason: str | None
-    output: np.ndarray | None  # float32 heatmap [H,W] or point [2]
 
 
 class HeatmapCache:
@@ -56,23 +49,23 @@ class HeatmapCache:
     def __contains__(self, sample_id: str) -> bool:
         return sample_id in self._scan()
 
-    def get_many(self, ids: list[str]) -> dict[str, Cached]:
+    def get_many(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """The cached float32 outputs of those of ``ids`` that have one."""
         index = self._scan()
         by_file: dict[Path, list[tuple[str, int]]] = {}
         for sid in ids:
             if sid in index:
                 f, row = index[sid]
                 by_file.setdefault(f, []).append((sid, row))
-        out: dict[str, Cached] = {}
+        out: dict[str, np.ndarray] = {}
         for f, rows in by_file.items():
             with np.load(f) as z:
-                maps, ok, reasons, scale = z["maps"], z["ok"], z["reasons"], z["scale"]
+                maps, scale = z["maps"], z["scale"]
                 for sid, row in rows:
-                    m = maps[row].astype(np.float32) * np.float32(scale[row])
-                    out[sid] = Cached(bool(ok[row]), str(reasons[row]) or None, m if ok[row] else None)
+                    out[sid] = maps[row].astype(np.float32) * np.float32(scale[row])
         return out
 
-    def put(self, ids: list[str], outputs: np.ndarray, ok: list[bool], reasons: list[str | None]) -> np.ndarray:
+    def put(self, ids: list[str], outputs: np.ndarray) -> np.ndarray:
         """Store a batch: ``outputs[i]`` is sample ``ids[i]``'s float32 map (or point).
 
         Returns the outputs exactly as a later read will give them back, so that a fresh run
@@ -87,8 +80,7 @@ class HeatmapCache:
         name = hashlib.sha256("\0".join(ids).encode()).hexdigest()[:16]
         final = self.dir / f"{name}.npz"
         tmp = self.dir / f".{name}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, ids=np.array(ids), maps=outputs, ok=np.array(ok, bool),
-                 reasons=np.array([r or "" for r in reasons]), scale=scale)
+        np.savez(tmp, ids=np.array(ids), maps=outputs, scale=scale)
         os.replace(tmp, final)
         if self._index is not None:
             for row, sid in enumerate(ids):

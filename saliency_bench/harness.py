@@ -519,8 +519,7 @@ class Runner:
             outcomes: list[tuple] = [(samples[k].id, False, pre_fail[k], {}) for k in mine if k in pre_fail]
             run_ks = [k for k in mine if k not in pre_fail]
             cached = cache.get_many([samples[k].id for k in run_ks])
-            outputs: dict[int, np.ndarray] = {k: cached[samples[k].id].output for k in run_ks
-                                              if samples[k].id in cached}
+            outputs: dict[int, np.ndarray] = {k: cached[samples[k].id] for k in run_ks if samples[k].id in cached}
             outcomes += [(samples[k].id, True, None, {}) for k in outputs]
             missing = [k for k in run_ks if k not in outputs]
             timing = None
@@ -533,8 +532,7 @@ class Runner:
                     outcomes.append((samples[k].id, res.outputs[j] is not None, res.reasons[j], res.info[j]))
                 if stored_ks:
                     stored = cache.put([samples[k].id for k in stored_ks],
-                                       np.stack([res.outputs[good.index(k)] for k in stored_ks]),
-                                       [True] * len(stored_ks), [None] * len(stored_ks))
+                                       np.stack([res.outputs[good.index(k)] for k in stored_ks]))
                     outputs.update(zip(stored_ks, stored))
                 if res.timing is not None:
                     timing = (str(self.device), samples[good[0]].id, len(good), res.timing[0],
@@ -581,13 +579,13 @@ class Runner:
             for m in self.plan.methods:
                 cached = HeatmapCache(self.runs_dir / "cache", model_key, ds_key, m.key,
                                       self.cfg.cache_dtype).get_many([sid]).get(sid)
-                if cached is None or cached.output is None:
+                if cached is None:
                     continue
                 if m.kind == POINT:
-                    x, y = cached.output
+                    x, y = cached
                     pic = overlay(sample.image, point=(x * w / iw, y * h / ih))
                 else:
-                    pic = overlay(sample.image, cached.output)
+                    pic = overlay(sample.image, cached)
                 pic.thumbnail((2 * 110 * w // max(h, 1), 110))
                 pic.save(folder / f"{safe(sid)}__{safe(m.name)}.jpg", quality=85)
 
