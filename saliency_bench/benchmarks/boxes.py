@@ -45,17 +45,21 @@ def tight_boxes(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     empty selection means (the whole image for Fong & Vedaldi's protocol).
     """
     masks = np.asarray(masks, dtype=bool)
-    rows = masks.any(axis=-1)  # [...,H]
-    cols = masks.any(axis=-2)  # [...,W]
+    boxes, empty = boxes_from_lines(masks.any(axis=-1), masks.any(axis=-2))
+    boxes[empty] = 0
+    return boxes, empty
+
+
+def boxes_from_lines(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tight boxes ``[...,4]`` and ``empty [...]`` from which rows ``[...,H]`` and columns
+    ``[...,W]`` hold a kept pixel."""
     h, w = rows.shape[-1], cols.shape[-1]
     empty = ~rows.any(axis=-1)
     y1 = rows.argmax(axis=-1)
     y2 = h - 1 - rows[..., ::-1].argmax(axis=-1)
     x1 = cols.argmax(axis=-1)
     x2 = w - 1 - cols[..., ::-1].argmax(axis=-1)
-    boxes = np.stack([x1, y1, x2, y2], axis=-1)
-    boxes[empty] = 0
-    return boxes, empty
+    return np.stack([x1, y1, x2, y2], axis=-1), empty
 
 
 @lru_cache(maxsize=256)

@@ -32,8 +32,8 @@ import numpy as np
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, Benchmark, Sample
 
-from .boxes import best_iou, compiled, component_record_rows, kernel, resize_boxes_through_footprint, \
-    scale_boxes_wsol
+from .boxes import best_iou, boxes_from_lines, compiled, component_record_rows, kernel, \
+    resize_boxes_through_footprint, scale_boxes_wsol
 from .stats import bootstrap_ci, weighted_mean
 
 THRESHOLDINGS = ("value", "energy", "mean")
@@ -55,18 +55,6 @@ def _masked_extremes(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tight box needs these ``H + W`` numbers per map, not a ``[B,A,H,W]`` mask."""
     m = np.where(maps == 0, np.float32(-np.inf), maps)
     return m.max(axis=2).astype(np.float64), m.max(axis=1).astype(np.float64)
-
-
-def _boxes_from_lines(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Tight boxes ``[...,4]`` and ``empty [...]`` from which rows ``[...,H]`` and columns
-    ``[...,W]`` hold a kept pixel."""
-    H, W = rows.shape[-1], cols.shape[-1]
-    empty = ~rows.any(axis=-1)
-    y1 = rows.argmax(axis=-1)
-    y2 = H - 1 - rows[..., ::-1].argmax(axis=-1)
-    x1 = cols.argmax(axis=-1)
-    x2 = W - 1 - cols[..., ::-1].argmax(axis=-1)
-    return np.stack([x1, y1, x2, y2], axis=-1), empty
 
 
 @kernel
@@ -192,7 +180,7 @@ def threshold_boxes(maps: np.ndarray, kind: str, alphas: Sequence[float]) -> tup
     else:
         thr = a[None, :] * flat.astype(np.float64).mean(axis=1)[:, None]
         row_v, col_v = row_max, col_max
-    boxes, empty = _boxes_from_lines(row_v[:, None, :] >= thr[:, :, None], col_v[:, None, :] >= thr[:, :, None])
+    boxes, empty = boxes_from_lines(row_v[:, None, :] >= thr[:, :, None], col_v[:, None, :] >= thr[:, :, None])
     boxes[empty] = 0
     return boxes, empty
 
