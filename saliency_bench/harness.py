@@ -570,6 +570,8 @@ class Runner:
         folder = self.run_dir / "gallery" / safe(model.name) / safe(display)
         folder.mkdir(parents=True, exist_ok=True)
         model_key = f"{model.name}-{model.digest}"
+        caches = {m.name: HeatmapCache(self.runs_dir / "cache", model_key, ds_key, m.key, self.cfg.cache_dtype)
+                  for m in self.plan.methods}
         for sid in chosen:
             sample = ds.load(meta[sid]["idx"])
             if sample.error is not None:
@@ -577,8 +579,7 @@ class Runner:
             w, h = sample.image.size
             ih, iw = model.input_size
             for m in self.plan.methods:
-                cached = HeatmapCache(self.runs_dir / "cache", model_key, ds_key, m.key,
-                                      self.cfg.cache_dtype).get_many([sid]).get(sid)
+                cached = caches[m.name].get_many([sid]).get(sid)
                 if cached is None:
                     continue
                 if m.kind == POINT:
