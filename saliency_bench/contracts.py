@@ -5,7 +5,9 @@ A run moves data along these arrows (see ARCHITECTURE.md)::
     Dataset -> Sample -> Model.preprocess -> Method.explain -> heatmaps [B,h,w] | points [B,2]
             -> Benchmark.score (per sample) -> Benchmark.summarize (per dataset)
 
-Coordinates: images are ``[B,3,H,W]`` tensors, heatmaps ``[B,h,w]`` (higher = more salient),
+Coordinates: images are ``[B,3,H,W]`` tensors, heatmaps ``[B,h,w]`` at the method's own
+resolution (Grad-CAM 7x7, gradient 224x224; higher = more salient; the harness never resizes
+them: each benchmark does, as its protocol says),
 points ``[B,2]`` as ``(x, y)`` in the pixel coordinates of the *network input*.
 Boxes are ``[N,4]`` arrays ``(x1, y1, x2, y2)`` in inclusive integer pixel coordinates of the
 *original* image (the VOC convention, ``w = x2 - x1 + 1``).
@@ -206,6 +208,17 @@ class Method:
     class indices padded with -1 (one class: ``K = 1``), see :mod:`saliency_bench.targets`.
     The function may return the maps, or ``(maps, info)`` where ``info`` maps a name to one
     value per sample (diagnostics such as the mask's final loss).
+
+    ``views`` names inputs that must be made from the **original** image, before the run's
+    whole-image resize (the mask's blurred image is PIL's ``GaussianBlur(10)`` of the original,
+    then resized, as the authors' code did). A view is a function
+    ``view(image: PIL.Image, size: (H, W), **params) -> uint8 [3,h,w] tensor | None`` whose
+    keyword-only parameters are read from the method's parameters of the same name. The harness
+    computes the views where it decodes the image (DataLoader workers), preprocesses them like
+    ``x`` and passes them to the method as keyword arguments of the view's name; a view that
+    returns None (not needed with these parameters) is passed as None. Methods still never read
+    files: a direct call without the view gets None and must fall back (and say how in its
+    docstring).
     """
 
     name: str
@@ -214,6 +227,7 @@ class Method:
     params: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     doc: str = ""
+    views: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -228,22 +242,52 @@ class Method:
             raise TypeError(f"method '{self.name}' has no parameter {', '.join(unknown)} (it takes: {known})")
         return dataclasses.replace(self, params={**self.params, **params})
 
-    def explain(self, model: Model, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        out = self.fn(model, x, targets, **self.params)
+    def explain(self, model: Model, x: torch.Tensor, targets: torch.Tensor,
+                **views: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        """Run the method; ``views`` are the preprocessed views (``blurred=...``), if any."""
+        unknown = sorted(set(views) - set(self.views))
+        if unknown:
+            raise TypeError(f"method '{self.name}' takes no view {', '.join(unknown)} "
+                            f"(its views: {', '.join(self.views) or 'none'})")
+        out = self.fn(model, x, targets, **self.params, **views)
         maps, info = out if isinstance(out, tuple) else (out, {})
         return maps, dict(info)
 
+    def view_key(self, view: str) -> tuple:
+        """What view ``view`` depends on: its function and the parameters it reads (one
+        computation serves every method whose key is equal)."""
+        fn = self.views[view]
+        return (fn.__module__, fn.__qualname__,
+                tuple(sorted((k, repr(self.params[k])) for k in _keyword_names(fn) if k in self.params)))
 
-def method_from_function(fn: Callable[..., Any], name: str, kind: str) -> Method:
-    """Defaults are the function's keyword-only parameters: ``def m(model, x, targets, *, k=1)``."""
+    def make_view(self, view: str, image: Any, size: tuple[int, int]) -> torch.Tensor | None:
+        """View ``view`` of one original image (PIL) for an input of ``size`` (H, W)."""
+        fn = self.views[view]
+        return fn(image, size, **{k: self.params[k] for k in _keyword_names(fn) if k in self.params})
+
+
+def _keyword_names(fn: Callable[..., Any]) -> list[str]:
+    return [p.name for p in inspect.signature(fn).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def method_from_function(fn: Callable[..., Any], name: str, kind: str,
+                         views: Mapping[str, Callable[..., Any]] | None = None) -> Method:
+    """Defaults are the function's keyword-only parameters: ``def m(model, x, targets, *, k=1)``;
+    a keyword named like one of ``views`` is the view's slot, not a parameter."""
+    views = dict(views or {})
     sig = inspect.signature(fn)
+    missing = [v for v in views if v not in sig.parameters]
+    if missing:
+        raise TypeError(f"method '{name}': its function takes no keyword {', '.join(missing)} for its view(s)")
     defaults = {
         p.name: p.default
         for p in sig.parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+        and p.name not in views
     }
     return Method(name=name, fn=fn, kind=kind, params=dict(defaults), defaults=defaults,
-                  doc=inspect.getdoc(fn) or "")
+                  doc=inspect.getdoc(fn) or "", views=views)
 
 
 def check_output(method: Method, out: Any, batch_size: int) -> dict[int, str]:
@@ -274,8 +318,9 @@ def check_output(method: Method, out: Any, batch_size: int) -> dict[int, str]:
 class Benchmark:
     """Scores one method's outputs against ground truth.
 
-    ``score`` turns one sample's output (a heatmap at the network input size, or a point in
-    input pixels) into a JSON-able record; ``summarize`` turns all records of a
+    ``score`` turns one sample's output (a heatmap **at the resolution its method returned**,
+    ``[h,w]``, which the benchmark brings to its own scoring resolution the way its reference
+    program does; or a point ``(x, y)`` in input pixels) into a JSON-able record; ``summarize`` turns all records of a
     (method, model, dataset) into metrics. Both are pure: no model, no files.
     ``needs`` names the ground truth a sample must carry (``"boxes"``, ``"mask"``);
     ``accepts`` the method kinds that can be scored.

@@ -60,14 +60,17 @@ def _mark(obj: Any, kind: str, name: str) -> Any:
     return obj
 
 
-def method(name: str | None = None, *, kind: str = HEATMAP) -> Callable[[Callable], Method]:
+def method(name: str | None = None, *, kind: str = HEATMAP,
+           views: dict[str, Callable] | None = None) -> Callable[[Callable], Method]:
     """Register ``fn(model, x, targets, *, param=default, ...)`` as a method.
 
-    ``kind`` is ``"heatmap"`` (returns ``[B,h,w]``) or ``"point"`` (returns ``[B,2]``).
+    ``kind`` is ``"heatmap"`` (returns ``[B,h,w]`` at the method's own resolution) or
+    ``"point"`` (returns ``[B,2]``). ``views`` maps a keyword of ``fn`` to a function that makes
+    that input from the original image (see :class:`~saliency_bench.contracts.Method`).
     """
 
     def wrap(fn: Callable) -> Method:
-        m = method_from_function(fn, name or fn.__name__, kind)
+        m = method_from_function(fn, name or fn.__name__, kind, views)
         return _mark(m, "methods", m.name)
 
     return wrap
