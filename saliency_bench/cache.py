@@ -1,15 +1,18 @@
 """The heatmap cache: every heatmap is computed once and reused by every benchmark and run.
 
-Layout: ``<root>/<model>-<weights digest>/<dataset key>/<method key>/<batch>.npz``, one file
+Layout: ``<root>/v2/<model>-<weights digest>/<dataset key>/<method key>/<batch>.npz``, one file
 per computed batch, holding the sample ids and their maps (or points); failures are not
-cached (the store keeps them, with their reasons).
+cached (the store keeps them, with their reasons). ``v2``: maps at the resolution their method
+returned (``v1`` caches held maps upsampled to the input size; they are not read).
 A file is written to a temporary name and renamed into place, so a run killed at any moment
-(SIGKILL included) leaves only whole files; a resumed run reads them and computes the rest.
+(SIGKILL included) leaves only whole files.
 
-Heatmaps are stored at the network input size as float16 after division by their largest
-absolute value (positive scaling changes no benchmark's result; float16 keeps 11 significant
-bits, so maxima closer than 1 part in 2048 become ties). ``dtype="float32"`` keeps them as
-computed. Points are always float32.
+Heatmaps are stored as float16 after division by their largest absolute value (float16 keeps
+11 significant bits, so maxima closer than 1 part in 2048 become ties), or ``dtype="float32"``
+as computed. The run that computes a map scores it as computed and writes the cache after the
+store (so its own resume never reads its maps back from a lossy cache); the cache serves the
+gallery and later runs (other benchmarks, re-scoring), which mark such records as re-scored
+from float16. Points are always float32.
 """
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 
+VERSION = "v2"
+
+
 def safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)[:120]
 
@@ -28,7 +34,7 @@ def safe(name: str) -> str:
 class HeatmapCache:
     def __init__(self, root: str | Path, model_key: str, dataset_key: str, method_key: str,
                  dtype: str = "float16") -> None:
-        self.dir = Path(root) / safe(model_key) / safe(dataset_key) / safe(method_key)
+        self.dir = Path(root) / VERSION / safe(model_key) / safe(dataset_key) / safe(method_key)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dtype = dtype
         self._index: dict[str, tuple[Path, int]] | None = None
@@ -45,6 +51,11 @@ class HeatmapCache:
                 for row, sid in enumerate(ids):
                     self._index[sid] = (f, row)
         return self._index
+
+    @property
+    def lossy(self) -> bool:
+        """Whether maps read back differ from the maps as computed (float16)."""
+        return self.dtype == "float16"
 
     def __contains__(self, sample_id: str) -> bool:
         return sample_id in self._scan()

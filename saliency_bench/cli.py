@@ -63,6 +63,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         if kind == "methods":
             table.add_column("kind")
             table.add_column("parameters")
+        if kind == "benchmarks":
+            table.add_column("options (-B NAME.OPTION=VALUE)")
         table.add_column("description")
         table.add_column("source", style="dim")
         for e in reg.entries():
@@ -71,6 +73,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             if kind == "methods":
                 params = ", ".join(f"{k}={v!r}" for k, v in e.obj.defaults.items())
                 table.add_row(e.name, e.obj.kind, params, e.doc, e.source)
+            elif kind == "benchmarks":
+                options = ", ".join(f"{k}={v!r}" for k, v in (getattr(e.obj, "defaults", None) or {}).items())
+                table.add_row(e.name, options or "–", e.doc, e.source)
             else:
                 table.add_row(e.name, e.doc, e.source)
         console.print(table)
@@ -84,7 +89,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import torch
 
     from .contracts import POINT, check_output
-    from .imageio import load_rgb, overlay, to_input
+    from .imageio import display_map, load_rgb, overlay, to_input
     from .models import default_device
     from .targets import as_target_tensor
 
@@ -102,7 +107,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
             target = int(model.net(x).argmax(1))
     else:
         target = model.class_index(args.target)
-    maps, info = method.explain(model, x, as_target_tensor([target], device=x.device))
+    views = {}
+    for name in method.views:  # inputs made from the original image, as the harness makes them
+        v = method.make_view(name, image, model.input_size)
+        views[name] = None if v is None else model.preprocess(v[None])
+    maps, info = method.explain(model, x, as_target_tensor([target], device=x.device), **views)
     bad = check_output(method, maps, 1)
     if bad:
         raise SystemExit(f"error: {bad[0]}")
@@ -114,12 +123,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
         ih, iw = model.input_size
         pic = overlay(image, point=(px * w / iw, py * h / ih), title=title)
     else:
-        pic = overlay(image, maps[0].detach().float().cpu().numpy(), title=title)
+        pic = overlay(image, display_map(maps[0].detach().float().cpu().numpy(), model.input_size), title=title)
     out = Path(args.out or f"{Path(args.image).stem}_{method.name}.png")
     pic.save(out)
     extra = "".join(f", {k}={np.asarray(v.cpu() if hasattr(v, 'cpu') else v).reshape(-1)[0]:.4g}"
                     for k, v in info.items() if np.asarray(v.cpu() if hasattr(v, 'cpu') else v).size)
-    console.print(f"{method.name} on {args.image} for class {target} ({cls.wnid} {cls.name}){extra} -> {out}")
+    console.print(f"{method.name} on {args.image} for class {target} ({cls.wnid} {cls.name}){extra} -> {out}",
+                  soft_wrap=True, highlight=False, markup=False)
     return 0
 
 

@@ -22,7 +22,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import __version__, registry
 from .benchmarks.runtime import model_forward_backward, timed
@@ -51,6 +50,7 @@ class RunConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
     benchmarks: str = "*"
+    benchmark_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # benchmark -> options
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # method or "*" -> params
     device: str | None = None
     batch_size: int = 16
@@ -67,7 +67,10 @@ class RunConfig:
         """The settings that decide the results (and so the default run id)."""
         keys = ("methods", "models", "weights", "datasets", "split", "dataset_options", "limit",
                 "benchmarks", "params", "seed")
-        return {k: getattr(self, k) for k in keys}
+        out = {k: getattr(self, k) for k in keys}
+        if self.benchmark_options:  # only when given: run ids of earlier settings stay the same
+            out["benchmark_options"] = self.benchmark_options
+        return out
 
     def default_run_id(self) -> str:
         blob = json.dumps(self.result_settings(), sort_keys=True, default=str)
@@ -86,6 +89,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="dataset option, e.g. -d heldout=5000 -d cap_per_category=400")
     p.add_argument("--limit", type=int, help="use only the first N samples of each dataset (0: all)")
     p.add_argument("--benchmarks", default=None, help="shell wildcards (default: all)")
+    p.add_argument("--benchmark-option", "-B", action="append", metavar="BENCHMARK.NAME=VALUE",
+                   help="benchmark option, e.g. -B pointing.resolution=input (saliency-bench list benchmarks)")
     p.add_argument("--param", "-p", action="append", metavar="[METHOD.]NAME=VALUE",
                    help="method parameter, e.g. -p mask.iterations=100 -p layer=inception4e")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -134,6 +139,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             setattr(cfg, opt, getattr(args, opt))
     if args.benchmarks is not None:
         cfg.benchmarks = args.benchmarks
+    for item in getattr(args, "benchmark_option", None) or ():
+        key, sep, v = item.partition("=")
+        bench, dot, name = key.strip().partition(".")
+        if not (sep and dot and bench and name):
+            raise ValueError(f"benchmark option '{item}' is not of the form BENCHMARK.NAME=VALUE")
+        cfg.benchmark_options.setdefault(bench, {})[name.strip()] = parse_value(v)
     for item in args.dataset_option or ():
         k, _, v = item.partition("=")
         cfg.dataset_options[k.strip()] = parse_value(v)
@@ -166,12 +177,28 @@ def make_plan(cfg: RunConfig) -> Plan:
     if unknown_scopes:
         raise ValueError(f"parameters given for method(s) not in the run: {', '.join(sorted(unknown_scopes))}")
     default_b = cfg.benchmarks in ("*", "", None)
-    benches = [registry.get_benchmark(b, seed=cfg.seed)
-               for b in registry.benchmarks.select(cfg.benchmarks, skip_broken=default_b)]
+    bench_names = registry.benchmarks.select(cfg.benchmarks, skip_broken=default_b)
+    unknown_b = sorted(set(cfg.benchmark_options) - set(bench_names))
+    if unknown_b:
+        raise ValueError(f"options given for benchmark(s) not in the run: {', '.join(unknown_b)}")
+    benches = [make_benchmark(b, cfg.seed, cfg.benchmark_options.get(b, {})) for b in bench_names]
     skipped = [f"{m.name} x {b.name}: a {m.kind} method cannot be scored by {b.name}"
                for m in methods for b in benches if m.kind not in b.accepts]
     broken = [f"plugin {k}: {v}" for reg in (registry.methods, registry.benchmarks) for k, v in reg.broken.items()]
     return Plan(methods, benches, skipped + broken)
+
+
+def make_benchmark(name: str, seed: int, options: dict[str, Any]) -> Benchmark:
+    """The benchmark ``name`` with ``options``; an option it does not list in ``defaults`` is an
+    error naming the ones it takes (a benchmark without ``defaults`` takes anything)."""
+    cls = registry.benchmarks.get(name)
+    known = getattr(cls, "defaults", None)
+    if known is not None:
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"benchmark '{name}' has no option {', '.join(unknown)}; it takes: "
+                             + ", ".join(f"{k}={v!r}" for k, v in known.items()))
+    return registry.get_benchmark(name, **{"seed": seed, **options})
 
 
 def open_dataset(spec: str, cfg: RunConfig):
@@ -232,14 +259,33 @@ def _takes_kwargs(fn) -> bool:
 # --------------------------------------------------------------------------------------------
 # Loading (DataLoader workers decode and resize; the main process computes)
 # --------------------------------------------------------------------------------------------
+def view_plan(methods: Sequence[Method]) -> dict[tuple, tuple[Method, str]]:
+    """The distinct views the methods need: ``{view key: (a method, its view name)}``; methods
+    whose view keys are equal (the same function reading the same parameter values) share one
+    computation per sample."""
+    plan: dict[tuple, tuple[Method, str]] = {}
+    for m in methods:
+        for v in m.views:
+            plan.setdefault(m.view_key(v), (m, v))
+    return plan
+
+
 class _Loaded(torch.utils.data.Dataset):
-    def __init__(self, ds, indices: Sequence[int], size: tuple[int, int]) -> None:
+    """Decode, resize (and make the methods' views of) each sample, in DataLoader workers.
+
+    An item is ``(index, sample, x, views)``: ``x`` the uint8 input, ``views`` ``{view key:
+    uint8 tensor or None}`` made from the original image before it is dropped.
+    """
+
+    def __init__(self, ds, indices: Sequence[int], size: tuple[int, int],
+                 views: dict[tuple, tuple[Method, str]] | None = None) -> None:
         self.ds, self.indices, self.size = ds, list(indices), size
+        self.views = views or {}
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, k: int) -> tuple[int, Sample, torch.Tensor | None]:
+    def __getitem__(self, k: int) -> tuple[int, Sample, torch.Tensor | None, dict]:
         i = self.indices[k]
         try:
             s = self.ds.load(i)
@@ -247,13 +293,16 @@ class _Loaded(torch.utils.data.Dataset):
             s = Sample(id=self.ds.ids[i], image=None, size=(0, 0), targets={}, category="?",
                        error=f"loading failed: {type(e).__name__}: {e}")
         x = None
+        views: dict[tuple, torch.Tensor | None] = {}
         if s.error is None:
             try:
                 x = to_input(s.image, self.size)
+                for key, (method, name) in self.views.items():
+                    views[key] = method.make_view(name, s.image, self.size)
             except Exception as e:
                 s.error = f"resizing failed: {type(e).__name__}: {e}"
         s.image = None  # the decoded original stays in the worker
-        return i, s, x
+        return i, s, x, views
 
 
 def _collate(batch: list) -> list:
@@ -271,10 +320,14 @@ class CallResult:
     timing: tuple[float, int] | None  # (seconds, peak bytes) of the whole batch call
 
 
-def call_method(method: Method, model, x: torch.Tensor, targets: torch.Tensor) -> CallResult:
+def call_method(method: Method, model, x: torch.Tensor, targets: torch.Tensor,
+                views: dict[str, torch.Tensor | None] | None = None) -> CallResult:
+    """Call a method on a batch; maps come back at the method's own resolution (no resizing:
+    each benchmark brings them to its scoring resolution, PROTOCOLS.md §1)."""
     b = x.shape[0]
+    views = views or {}
     try:
-        (maps, info), seconds, peak = timed(lambda: method.explain(model, x, targets), x.device)
+        (maps, info), seconds, peak = timed(lambda: method.explain(model, x, targets, **views), x.device)
         bad = check_output(method, maps, b)
     except MethodOutputError as e:
         return CallResult([None] * b, [str(e)] * b, [{} for _ in range(b)], None)
@@ -282,14 +335,11 @@ def call_method(method: Method, model, x: torch.Tensor, targets: torch.Tensor) -
         if b == 1:
             reason = f"method '{method.name}' raised {type(e).__name__}: {e}"
             return CallResult([None], [reason], [{}], None)
-        parts = [call_method(method, model, x[i:i + 1], targets[i:i + 1]) for i in range(b)]
+        parts = [call_method(method, model, x[i:i + 1], targets[i:i + 1],
+                             {k: None if v is None else v[i:i + 1] for k, v in views.items()}) for i in range(b)]
         return CallResult([p.outputs[0] for p in parts], [p.reasons[0] for p in parts],
                           [p.info[0] for p in parts], None)
-    maps = maps.detach()
-    if method.kind == HEATMAP:
-        maps = F.interpolate(maps[:, None].float(), size=tuple(x.shape[-2:]), mode="bilinear",
-                             align_corners=False)[:, 0]
-    arr = maps.float().cpu().numpy()
+    arr = maps.detach().float().cpu().numpy()
     per_info = [{} for _ in range(b)]
     for k, v in info.items():
         vals = v.detach().cpu().tolist() if isinstance(v, torch.Tensor) else list(v)
@@ -463,7 +513,8 @@ class Runner:
         if self.rank == 0:
             self._measure_model(writer, model, display, ds, indices)
         loader = torch.utils.data.DataLoader(
-            _Loaded(ds, indices, model.input_size), batch_size=cfg.batch_size, shuffle=False,
+            _Loaded(ds, indices, model.input_size, view_plan(self.plan.methods)), batch_size=cfg.batch_size,
+            shuffle=False,
             num_workers=cfg.workers, collate_fn=_collate, pin_memory=self.device.type == "cuda")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())
@@ -497,11 +548,11 @@ class Runner:
 
     def _batch(self, store: Store, model, display: str, batch: list, todo: dict, caches: dict, progress,
                tasks: dict) -> None:
-        samples = [s for _, s, _ in batch]
+        samples = [s for _, s, _, _ in batch]
         store.add_samples(self.run_id, model.name, display,
-                          [(s.id, i, s.category, s.split, s.flags) for i, s, _ in batch])
+                          [(s.id, i, s.category, s.split, s.flags) for i, s, _, _ in batch])
         pre_fail: dict[int, str] = {}
-        for k, (_, s, x) in enumerate(batch):
+        for k, (_, s, x, _) in enumerate(batch):
             if s.error is not None:
                 pre_fail[k] = s.error
             elif not s.target_in(model.label_space):
@@ -512,28 +563,31 @@ class Runner:
         t_all = as_target_tensor([samples[k].target_in(model.label_space) for k in good],
                                  device=self.device) if good else None
         for method in self.plan.methods:
-            mine = [k for k, (i, _, _) in enumerate(batch) if i in todo[method.name]]
+            mine = [k for k, (i, _, _, _) in enumerate(batch) if i in todo[method.name]]
             if not mine:
                 continue
             cache = caches[method.name]
             outcomes: list[tuple] = [(samples[k].id, False, pre_fail[k], {}) for k in mine if k in pre_fail]
             run_ks = [k for k in mine if k not in pre_fail]
+            # Maps another run left in the cache are re-scored from it (a later re-scoring may use
+            # the lossy float16 cache; the run that computes a map scores it as computed, and
+            # writes the cache only after the store, so its own resume never reads it back).
             cached = cache.get_many([samples[k].id for k in run_ks])
             outputs: dict[int, np.ndarray] = {k: cached[samples[k].id] for k in run_ks if samples[k].id in cached}
-            outcomes += [(samples[k].id, True, None, {}) for k in outputs]
+            lossy = {"rescored_from_float16_cache": True} if cache.lossy else {}
+            outcomes += [(samples[k].id, True, None, dict(lossy)) for k in outputs]
             missing = [k for k in run_ks if k not in outputs]
             timing = None
+            fresh: list[int] = []
             if missing:
                 # The whole batch goes through the method, as in an uninterrupted run.
-                res = call_method(method, model, x_all, t_all)
-                stored_ks = [k for k in missing if res.outputs[good.index(k)] is not None]
+                views = {name: self._view_batch(model, batch, good, method, name) for name in method.views}
+                res = call_method(method, model, x_all, t_all, views)
+                fresh = [k for k in missing if res.outputs[good.index(k)] is not None]
                 for k in missing:
                     j = good.index(k)
                     outcomes.append((samples[k].id, res.outputs[j] is not None, res.reasons[j], res.info[j]))
-                if stored_ks:
-                    stored = cache.put([samples[k].id for k in stored_ks],
-                                       np.stack([res.outputs[good.index(k)] for k in stored_ks]))
-                    outputs.update(zip(stored_ks, stored))
+                outputs.update((k, res.outputs[good.index(k)]) for k in fresh)
                 if res.timing is not None:
                     timing = (str(self.device), samples[good[0]].id, len(good), res.timing[0],
                               res.timing[1], self.rank)
@@ -551,11 +605,23 @@ class Runner:
                 for sid, reason in failed.items():  # the sample counts as failed, with the reason
                     outcomes = [(o[0], False, reason, o[3]) if o[0] == sid else o for o in outcomes]
             store.write_batch(self.run_id, model.name, display, method.name, outcomes, records, timing)
+            if fresh:
+                cache.put([samples[k].id for k in fresh], np.stack([outputs[k] for k in fresh]))
             progress.advance(tasks[method.name], len(mine))
+
+    @staticmethod
+    def _view_batch(model, batch: list, good: list[int], method: Method, name: str) -> torch.Tensor | None:
+        """The preprocessed view ``name`` of ``method`` for the batch's good samples (None if a
+        sample's view is None: the method then falls back for the whole batch)."""
+        key = method.view_key(name)
+        parts = [batch[k][3].get(key) for k in good]
+        if not parts or any(p is None for p in parts):
+            return None
+        return model.preprocess(torch.stack(parts))
 
     def draw_gallery(self, store: Store, model, ds, display: str, ds_key: str) -> None:
         """Overlays of the first few samples that every method explained, for the HTML page."""
-        from .imageio import overlay
+        from .imageio import display_map, overlay
 
         if self.cfg.gallery <= 0 or self.rank != 0:
             return
@@ -586,7 +652,7 @@ class Runner:
                     x, y = cached
                     pic = overlay(sample.image, point=(x * w / iw, y * h / ih))
                 else:
-                    pic = overlay(sample.image, cached)
+                    pic = overlay(sample.image, display_map(cached, model.input_size))
                 pic.thumbnail((2 * 110 * w // max(h, 1), 110))
                 pic.save(folder / f"{safe(sid)}__{safe(m.name)}.jpg", quality=85)
 
@@ -615,6 +681,10 @@ def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.nda
 
 def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Plan) -> None:
     meta = store.samples(run_id, model, dataset)
+    for bench in plan.benchmarks:  # which protocol each column follows, for the leaderboard's notes
+        protocol = getattr(bench, "protocol", None)
+        if callable(protocol):
+            store.set_metrics(run_id, model, dataset, "__protocol__", bench.name, dict(protocol()))
     fb = next((m["metrics"] for m in store.metrics(run_id)
                if m["model"] == model and m["dataset"] == dataset and m["method"] == "__model__"), None)
     for method in plan.methods:

@@ -49,6 +49,19 @@ def normalise_map(heatmap: np.ndarray) -> np.ndarray:
     return (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
 
 
+def display_map(heatmap: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """A map at its method's own resolution brought to the network input size (bilinear,
+    ``align_corners=False``) for drawing: what ``explain`` and the gallery show, whatever the
+    method's resolution. Scoring never uses this (each benchmark resizes as its protocol says)."""
+    h = np.asarray(heatmap, dtype=np.float32)
+    if h.shape == tuple(input_size):
+        return h
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(h))[None, None]
+    return F.interpolate(t, size=tuple(int(s) for s in input_size), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
 def overlay(image: Image.Image, heatmap: np.ndarray | None = None, point: tuple[float, float] | None = None,
             alpha: float = 0.5, title: str | None = None) -> Image.Image:
     """The image with the heatmap (resized to the image, min-max normalised, jet) blended over it,

@@ -51,10 +51,14 @@ def load_run(run_dir: Path) -> dict:
     tables: dict[tuple[str, str], dict[str, dict]] = {}
     extra: dict[str, str] = {}  # column -> plugin benchmark
     model_fb: dict[tuple[str, str], dict] = {}
+    protocols: dict[tuple[str, str], dict[str, str]] = {}
     for r in rows:
         key = (r["model"], r["dataset"])
         if r["method"] == "__model__":
             model_fb[key] = r["metrics"]
+            continue
+        if r["method"] == "__protocol__":
+            protocols.setdefault(key, {}).update({k: str(v) for k, v in r["metrics"].items()})
             continue
         entry = tables.setdefault(key, {}).setdefault(r["method"], {})
         if r["benchmark"] == "coverage":
@@ -68,6 +72,7 @@ def load_run(run_dir: Path) -> dict:
     for (model, dataset), methods in tables.items():
         names = [m for m in order if m in methods] + sorted(m for m in methods if m not in order)
         out.append({"model": model, "dataset": dataset, "model_forward_backward": model_fb.get((model, dataset)),
+                    "protocols": protocols.get((model, dataset), {}),
                     "rows": [{"method": m, **methods[m]} for m in names]})
     return {"run_id": run_id, "settings": info["settings"], "meta": info["meta"], "tables": out,
             "gallery": _gallery(run_dir), "extra_columns": extra}
@@ -106,6 +111,12 @@ def _table_notes(table: dict) -> list[str]:
     return seen
 
 
+def _protocol_notes(table: dict, cols: list[tuple[str, str, str]]) -> list[str]:
+    """``Header: protocol`` for each shown column whose benchmark says which protocol it follows."""
+    p = table.get("protocols") or {}
+    return [f"{h}: {p[c]}" for c, h, _ in cols if p.get(c)]
+
+
 def _coverage(row: dict) -> str:
     c = row.get("coverage")
     if not c:
@@ -136,6 +147,10 @@ def _settings_lines(run: dict) -> list[str]:
         f"models {', '.join(s.get('models', []))}; datasets {', '.join(s.get('datasets', []))}"
         + (f" (limit {s['limit']} samples)" if s.get("limit") else ""),
     ]
+    bopts = s.get("benchmark_options") or {}
+    if bopts:
+        lines.append("benchmark options: " + "; ".join(
+            f"{k}({', '.join(f'{a}={b}' for a, b in v.items())})" for k, v in bopts.items()))
     params = s.get("methods_resolved", {})
     if params:
         lines.append("method parameters: " + "; ".join(
@@ -159,6 +174,9 @@ def to_markdown(run: dict) -> str:
         if fb:
             out += ["", f"Model forward+backward: {fb['images_per_s']:.1f} images/s at batch {fb['batch_size']}."]
         out += [""] + [f"alpha*: {why}." for why in _table_notes(t)]
+        notes = _protocol_notes(t, cols)
+        if notes:
+            out += ["", "Protocols:", ""] + [f"- {n}" for n in notes]
         out.append("")
     out += ["## Settings", ""] + [f"- {line}" for line in _settings_lines(run)] + [""]
     return "\n".join(out)
@@ -250,6 +268,10 @@ def to_html(run: dict) -> str:
         if fb:
             parts.append(f"<p>Model forward+backward: {fb['images_per_s']:.1f} images/s at batch {fb['batch_size']}.</p>")
         parts += [f"<p>alpha*: {e(why)}.</p>" for why in _table_notes(t)]
+        notes = _protocol_notes(t, cols)
+        if notes:
+            parts.append("<details><summary>Protocols</summary><ul>"
+                         + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul></details>")
         gal = run.get("gallery", {}).get(f"{t['model']} on {t['dataset']}")
         if gal:
             methods = [r["method"] for r in t["rows"]]

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from saliency_bench.cli import main
@@ -184,3 +185,71 @@ def test_a_benchmark_that_cannot_score_a_sample_fails_that_sample_only(tmp_path)
     md = (_run_dir(tmp_path) / "leaderboard.md").read_text()
     assert "| fragile |" in md.splitlines()[4]  # a plugin benchmark's column is on the leaderboard
     assert "fragile" in (_run_dir(tmp_path) / "leaderboard.csv").read_text().splitlines()[0]
+
+
+def _records(runs: Path, method: str, benchmark: str, run_id: str | None = None) -> dict[str, dict]:
+    con = sqlite3.connect(runs / "store.sqlite")
+    rows = con.execute("SELECT sample_id, record FROM records WHERE method=? AND benchmark=? AND run_id LIKE ?",
+                       (method, benchmark, run_id or "%")).fetchall()
+    con.close()
+    return {sid: json.loads(r) for sid, r in rows}
+
+
+def test_maps_reach_benchmarks_and_cache_at_their_own_resolution(tmp_path):
+    assert _run(tmp_path, "--methods", "coarse,brightness", "--benchmarks", "shape_probe,pointing",
+                "--cache-dtype", "float32") == 0
+    for method, shape in (("coarse", (4, 4)), ("brightness", (32, 32))):
+        recs = _records(tmp_path, method, "shape_probe")
+        assert len(recs) == 7 and {(r["h"], r["w"]) for r in recs.values()} == {shape}
+        (folder,) = [p for p in (tmp_path / "cache" / "v2").rglob(f"{method}-*") if p.is_dir()]
+        for f in folder.glob("*.npz"):
+            with np.load(f) as z:
+                assert z["maps"].shape[1:] == shape
+    md = (_run_dir(tmp_path) / "leaderboard.md").read_text()
+    assert "probe: the map as the method returned it, summed" in md  # the protocol notes
+
+
+def test_a_view_is_made_from_the_original_image_before_the_resize(tmp_path):
+    from saliency_bench.registry import load_plugin_file
+
+    load_plugin_file(TOY)
+    ToyDataset = sys.modules[next(m for m in sys.modules if m.startswith("saliency_bench_plugin_toy"))].ToyDataset
+    assert _run(tmp_path, "--methods", "from_view", "--benchmarks", "shape_probe", "--cache-dtype", "float32") == 0
+    recs = _records(tmp_path, "from_view", "shape_probe")
+    original = np.asarray(ToyDataset().load(0).image, dtype=np.float64)[:32, :32]
+    expected = ((original / 255 - 0.5) / 0.25).mean(axis=2).sum()  # the toy model's preprocessing
+    assert recs["toy000"]["sum"] == pytest.approx(expected, rel=1e-5)
+    assert (recs["toy000"]["h"], recs["toy000"]["w"]) == (32, 32)
+
+
+def test_scores_do_not_depend_on_the_cache_dtype_but_a_float16_rescoring_says_so(tmp_path):
+    args = ("--methods", "near_tie", "--benchmarks", "pointing,shape_probe")
+    assert _run(tmp_path / "f16", *args, "--cache-dtype", "float16") == 0
+    assert _run(tmp_path / "f32", *args, "--cache-dtype", "float32") == 0
+    assert _comparable(tmp_path / "f16") == _comparable(tmp_path / "f32")
+    first = _run_dir(tmp_path / "f16").name
+    points = {(r["x"], r["y"]) for r in _records(tmp_path / "f16", "near_tie", "pointing").values()}
+    assert points == {(4.5, 3.0)}  # the strict maximum near the top-left (map resized to 48x64)
+    sums = {r["sum"] for r in _records(tmp_path / "f16", "near_tie", "shape_probe").values()}
+    assert sums == {float(np.float32(1.0) + np.float32(1 - 1e-5))}  # as computed, not as cached
+    # Another run (other benchmarks) re-scores the float16 cache, where the two maxima became
+    # equal, and says that its records came from the lossy cache.
+    assert _run(tmp_path / "f16", "--methods", "near_tie", "--benchmarks", "shape_probe") == 0
+    (second,) = [p for p in (tmp_path / "f16").iterdir() if p.name.startswith("run-") and p.name != first]
+    sums = {r["sum"] for r in _records(tmp_path / "f16", "near_tie", "shape_probe", second.name).values()}
+    assert sums == {2.0}
+    board = json.loads((second / "leaderboard.json").read_text())
+    assert _rows(board)["near_tie"]["coverage"]["diagnostics"]["rescored_from_float16_cache"] == {"true": 7,
+                                                                                                 "false": 0}
+
+
+def test_benchmark_options_reach_the_benchmark_and_unknown_ones_are_errors(tmp_path, capsys):
+    assert _run(tmp_path / "a", "--methods", "brightness", "--benchmarks", "shape_probe") == 0
+    assert _run(tmp_path / "b", "--methods", "brightness", "--benchmarks", "shape_probe", "-B", "shape_probe.scale=2") == 0
+    a, b = _records(tmp_path / "a", "brightness", "shape_probe"), _records(tmp_path / "b", "brightness", "shape_probe")
+    assert {k: 2 * v["sum"] for k, v in a.items()} == pytest.approx({k: v["sum"] for k, v in b.items()})
+    assert _run_dir(tmp_path / "a").name != _run_dir(tmp_path / "b").name
+    assert "benchmark options: shape_probe(scale=2)" in (_run_dir(tmp_path / "b") / "leaderboard.md").read_text()
+    capsys.readouterr()
+    assert _run(tmp_path / "c", "--methods", "brightness", "--benchmarks", "shape_probe", "-B", "shape_probe.nope=1") == 2
+    assert "benchmark 'shape_probe' has no option nope; it takes: scale=1.0" in capsys.readouterr().out

@@ -129,3 +129,48 @@ class Fragile(saliency_bench.Benchmark):
 
     def summarize(self, records, samples):
         return {"fragile": {"value": float(len(records)), "ci": None, "n": len(records), "unit": "", "note": ""}}
+
+
+@saliency_bench.method("coarse")
+def coarse(model, x, targets):
+    """Brightness averaged on a 4x4 grid: a map at its own coarse resolution, as Grad-CAM's 7x7."""
+    return torch.nn.functional.adaptive_avg_pool2d(brightness.fn(model, x, targets)[:, None], 4)[:, 0]
+
+
+def top_left_of_original(image, size, *, crop: int = 32):
+    """A view only the original image can give: its top-left ``crop`` x ``crop`` pixels, unresized."""
+    return torch.from_numpy(np.asarray(image)[:crop, :crop].copy()).permute(2, 0, 1)
+
+
+@saliency_bench.method("from_view", views={"corner": top_left_of_original})
+def from_view(model, x, targets, *, crop: int = 32, corner=None):
+    """Brightness of the view (the original's corner); of ``x`` when called without the view."""
+    return (x if corner is None else corner).mean(1)
+
+
+@saliency_bench.method("near_tie")
+def near_tie(model, x, targets):
+    """Two maxima 1 part in 10^5 apart, which float16 would tie: near the top-left and bottom-right."""
+    out = x.new_zeros(x.shape[0], *x.shape[-2:])
+    out[:, 2, 2] = 1.0
+    out[:, -3, -3] = 1.0 - 1e-5
+    return out
+
+
+@saliency_bench.benchmark("shape_probe")
+class ShapeProbe(saliency_bench.Benchmark):
+    """Records the shape and sum of the map it is given (times ``scale``)."""
+
+    columns = ("probe",)
+    defaults = {"scale": 1.0}
+
+    def score(self, sample, output, input_size):
+        scale = float(self.options.get("scale", 1.0))
+        return {"h": int(output.shape[0]), "w": int(output.shape[1]), "sum": scale * float(output.sum())}
+
+    def summarize(self, records, samples):
+        return {"probe": {"value": float(np.mean([r["sum"] for r in records])), "ci": None, "n": len(records),
+                          "unit": "", "note": ""}}
+
+    def protocol(self):
+        return {"probe": "the map as the method returned it, summed"}
