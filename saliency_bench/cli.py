@@ -142,6 +142,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import write_leaderboard
 
+    if args.summarize:
+        from .harness import summarize_run
+
+        for model, dataset in summarize_run(Path(args.run)):
+            console.print(f"summarised {model} on {dataset} from its per-sample records")
     for path in write_leaderboard(Path(args.run), formats=args.format.split(","), out=args.out):
         console.print(f"wrote {path}")
     return 0
@@ -181,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("run", help="run directory (runs/<id>)")
     bp.add_argument("--format", default="md,html,csv,json", help="md,html,csv,json")
     bp.add_argument("--out", help="folder to write to (default: the run directory)")
+    bp.add_argument("--summarize", action="store_true",
+                    help="first recompute the summaries from the per-sample records (an interrupted run's "
+                         "leaderboard shows the samples it finished)")
     bp.set_defaults(func=cmd_leaderboard)
     return p
 

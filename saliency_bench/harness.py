@@ -679,6 +679,36 @@ def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.nda
     return scored, failed
 
 
+def summarize_run(run_dir: Path) -> list[tuple[str, str]]:
+    """Recompute every summary of a run from its per-sample records (``saliency-bench leaderboard
+    RUN --summarize``): an interrupted run then shows what its finished samples give. The plan
+    is rebuilt from the settings the run stored; returns the (model, dataset) pairs summarised."""
+    run_dir = Path(run_dir)
+    store = Store(run_dir.parent / "store.sqlite", create=False)
+    try:
+        info = store.run_info(run_dir.name)
+        if info is None:
+            raise FileNotFoundError(f"run '{run_dir.name}' is not in {run_dir.parent / 'store.sqlite'}")
+        s = info["settings"]
+        methods = []
+        for name, params in (s.get("methods_resolved") or {}).items():
+            try:
+                methods.append(registry.methods.get(name).with_params(**params))
+            except Exception as e:
+                raise ValueError(f"cannot summarise method '{name}' of the run: {e} (load its plugin with "
+                                 "--plugin)") from e
+        options = s.get("benchmark_options") or {}
+        benches = [make_benchmark(b, int(s.get("seed", 0)), options.get(b, {}))
+                   for b in s.get("benchmarks_resolved") or []]
+        plan = Plan(methods, benches, [])
+        pairs = store.pairs(run_dir.name)
+        for model, dataset in pairs:
+            summarize_into(store, run_dir.name, model, dataset, plan)
+        return pairs
+    finally:
+        store.close()
+
+
 def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Plan) -> None:
     meta = store.samples(run_id, model, dataset)
     for bench in plan.benchmarks:  # which protocol each column follows, for the leaderboard's notes

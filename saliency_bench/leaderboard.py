@@ -75,6 +75,7 @@ def load_run(run_dir: Path) -> dict:
                     "protocols": protocols.get((model, dataset), {}),
                     "rows": [{"method": m, **methods[m]} for m in names]})
     return {"run_id": run_id, "settings": info["settings"], "meta": info["meta"], "tables": out,
+            "finished": info.get("finished") is not None,
             "gallery": _gallery(run_dir), "extra_columns": extra}
 
 
@@ -156,6 +157,9 @@ def _settings_lines(run: dict) -> list[str]:
         lines.append("method parameters: " + "; ".join(
             f"{k}({', '.join(f'{a}={b}' for a, b in v.items())})" for k, v in params.items() if v))
     lines.append("scores: mean [95% bootstrap interval]; loc. error at alpha* chosen on the held-out split")
+    if run.get("finished") is False:
+        lines.append("UNFINISHED run: the scores summarise the samples it had done when it stopped "
+                     "(coverage counts them); running its command again completes it")
     return lines
 
 

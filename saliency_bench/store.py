@@ -127,6 +127,12 @@ class Store:
                 [(run_id, model, dataset, sid, idx, cat, split, _dumps(flags))
                  for sid, idx, cat, split, flags in rows])
 
+    def pairs(self, run_id: str) -> list[tuple[str, str]]:
+        """The (model, dataset) pairs a run has samples of, in the order they were first added."""
+        cur = self._conn.execute("SELECT model, dataset, MIN(rowid) FROM samples WHERE run_id=? "
+                                 "GROUP BY model, dataset ORDER BY 3", (run_id,))
+        return [(r[0], r[1]) for r in cur]
+
     def done_ids(self, run_id: str, model: str, dataset: str, method: str) -> set[str]:
         cur = self._conn.execute(
             "SELECT sample_id FROM outcomes WHERE run_id=? AND model=? AND dataset=? AND method=?",

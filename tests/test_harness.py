@@ -253,3 +253,24 @@ def test_benchmark_options_reach_the_benchmark_and_unknown_ones_are_errors(tmp_p
     capsys.readouterr()
     assert _run(tmp_path / "c", "--methods", "brightness", "--benchmarks", "shape_probe", "-B", "shape_probe.nope=1") == 2
     assert "benchmark 'shape_probe' has no option nope; it takes: scale=1.0" in capsys.readouterr().out
+
+
+def test_an_interrupted_run_can_be_summarised_from_its_records(tmp_path, capsys):
+    assert _run(tmp_path, "--methods", "brightness,coarse", "--benchmarks", "pointing,localization") == 0
+    run_dir = _run_dir(tmp_path)
+    full = _rows(_board(tmp_path))
+    # As a run killed before its summaries: no metrics, never finished, and half its samples.
+    con = sqlite3.connect(tmp_path / "store.sqlite")
+    con.execute("DELETE FROM metrics")
+    con.execute("UPDATE runs SET finished = NULL")
+    con.execute("DELETE FROM outcomes WHERE method='coarse' AND sample_id > 'toy004'")
+    con.execute("DELETE FROM records WHERE method='coarse' AND sample_id > 'toy004'")
+    con.commit()
+    con.close()
+    (run_dir / "leaderboard.json").unlink()
+    assert main(["--plugin", TOY, "leaderboard", str(run_dir), "--summarize"]) == 0
+    rows = _rows(_board(tmp_path))
+    assert rows["brightness"]["pointing_all"] == full["brightness"]["pointing_all"]
+    assert rows["brightness"]["loc_error_mean"] == full["brightness"]["loc_error_mean"]
+    assert rows["coarse"]["coverage"]["total"] == 5 and full["coarse"]["coverage"]["total"] == 10
+    assert "UNFINISHED run" in (run_dir / "leaderboard.md").read_text()
