@@ -1,17 +1,37 @@
 """The pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop",
 ECCV 2016, §4.1; PROTOCOLS.md §2).
 
-A method points at the maximum of its heatmap, mapped to the original image size (bilinear
-resize of the map, then argmax; ties -> the mean location of the tied maxima). It scores a
-hit when some ground-truth pixel lies *strictly* within 15 px of the point (``d^2 < 15^2``).
-Accuracy is computed per category, and the score is the mean over categories that have at
-least one sample; a "difficult" subset (flag set by the dataset) is scored the same way.
-Point methods (variable occlusion) return the point directly, in input pixels.
+A method points at the maximum of its heatmap (ties -> the mean location of the tied maxima,
+or plain argmax with ``tie="first"``). It scores a hit when some ground-truth pixel lies
+*strictly* within 15 px of the point (``d^2 < 15^2``). Accuracy is computed per category, and
+the score is the mean over categories that have at least one sample; a "difficult" subset
+(flag set by the dataset) is scored the same way.
+
+Maps arrive at the resolution their method returned (Grad-CAM 7x7, gradient 224x224). Where
+the point is taken is the ``resolution`` option:
+
+* ``original`` (default): Zhang et al.'s and TorchRay's code. The native map is resized
+  bilinearly (``align_corners=False``, TorchRay's ``resize_saliency`` in
+  ``examples/attribution_benchmark.py``) straight to the original image size; point, ground
+  truth and the 15 px all live there.
+* ``input``: Fong & Vedaldi §4 ("we resized all images to be 224x224"). The map is resized
+  the same way to the network input size and the ground-truth region is brought to that size
+  by **nearest-neighbour sampling at pixel centres**: input pixel ``(i, j)`` is ground truth
+  when the original pixel ``(floor((i + 1/2) H / h), floor((j + 1/2) W / w))`` is, computed
+  exactly (torch's ``nearest-exact``; PIL's and OpenCV's nearest resizes agree except where a
+  sampled centre falls exactly on a pixel edge, e.g. 20 of the 224 columns of a 640-wide image,
+  where their fixed-point arithmetic takes the pixel before). For boxes this keeps the input
+  pixels whose centre lies inside the box scaled to the input. The input pixel's centre is
+  where the whole-image resize centres it, so ground truth and image stay aligned. The 15 px
+  are input pixels.
+
+Point methods (variable occlusion) return the point directly, in input pixels: ``input`` uses
+it as it is, ``original`` maps it to original pixels (pixel centre to pixel centre).
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -70,6 +90,21 @@ def region_from_boxes(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+def nearest_rows(n_in: int, n_out: int) -> np.ndarray:
+    """For each of ``n_out`` output pixels, the input pixel under its centre:
+    ``floor((i + 1/2) n_in / n_out)``, in exact integer arithmetic (torch's ``nearest-exact``)."""
+    i = np.arange(int(n_out), dtype=np.int64)
+    return np.minimum((2 * i + 1) * int(n_in) // (2 * int(n_out)), int(n_in) - 1)
+
+
+def region_to_size(region: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A bool region resampled to ``size`` (H, W) by nearest neighbour at pixel centres."""
+    region = np.asarray(region, dtype=bool)
+    if region.shape == tuple(size):
+        return region
+    return region[np.ix_(nearest_rows(region.shape[0], size[0]), nearest_rows(region.shape[1], size[1]))]
+
+
 def is_hit(point: tuple[float, float], region: np.ndarray, tolerance: float = 15.0) -> bool:
     """True when a pixel of ``region`` lies strictly within ``tolerance`` px of ``point``:
     ``(u - x)^2 + (v - y)^2 < tolerance^2`` (only the window around the point is examined)."""
@@ -114,45 +149,95 @@ def _category_mean_statistic(hits: np.ndarray, categories: Sequence[str]):
     return stat
 
 
+RESOLUTIONS = ("original", "input")
+TIES = ("mean", "first")
+
+
 @saliency_bench.benchmark("pointing")
 class Pointing(Benchmark):
     """Pointing game: % of hits, mean over categories, for all and for difficult samples.
 
-    Options: ``tolerance`` (15 px), ``tie`` ("mean" | "first"), ``bootstrap`` (1000 replicates;
-    0 turns the interval off), ``seed`` (0).
+    Options: ``resolution`` ("original": the map resized bilinearly to the original image, as
+    Zhang et al.'s and TorchRay's code do; "input": map and ground truth at the network input
+    size, as Fong & Vedaldi describe; see the module docstring), ``tolerance`` (15 px at that
+    resolution), ``tie`` ("mean" | "first"), ``bootstrap`` (1000 replicates; 0 turns the
+    interval off), ``seed`` (0).
     """
 
     name = "pointing"
     needs = ("mask",)
     accepts = (HEATMAP, POINT)
     columns = ("pointing_all", "pointing_difficult")
+    defaults: dict[str, Any] = {"resolution": "original", "tolerance": 15.0, "tie": "mean",
+                                "bootstrap": 1000, "seed": 0}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # Bad values fail when the run is planned, not on the first scored batch.
+        if self.resolution not in RESOLUTIONS:
+            raise ValueError(f"pointing: resolution must be one of {', '.join(RESOLUTIONS)}, "
+                             f"not {self.resolution!r}")
+        if self.tie not in TIES:
+            raise ValueError(f"pointing: tie must be one of {', '.join(TIES)}, not {self.tie!r}")
+        if not self.tolerance > 0:
+            raise ValueError(f"pointing: tolerance must be positive, not {self.tolerance!r}")
+
+    def _option(self, key: str) -> Any:
+        return self.options.get(key, self.defaults[key])
+
+    @property
+    def resolution(self) -> str:
+        return str(self._option("resolution"))
 
     @property
     def tolerance(self) -> float:
-        return float(self.options.get("tolerance", 15.0))
+        return float(self._option("tolerance"))
 
     @property
     def tie(self) -> str:
-        return str(self.options.get("tie", "mean"))
+        return str(self._option("tie"))
 
-    def region(self, sample: Sample) -> np.ndarray:
-        """Ground truth: the sample's mask if it has one, else the union of its boxes."""
+    def protocol(self) -> dict[str, str]:
+        """One line per column: the protocol these options follow."""
+        if self.resolution == "original":
+            where = "map bilinear to the original image (Zhang et al., TorchRay)"
+            there = "there"
+        else:
+            where = ("map bilinear to the network input, ground truth nearest (pixel centres) "
+                     "to it (Fong & Vedaldi)")
+            there = "at input size"
+        point = "max (mean of ties)" if self.tie == "mean" else "max (first in raster order)"
+        line = f"{where}, {point}, hit if a GT pixel is within {self.tolerance:g} px {there}"
+        return {"pointing_all": line,
+                "pointing_difficult": line + "; difficult: boxes < 1/4 of the image and another category present"}
+
+    def scoring_size(self, sample: Sample, input_size: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) of the grid the point and the ground truth are compared on."""
+        size = sample.size if self.resolution == "original" else input_size
+        return int(size[0]), int(size[1])
+
+    def region(self, sample: Sample, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Ground truth: the sample's mask if it has one, else the union of its boxes; at the
+        original size, or resampled to ``size`` (nearest at pixel centres)."""
         if sample.mask is not None:
-            return np.asarray(sample.mask, dtype=bool)
-        return region_from_boxes(sample.boxes, sample.size)
+            region = np.asarray(sample.mask, dtype=bool)
+        else:
+            region = region_from_boxes(sample.boxes, sample.size)
+        return region if size is None else region_to_size(region, size)
 
     def points(self, samples: Sequence[Sample], outputs: Sequence[np.ndarray],
                input_size: tuple[int, int]) -> np.ndarray:
-        """The point of each output in original pixels; heatmaps of one original size are
-        resized together."""
+        """The point of each output on its scoring grid (``scoring_size``); heatmaps bound for
+        one grid size are resized together."""
         pts = np.zeros((len(samples), 2))
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, (s, o) in enumerate(zip(samples, outputs)):
             o = np.asarray(o)
+            size = self.scoring_size(s, input_size)
             if o.ndim == 1:  # a point method: (x, y) in input pixels
-                pts[i] = input_point_to_original(o, input_size, s.size)[0]
+                pts[i] = o if self.resolution == "input" else input_point_to_original(o, input_size, size)[0]
             else:
-                groups[tuple(int(v) for v in s.size)].append(i)
+                groups[size].append(i)
         for size, idx in groups.items():
             pts[idx] = heatmap_points(np.stack([np.asarray(outputs[i], np.float32) for i in idx]), size, self.tie)
         return pts
@@ -161,13 +246,14 @@ class Pointing(Benchmark):
         return self.score_batch([sample], [output], input_size)[0]
 
     def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int]) -> list[dict]:
+        """Records ``{"hit", "x", "y"}``, the point in the pixels of the scoring grid."""
         pts = self.points(samples, outputs, input_size)
-        return [{"hit": int(is_hit(p, self.region(s), self.tolerance)),
+        return [{"hit": int(is_hit(p, self.region(s, self.scoring_size(s, input_size)), self.tolerance)),
                  "x": round(float(p[0]), 2), "y": round(float(p[1]), 2)} for s, p in zip(samples, pts)]
 
     def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
-        replicates = int(self.options.get("bootstrap", 1000))
-        seed = int(self.options.get("seed", 0))
+        replicates = int(self._option("bootstrap"))
+        seed = int(self._option("seed"))
         hits = np.array([r["hit"] for r in records], dtype=np.float64)
         cats = [str(s["category"]) for s in samples]
         difficult = np.array([bool((s.get("flags") or {}).get("difficult", False)) for s in samples], dtype=bool)
@@ -181,7 +267,7 @@ class Pointing(Benchmark):
                 "value": None if value is None else 100.0 * value,
                 "ci": None if ci is None else [100.0 * ci[0], 100.0 * ci[1]],
                 "n": int(len(h)), "unit": "%",
-                "note": f"mean over {n_cat} categories; {int(len(h))} samples; tie={self.tie}, "
-                        f"hit if d<{self.tolerance:g}px",
+                "note": f"mean over {n_cat} categories; {int(len(h))} samples; "
+                        f"resolution={self.resolution}, tie={self.tie}, hit if d<{self.tolerance:g}px",
             }
         return out
