@@ -1,36 +1,78 @@
-"""Throughput of the backprop methods beside the model's own forward+backward (PROTOCOLS.md §4).
+"""Throughput of the backprop methods beside the model's own forward+backward and beside the
+peers on the same model, batch and device (PERFORMANCE.md: target >= 0.8 of forward+backward).
+
+Peers: pytorch-grad-cam's ``GradCAM`` (its CAM maths and the upsampling run on the CPU in
+NumPy/OpenCV), Captum's ``Saliency`` (the gradient) and Captum's ``LayerGradCam``. A peer that
+is not installed is recorded as ``{"status": "not installed"}``.
 
     python benchmarks/bench_backprop.py --model googlenet --batch 64 --device cuda
 
-Prints one JSON record per method and writes them all to ``--out`` (default
-``benchmarks/results/backprop-<device>-<date>.json``). Random-weight models (speed does not
-depend on weights); the device is synchronised before every clock read; the median over
-``--repeats`` timed runs after ``--warmup`` runs.
+Writes ``benchmarks/results/backprop-<device>-<date>.json`` (``--out`` to change it).
+Random-weight models (speed does not depend on weights); the device is synchronised before
+every clock read; the median of ``--repeats`` timed runs after ``--warmup`` runs.
+``benchmarks/gpu.sh`` runs this section with every other GPU benchmark in one go.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
-import statistics
+import contextlib
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 
-from saliency_bench.benchmarks.runtime import timed as timed_call
-from saliency_bench.registry import get_method, get_model
-from saliency_bench.targets import as_target_tensor, target_score
+from bench_common import (ResultsFile, environment, forward_backward, line, load_builtins, measure,
+                          methods_beside_peers, random_inputs)
 
-METHODS = ["gradient", "guided_backprop", "grad_cam", "excitation_backprop",
-           "contrastive_excitation_backprop", "center"]
+METHODS = ("gradient", "guided_backprop", "grad_cam", "excitation_backprop", "contrastive_excitation_backprop")
 
 
-def timed(fn, device: torch.device, warmup: int, repeats: int) -> list[float]:
-    """Seconds of each repeat after the warm-up, the device synchronised around each."""
-    for _ in range(warmup):
-        fn()
-    return [timed_call(fn, device)[1] for _ in range(repeats)]
+@contextlib.contextmanager
+def grad_cam_peer(grad_cam, model, x: torch.Tensor, targets: torch.Tensor) -> Iterator[Callable[[], object]]:
+    """pytorch-grad-cam's ``GradCAM`` on the model's Grad-CAM layer; its hooks go on exit.
+
+    Our models' weights do not require grad, so the input does (a fresh leaf per call), or the
+    layer's output would have no gradient to hook; the one extra input gradient is the
+    cheapest way, cheaper than the weight gradients of a model left trainable."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    classes = [ClassifierOutputTarget(int(c)) for c in targets[:, 0].tolist()]
+    with grad_cam.GradCAM(model=model.net, target_layers=[model.layer("gradcam")]) as cam:
+        yield lambda: cam(input_tensor=x.detach().requires_grad_(), targets=classes)
+
+
+@contextlib.contextmanager
+def captum_saliency_peer(attr, model, x: torch.Tensor, targets: torch.Tensor) -> Iterator[Callable[[], object]]:
+    """Captum ``Saliency`` (absolute input gradient)."""
+    sal, t = attr.Saliency(model.net), targets[:, 0]
+    # A fresh leaf per call: Captum marks its input as requiring grad.
+    yield lambda: sal.attribute(x.detach().requires_grad_(), target=t)
+
+
+@contextlib.contextmanager
+def captum_layer_grad_cam_peer(attr, model, x: torch.Tensor, targets: torch.Tensor) -> Iterator[Callable[[], object]]:
+    """Captum ``LayerGradCam`` on the model's Grad-CAM layer (maps at the layer's resolution)."""
+    cam, t = attr.LayerGradCam(model.net, model.layer("gradcam")), targets[:, 0]
+    yield lambda: cam.attribute(x, target=t)
+
+
+#: name -> (module to import, context manager giving the timed call)
+PEERS = {
+    "pytorch_grad_cam.GradCAM": ("pytorch_grad_cam", grad_cam_peer),
+    "captum.Saliency": ("captum.attr", captum_saliency_peer),
+    "captum.LayerGradCam": ("captum.attr", captum_layer_grad_cam_peer),
+}
+
+
+def backprop_section(model, x: torch.Tensor, targets: torch.Tensor, out: dict, save: Callable[[], None], *,
+                     fb: dict, methods=METHODS, warmup: int = 2, repeats: int = 5,
+                     max_s: float = float("inf"), log: Callable[[str], None] = print) -> dict:
+    """Fill ``out`` with every backprop method (and its speed variants) and every peer, each as
+    images/s and as a fraction of ``fb`` (``{"fp32": images/s, "bf16": images/s}`` of the
+    model's forward+backward at the same batch). ``save`` is called after each measurement."""
+    return methods_beside_peers(model, x, targets, out, save, methods=methods, peers=PEERS, ceiling=fb,
+                                key="fraction_of_forward_backward", per_copy=False, warmup=warmup,
+                                repeats=repeats, max_s=max_s, log=log)
 
 
 def main() -> None:
@@ -44,50 +86,21 @@ def main() -> None:
     ap.add_argument("--out")
     args = ap.parse_args()
 
+    registration = load_builtins()
+    from saliency_bench.registry import get_model
+
     device = torch.device(args.device)
     model = get_model(args.model, weights="random", device=args.device)
-    h, w = model.input_size
-    x = torch.randn(args.batch, 3, h, w, device=device)
-    targets = as_target_tensor(torch.randint(0, 1000, (args.batch,)), device=device)
-
-    def ceiling():  # the model's own forward + backward to the input, the backprop ceiling
-        xx = x.detach().requires_grad_()
-        torch.autograd.grad(target_score(model.net(xx), targets).sum(), xx)
-
-    records = []
-
-    def record(name: str, times: list[float], ref: float | None) -> dict:
-        med = statistics.median(times)
-        r = {"method": name, "model": args.model, "batch": args.batch, "device": str(device),
-             "images_per_s": args.batch / med, "ms_per_image": 1000 * med / args.batch,
-             "spread_ms_per_image": 1000 * (max(times) - min(times)) / args.batch,
-             "repeats": len(times)}
-        if ref is not None:
-            r["fraction_of_forward_backward"] = r["images_per_s"] / ref
-        if device.type == "cuda":
-            r["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
-        print(json.dumps(r), flush=True)
-        records.append(r)
-        return r
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    base = record("forward+backward", timed(ceiling, device, args.warmup, args.repeats), None)
-    for name in args.methods.split(","):
-        method = get_method(name)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        record(name, timed(lambda: method.explain(model, x, targets), device, args.warmup, args.repeats),
-               base["images_per_s"])
-
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    meta = {"date": datetime.date.today().isoformat(), "device": str(device), "device_name": gpu,
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "input_size": [h, w],
-            "weights": "random"}
-    out = Path(args.out or Path(__file__).parent / "results" /
-               f"backprop-{device.type}-{meta['date']}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "results": records}, indent=1) + "\n")
+    x, targets = random_inputs(model, args.batch)
+    fb = measure(lambda: forward_backward(model, x, targets), device, warmup=args.warmup, repeats=args.repeats,
+                 images=args.batch)
+    print(line(f"{args.model} forward+backward", fb))
+    meta = {**environment(device), "model": args.model, "weights": "random", "input_size": list(x.shape[-2:]),
+            "registration": registration}
+    out = Path(args.out or Path(__file__).parent / "results" / f"backprop-{device.type}-{meta['date']}.json")
+    doc = ResultsFile(out, {"meta": meta, "forward_backward": fb, "backprop": {}})
+    backprop_section(model, x, targets, doc.data["backprop"], doc.save, fb={"fp32": fb["images_per_s"]},
+                     methods=args.methods.split(","), warmup=args.warmup, repeats=args.repeats)
     print(f"wrote {out}")
 
 

@@ -1,0 +1,203 @@
+"""``benchmarks/gpu.sh``, the one call that measures every GPU speed figure, run on the CPU with
+the tiny settings from a source tree *without* the package installed (as on the GPU machine):
+every section is in the JSON, every peer that imports has numbers, and the targets are judged.
+Plus the parts whose arithmetic a slow, shared CPU cannot show: the mask's step extrapolation
+(on a fake clock) and the failure isolation of one measurement."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+# Hides the installed distribution: no editable finder, no entry points of ours. What is left
+# is the source tree on PYTHONPATH, as `PYTHONPATH=. bash benchmarks/gpu.sh` has it.
+NOT_INSTALLED = '''
+import importlib.metadata as md
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__name__", type(f).__name__).lower()]
+_entry_points = md.entry_points
+def entry_points(**kw):
+    if str(kw.get("group", "")).startswith("saliency_bench."):
+        return md.EntryPoints(())
+    return _entry_points(**kw)
+md.entry_points = entry_points
+'''
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_common
+    import bench_perturbation
+
+    return types.SimpleNamespace(common=bench_common, perturbation=bench_perturbation)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gpu_sh")
+    (tmp / "site").mkdir()
+    (tmp / "site" / "sitecustomize.py").write_text(NOT_INSTALLED)
+    env = dict(os.environ, PYTHONPATH=str(tmp / "site"), PYTHON=sys.executable)
+    done = subprocess.run(["bash", str(BENCH / "gpu.sh"), "--device", "cpu", "--tiny", "--out-dir", str(tmp / "out")],
+                          cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = sorted((tmp / "out").glob("gpu-cpu-*.json"))
+    assert len(files) == 1, list((tmp / "out").iterdir())
+    return json.loads(files[0].read_text()), files[0], done.stdout
+
+
+def _rate(r: dict) -> float:
+    assert "error" not in r, r
+    timing = r.get("measured", r)  # a mask record keeps its timing of the measured step count
+    assert r["images_per_s"] > 0 and timing["repeats"] >= 1 and len(timing["seconds"]) == timing["repeats"]
+    return r["images_per_s"]
+
+
+def test_gpu_sh_without_install_registers_the_built_ins_from_the_source_tree(tiny_run):
+    doc, path, stdout = tiny_run
+    meta = doc["meta"]
+    assert meta["registration"] == "source tree"
+    assert meta["device"] == "cpu" and meta["torch"] == torch.__version__ and meta["device_name"]
+    assert meta["settings"]["batch"] == 2 and meta["settings"]["steps"] == 300
+    assert "targets (PERFORMANCE.md)" in stdout
+    assert "targets (PERFORMANCE.md)" in path.with_suffix(".txt").read_text()
+
+
+def test_gpu_sh_ceilings_in_fp32_and_bf16_channels_last_and_contiguous(tiny_run):
+    c = tiny_run[0]["models"]["googlenet"]["ceilings"]
+    for kind, batch in (("forward_backward", 2), ("forward", 4)):
+        assert set(c[kind]) == {"fp32_channels_last", "fp32_contiguous", "bf16_channels_last", "bf16_contiguous"}
+        for r in c[kind].values():
+            _rate(r)
+            assert r["images"] == batch
+
+
+def test_gpu_sh_backprop_methods_beside_installed_peers(tiny_run):
+    bp = tiny_run[0]["models"]["googlenet"]["backprop"]
+    fb = bp["ceiling"]["fp32"]
+    for name in ("gradient", "guided_backprop", "grad_cam", "excitation_backprop", "contrastive_excitation_backprop"):
+        r = bp["methods"][name]["default"]
+        assert r["fraction_of_forward_backward"] == pytest.approx(_rate(r) / fb)
+        assert r["network_images_per_image"] == 1  # one forward pass per image
+    for peer, module in (("pytorch_grad_cam.GradCAM", "pytorch_grad_cam"), ("captum.Saliency", "captum"),
+                         ("captum.LayerGradCam", "captum")):
+        r = bp["peers"][peer]
+        if importlib.util.find_spec(module) is None:
+            assert r["status"] == "not installed"
+        else:
+            assert r["fraction_of_forward_backward"] == pytest.approx(_rate(r) / fb)
+            assert r["version"]
+
+
+def test_gpu_sh_occlusion_counts_the_masked_copies(tiny_run):
+    occ = tiny_run[0]["models"]["googlenet"]["occlusion"]
+    fwd = occ["ceiling"]["fp32"]
+    for name in ("occlusion", "blur_occlusion"):
+        r = occ["methods"][name]["default"]
+        copies = r["network_images_per_image"]
+        assert copies > 10  # a grid of masked copies, not one pass
+        assert r["fraction_of_forward"] == pytest.approx(_rate(r) * copies / fwd)
+    r = occ["peers"]["captum.Occlusion"]
+    if importlib.util.find_spec("captum") is None:
+        assert r["status"] == "not installed"
+    else:
+        assert r["network_images_per_image"] > 1 and r["fraction_of_forward"] > 0
+        assert occ["captum_perturbations_per_eval"] == 4  # a forward batch of copies
+
+
+def test_gpu_sh_mask_every_speed_variant_beside_the_per_image_loop(tiny_run, bench):
+    from saliency_bench.registry import get_method
+
+    mask = tiny_run[0]["models"]["googlenet"]["mask"]
+    knobs = [k for k in bench.common.SPEED_KNOBS if get_method("mask").defaults.get(k) is False]
+    assert "amp" in knobs
+    assert set(mask["variants"]) == {"default", *knobs} | ({"+".join(knobs)} if len(knobs) > 1 else set())
+    loop = mask["per_image_loop"]
+    assert loop["batch"] == 1 and loop["images"] == 1 and _rate(loop)
+    assert loop["params"]["iterations"] == 300 and not any(loop["params"].get(k) for k in knobs)
+    for v, r in mask["variants"].items():
+        assert r["steps"] == 300 and r["measured_steps"] == 2 and r["extrapolated"] and "extrapolation" in r
+        assert [p["steps"] for p in r["probes"]] == [1, 2]
+        assert all(r["params"][k] for k in bench.common.speed_variants(get_method("mask"))[v])
+        assert r["fraction_of_steps_x_forward_backward"] == pytest.approx(_rate(r) * 300 / mask["ceiling"]["fp32"])
+        assert r["speedup_vs_per_image_loop"] == pytest.approx(r["images_per_s"] / loop["images_per_s"])
+
+
+def test_gpu_sh_judges_every_target(tiny_run):
+    rows = tiny_run[0]["targets"]
+    judged = {(r["section"], r["target"].split(" ")[0]) for r in rows if isinstance(r["pass"], bool)}
+    assert judged == {("backprop", "fraction_of_forward_backward"), ("occlusion", "fraction_of_forward"),
+                      ("mask", "fraction_of_steps_x_forward_backward"), ("mask", "speedup_vs_per_image_loop")}
+    for r in rows:
+        assert r["value"] is not None, r
+        assert r["pass"] == (r["value"] >= r["threshold"])
+
+
+def test_mask_steps_are_extrapolated_along_the_line_through_two_step_counts(bench, monkeypatch):
+    clock = [0.0]
+    fake = types.SimpleNamespace(perf_counter=lambda: clock[0])
+    from saliency_bench.benchmarks import runtime
+
+    for mod in (runtime, bench.common, bench.perturbation):
+        monkeypatch.setattr(mod, "time", fake)
+
+    def run(k: int):
+        def call() -> None:
+            clock[0] += 0.5 + 0.02 * k  # 0.5 s fixed (the init), 20 ms a step
+        return call
+
+    cpu = torch.device("cpu")
+    full = bench.perturbation.steps_timing(run, cpu, 4, steps=300, probe=2, max_steps=300, repeats=2, max_s=1e9)
+    assert not full["extrapolated"] and full["measured_steps"] == 300
+    assert full["seconds_per_call"] == pytest.approx(6.5) and full["images_per_s"] == pytest.approx(4 / 6.5)
+    # 3 s allowed: warm-up and probes at 2 and 4 steps use 1.66 s; two repeats of 8 steps fit.
+    cut = bench.perturbation.steps_timing(run, cpu, 4, steps=300, probe=2, max_steps=300, repeats=2, max_s=3.0)
+    assert cut["extrapolated"] and cut["measured_steps"] == 8 and cut["measured"]["repeats"] == 2
+    assert cut["seconds_per_call"] == pytest.approx(6.5)
+    capped = bench.perturbation.steps_timing(run, cpu, 4, steps=300, probe=2, max_steps=5, repeats=1, max_s=1e9)
+    assert capped["measured_steps"] == 5 and capped["seconds_per_call"] == pytest.approx(6.5)
+
+
+def test_a_failing_method_or_missing_peer_does_not_lose_the_others(bench):
+    from saliency_bench.registry import get_model, load_plugin_file
+
+    load_plugin_file(ROOT / "tests" / "plugins" / "toy.py")
+    model = get_model("toy_net")
+    x, t = bench.common.random_inputs(model, 2, 16)
+
+    class Broken:
+        def __init__(self, *a):
+            raise RuntimeError("peer broke")
+
+    peers = {"ghost": ("no_such_module_for_saliency_bench", None), "broken": ("math", Broken)}
+    out, saves = {}, []
+    bench.common.methods_beside_peers(model, x, t % 2, out, lambda: saves.append(1),
+                                      methods=["no_such_method", "gradient"], peers=peers, ceiling={"fp32": 100.0},
+                                      key="fraction_of_forward_backward", per_copy=False, warmup=0, repeats=2,
+                                      log=lambda _: None)
+    assert "no method matches 'no_such_method'" in out["methods"]["no_such_method"]["default"]["error"]
+    r = out["methods"]["gradient"]["default"]
+    assert r["fraction_of_forward_backward"] == pytest.approx(_rate(r) / 100.0)
+    assert out["peers"]["ghost"]["status"] == "not installed"
+    assert "peer broke" in out["peers"]["broken"]["error"]
+    assert len(saves) == 4  # the file is rewritten after every measurement
+
+
+def test_budget_shares_what_is_left_among_the_steps_to_come(bench):
+    b = bench.common.Budget(100.0)
+    for w in (1.0, 3.0):
+        b.plan(w)
+    assert b.allot(1.0) == pytest.approx(25.0, abs=0.5)
+    assert b.allot(3.0) == pytest.approx(100.0, abs=0.5)  # the last step gets all that is left
+    assert bench.common.Budget(None).allot(1.0) == float("inf")
