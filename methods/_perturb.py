@@ -1,9 +1,17 @@
 """The perturbation engine shared by the mask and occlusion families.
 
-Three pieces, all batched and on the input's device:
+Four pieces, all batched and on the input's device (the views run where images are decoded):
 
-* :func:`gaussian_blur` — a separable Gaussian blur (the "blurred copy" ``blur(x, sigma0)``
-  of Fong & Vedaldi 2017, eq. 2, and the soft edges of discs and masks);
+* the **views** :func:`blurred_original`, :func:`jittered_original` and
+  :func:`blurred_jittered_original` — inputs made from the *original* image before the run's
+  whole-image resize, as the authors' code made them (``get_blurred_img``: PIL
+  ``GaussianBlur(10)`` of the original, then the network's resize; the jitter image: the
+  original resized to ``(H + J, W + J)``). The mask and the blur-occlusion methods declare
+  them with ``@saliency_bench.method(..., views=...)``; the same function read with the same
+  parameter values (``blur_sigma``, ``blur_source``, ``jitter``, ``jitter_mode``) is computed
+  once per image for all of them;
+* :func:`gaussian_blur` — a separable Gaussian blur (the paper-text reading of the "blurred
+  copy" ``blur(x, sigma0)`` of Fong & Vedaldi 2017, eq. 2, and the soft edges of discs and masks);
 * :func:`soft_discs` — discs of given centres and radii, edges softened by a Gaussian
   (the blur-occlusion discs, the variable-occlusion discs, the circular mask initialisation);
 * :func:`perturbation_scores` — "apply masks, score": for every image ``b`` and every mask
@@ -22,8 +30,80 @@ from functools import lru_cache
 from typing import Callable
 
 import torch
+from PIL import Image, ImageFilter
+
+from saliency_bench.imageio import to_input
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+BLUR_SOURCES = ("original", "input")
+JITTER_MODES = ("resize", "pad")
+
+
+# --------------------------------------------------------------------------------------------
+# Views: made from the original image (PIL), before the run's resize
+# --------------------------------------------------------------------------------------------
+def check_blur_source(blur_source: str) -> None:
+    if blur_source not in BLUR_SOURCES:
+        raise ValueError(f"blur_source must be one of {', '.join(map(repr, BLUR_SOURCES))}, not {blur_source!r}")
+
+
+def check_jitter_mode(jitter_mode: str) -> None:
+    if jitter_mode not in JITTER_MODES:
+        raise ValueError(f"jitter_mode must be one of {', '.join(map(repr, JITTER_MODES))}, not {jitter_mode!r}")
+
+
+def _pil_blur(image: Image.Image, sigma: float) -> Image.Image:
+    # PIL's GaussianBlur "radius" is the Gaussian's standard deviation (the authors' blur)
+    return image.filter(ImageFilter.GaussianBlur(float(sigma))) if sigma > 0 else image
+
+
+def blurred_original(image: Image.Image, size: tuple[int, int], *, blur_sigma: float = 10.0,
+                     blur_source: str = "original") -> torch.Tensor | None:
+    """The perturbation's blurred image as the authors' code made it (``get_blurred_img``):
+    PIL ``GaussianBlur(blur_sigma)`` of the **original** image at its own resolution, then the
+    run's whole-image resize to ``size`` (:func:`saliency_bench.imageio.to_input`): uint8
+    ``[3,H,W]``. None with ``blur_source="input"`` (the method blurs its input instead)."""
+    check_blur_source(blur_source)
+    if blur_source != "original":
+        return None
+    return to_input(_pil_blur(image.convert("RGB"), blur_sigma), size)
+
+
+def jittered_original(image: Image.Image, size: tuple[int, int], *, jitter: int = 4,
+                      jitter_mode: str = "resize") -> torch.Tensor | None:
+    """The original image resized whole to ``(H + jitter, W + jitter)``, which the authors'
+    optimisation crops at a random offset every step (``jitter_transformer``): uint8
+    ``[3,H+J,W+J]``; None when not needed (``jitter <= 0`` or ``jitter_mode="pad"``)."""
+    check_jitter_mode(jitter_mode)
+    if jitter <= 0 or jitter_mode != "resize":
+        return None
+    return to_input(image.convert("RGB"), (size[0] + int(jitter), size[1] + int(jitter)))
+
+
+def blurred_jittered_original(image: Image.Image, size: tuple[int, int], *, jitter: int = 4,
+                              jitter_mode: str = "resize", blur_sigma: float = 10.0,
+                              blur_source: str = "original") -> torch.Tensor | None:
+    """:func:`blurred_original` at the jitter size ``(H + jitter, W + jitter)`` (the authors'
+    ``null_img``, cropped with the image); None when not needed."""
+    check_jitter_mode(jitter_mode)
+    check_blur_source(blur_source)
+    if jitter <= 0 or jitter_mode != "resize" or blur_source != "original":
+        return None
+    return to_input(_pil_blur(image.convert("RGB"), blur_sigma), (size[0] + int(jitter), size[1] + int(jitter)))
+
+
+def null_image(x: torch.Tensor, blurred: torch.Tensor | None, blur_sigma: float, blur_source: str) -> torch.Tensor:
+    """The blurred reference for ``x``: the ``blurred`` view when the harness made it
+    (``blur_source="original"``), otherwise the paper-text reading, ``x`` blurred with
+    ``blur_sigma`` at the input resolution (``blur_source="input"``, and the documented fallback
+    of a direct call without the view)."""
+    check_blur_source(blur_source)
+    if blurred is not None and blur_source == "original":
+        if blurred.shape != x.shape:
+            raise ValueError(f"the blurred view has shape {tuple(blurred.shape)}, the input {tuple(x.shape)}")
+        return blurred.to(device=x.device, dtype=x.dtype)
+    return gaussian_blur(x, blur_sigma)
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -101,6 +181,41 @@ def square_maps(centres: torch.Tensor, side: int, size: tuple[int, int]) -> torc
     cx = centres[:, 0].round().long().view(-1, 1, 1)
     cy = centres[:, 1].round().long().view(-1, 1, 1)
     inside = (yy >= cy - lo) & (yy <= cy + hi) & (xx >= cx - lo) & (xx <= cx + hi)
+    return inside.float()
+
+
+def authors_corners(size: tuple[int, int], per_side: int = 28, device=None) -> torch.Tensor:
+    """``[N,2]`` (x, y) top-left corners of the authors' occlusion grid (``occlusion_mask.py``,
+    ``generate_occlusion_masks``): ``linspace(0, side, per_side, endpoint=False).astype(int)``
+    on each axis (0, 8, ..., 216 for 224 and 28), row-major."""
+    h, w = size
+    # numpy's linspace without the endpoint: arange(n) * (side / n)
+    ys = (torch.arange(per_side, dtype=torch.float64) * (h / per_side)).floor()
+    xs = (torch.arange(per_side, dtype=torch.float64) * (w / per_side)).floor()
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1).to(device=device, dtype=torch.float32)
+
+
+def valid_corners(size: tuple[int, int], side: int, stride: int, device=None) -> torch.Tensor:
+    """``[N,2]`` (x, y) top-left corners ``0, stride, ...`` of the windows that lie wholly in
+    the image (Captum ``Occlusion``'s sliding windows), row-major."""
+    h, w = size
+    ys = torch.arange(0, h - side + 1, stride, dtype=torch.float32)
+    xs = torch.arange(0, w - side + 1, stride, dtype=torch.float32)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1).to(device=device)
+
+
+def squares_at(corners: torch.Tensor, side: int, size: tuple[int, int]) -> torch.Tensor:
+    """``[N,H,W]`` squares ``[y0, y0 + side) x [x0, x0 + side)`` with top-left ``corners``
+    (x, y), clipped to the image."""
+    h, w = size
+    device = corners.device
+    yy = torch.arange(h, device=device).view(1, h, 1)
+    xx = torch.arange(w, device=device).view(1, 1, w)
+    x0 = corners[:, 0].round().long().view(-1, 1, 1)
+    y0 = corners[:, 1].round().long().view(-1, 1, 1)
+    inside = (yy >= y0) & (yy < y0 + side) & (xx >= x0) & (xx < x0 + side)
     return inside.float()
 
 

@@ -27,7 +27,8 @@ import saliency_bench
 from saliency_bench.contracts import POINT
 from saliency_bench.targets import target_score
 
-from ._perturb import accumulate, gaussian_blur, grid_centres, perturbation_scores, soft_discs, square_maps
+from ._perturb import (accumulate, authors_corners, blurred_original, grid_centres, null_image, perturbation_scores,
+                       soft_discs, square_maps, squares_at, valid_corners)
 
 
 def _base_score(model, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -43,28 +44,66 @@ def _grid_discs(size: tuple[int, int], stride: int, diameter: float, sigma: floa
     return soft_discs(c, r, size, sigma)
 
 
+GRIDS = ("authors", "centred", "valid")
+
+
+def occlusion_squares(hw: tuple[int, int], grid: str, size: int, per_side: int, stride: int,
+                      device) -> torch.Tensor:
+    """``[N,H,W]`` the occluding squares of a grid (see :func:`occlusion`)."""
+    if grid == "authors":
+        return squares_at(authors_corners(hw, per_side, device), size, hw)
+    if grid == "centred":
+        return square_maps(grid_centres(hw, stride, device=device), size, hw)
+    if grid == "valid":
+        return squares_at(valid_corners(hw, size, stride, device), size, hw)
+    raise ValueError(f"grid must be one of {', '.join(map(repr, GRIDS))}, not {grid!r}")
+
+
 @saliency_bench.method("occlusion")
-def occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, size: int = 35, stride: int = 8,
-              chunk: int = 256) -> torch.Tensor:
-    """Occlusion (Zeiler & Fergus 2014): drop of the target logit under 35x35 mean-pixel squares,
-    stride 8, averaged over the squares covering each pixel (PROTOCOLS.md §5)."""
+def occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, size: int = 35, grid: str = "authors",
+              per_side: int = 28, stride: int = 8, offset: float = 1.0, chunk: int = 256) -> torch.Tensor:
+    """Occlusion (Zeiler & Fergus 2014) as Fong & Vedaldi ran it (``occlusion_mask.py``):
+    35x35 mean-pixel squares, heatmap = ``offset`` + the target logit's drop averaged over the
+    squares covering each pixel (``1 - (occluded - original)``, PROTOCOLS.md §5).
+
+    Follows the authors' ``generate_occlusion_masks`` / ``compute_occlusion_heatmap``:
+    ``grid="authors"`` puts the squares' top-left corners at
+    ``linspace(0, side, per_side, endpoint=False).astype(int)`` (0, 8, ..., 216 for 224), clipped
+    at the bottom and right borders (so the top-left 8x8 pixels are covered by one square, the
+    bottom-right ones by 16); the fill is the mean pixel (0 after normalisation); the drop is of
+    the pre-softmax logit; and their localisation scored ``1 - heatmap`` with ``heatmap =
+    occluded - original``, i.e. ``offset=1`` (logit units), which matters for mean and energy
+    thresholding. Options: ``grid="centred"`` (squares centred at ``stride/2 + k*stride``,
+    clipped on every side: the symmetric reading of the paper's text), ``grid="valid"`` (corners
+    ``0, stride, ...`` of the windows wholly inside the image, as Captum's ``Occlusion``; pixels no
+    window covers get ``offset``), ``offset=0`` (the drop itself). ``per_side`` is read by the
+    authors' grid, ``stride`` by the other two.
+    """
     hw = tuple(x.shape[-2:])
-    squares = square_maps(grid_centres(hw, stride, device=x.device), size, hw)
+    squares = occlusion_squares(hw, grid, int(size), int(per_side), int(stride), x.device)
     scores = perturbation_scores(model.net, x, torch.zeros((), device=x.device, dtype=x.dtype),
                                  squares, targets, target_score, chunk)
     drops = _base_score(model, x, targets)[:, None] - scores
-    return accumulate(drops, squares)
+    return accumulate(drops, squares) + float(offset)
 
 
-@saliency_bench.method("blur_occlusion")
+@saliency_bench.method("blur_occlusion", views={"blurred": blurred_original})
 def blur_occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, diameter: float = 35.0, stride: int = 8,
-                   edge_sigma: float = 10.0, blur_sigma: float = 10.0, chunk: int = 256) -> torch.Tensor:
+                   edge_sigma: float = 10.0, blur_sigma: float = 10.0, blur_source: str = "original",
+                   chunk: int = 256, blurred: torch.Tensor | None = None) -> torch.Tensor:
     """Blur occlusion (Fong & Vedaldi 2017 §5): soft discs (diameter 35, edge sigma 10) blending
-    in the image blurred with sigma 10, on the stride-8 grid; drop of the target logit averaged
-    with the discs' weights."""
+    in the blurred image, centred on the stride-8 grid; drop of the target logit averaged with
+    the discs' weights.
+
+    No released program: this follows the paper's text. The blurred image is the mask's (the
+    ``blurred`` view: PIL ``GaussianBlur(blur_sigma)`` of the original image, then the run's
+    resize, as the authors' ``get_blurred_img``); ``blur_source="input"`` blurs the network
+    input with ``blur_sigma`` instead (the paper-text reading, and the fallback of a direct call
+    without the view).
+    """
     hw = tuple(x.shape[-2:])
     discs = _grid_discs(hw, stride, float(diameter), float(edge_sigma), str(x.device))
-    null = gaussian_blur(x, blur_sigma)
+    null = null_image(x, blurred, blur_sigma, blur_source)
     scores = perturbation_scores(model.net, x, null, discs, targets, target_score, chunk)
     drops = _base_score(model, x, targets)[:, None] - scores
     return accumulate(drops, discs)
@@ -102,15 +141,19 @@ def _random_disc_maps(n: int, size: tuple[int, int], seed: int, edge_sigma: floa
     return centres, radii, soft_discs(centres, radii, size, edge_sigma)
 
 
-@saliency_bench.method("variable_occlusion", kind=POINT)
+@saliency_bench.method("variable_occlusion", kind=POINT, views={"blurred": blurred_original})
 def variable_occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, discs: int = 784, seed: int = 0,
-                       edge_sigma: float = 10.0, blur_sigma: float = 10.0, top_fraction: float = 0.1,
-                       chunk: int = 256):
+                       edge_sigma: float = 10.0, blur_sigma: float = 10.0, blur_source: str = "original",
+                       top_fraction: float = 0.1, chunk: int = 256, blurred: torch.Tensor | None = None):
     """Variable occlusion (Fong & Vedaldi 2017 §5): 784 random soft blur discs; the centre of the
-    smallest disc among the 10% most target-suppressing ones, as an (x, y) point."""
+    smallest disc among the 10% most target-suppressing ones, as an (x, y) point.
+
+    No released program: this follows the paper's text. The blurred image is the mask's
+    (``blurred`` view, see :func:`blur_occlusion`; ``blur_source="input"`` or a direct call
+    without the view blurs the input)."""
     hw = tuple(x.shape[-2:])
     centres, radii, maps = _random_disc_maps(int(discs), hw, int(seed), float(edge_sigma), str(x.device))
-    null = gaussian_blur(x, blur_sigma)
+    null = null_image(x, blurred, blur_sigma, blur_source)
     scores = perturbation_scores(model.net, x, null, maps, targets, target_score, chunk)
     drops = _base_score(model, x, targets)[:, None] - scores  # [B,N]
     k = max(1, int(math.ceil(top_fraction * len(radii))))

@@ -10,8 +10,8 @@ from saliency_bench.contracts import ClassInfo, Model
 from saliency_bench.registry import get_method
 from saliency_bench.targets import as_target_tensor, target_probability
 from saliency_bench.methods._perturb import gaussian_blur
-from saliency_bench.methods.mask import (circular_init, jitter_offsets, learn_mask, mask_side,
-                                         total_variation, _layer_defaults)
+from saliency_bench.methods.mask import (circular_init, jitter_offsets, learn_mask, mask_heatmap, mask_side,
+                                         smooth_mask, total_variation, _layer_defaults)
 
 SIZE = 128
 ROWS, COLS = slice(24, 72), slice(56, 104)  # the patch the toy model reads, on the 8-px grid
@@ -86,13 +86,64 @@ def test_batched_mask_equals_per_image_masks_with_seeds_seed_and_seed_plus_one()
         torch.testing.assert_close(info["loss"][b:b + 1], info1["loss"], rtol=1e-4, atol=1e-5)
 
 
-def test_jitter_offsets_are_per_image_streams_in_0_to_4():
-    off = jitter_offsets(3, 4, 300, 4, "cpu")
+def test_jitter_offsets_are_per_image_streams_uniform_over_count_values():
+    off = jitter_offsets(3, 4, 300, 5, "cpu")
     assert off.shape == (300, 4, 2) and off.min() == 0 and off.max() == 4
-    assert torch.equal(off[:, 2], jitter_offsets(5, 1, 300, 4, "cpu")[:, 0])  # stream seed + i
+    assert torch.equal(off[:, 2], jitter_offsets(5, 1, 300, 5, "cpu")[:, 0])  # stream seed + i
     assert not torch.equal(off[:, 0], off[:, 1])
     counts = torch.bincount(off.flatten(), minlength=5).float() / off.numel()
     assert torch.allclose(counts, torch.full((5,), 0.2), atol=0.03)
+    assert int(jitter_offsets(0, 2, 300, 4, "cpu").max()) == 3  # np.random.randint(4): 0..3
+
+
+class InputRecorder(nn.Module):
+    """Records every batch the network sees; scores like PatchReader."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reader = PatchReader()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        return self.reader(x)
+
+
+@pytest.mark.parametrize("mode", ["resize", "pad"])
+def test_each_step_sees_the_jitter_image_cropped_at_that_steps_offset(mode):
+    """With nothing perturbed and lr = 0 the mask stays 1, so step t's input is the jitter
+    image itself cropped at offsets[t]: the resize views (authors' ``randint(4)``: 0..3) or
+    the input replicated on the right and bottom (0..4)."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, SIZE, SIZE)
+    big = torch.rand(2, 3, SIZE + 4, SIZE + 4)  # stands for the original resized to 132
+    net = InputRecorder()
+    steps = 12
+    learn_mask(toy_model(net), x, as_target_tensor([0, 0]), iterations=steps, lr=0.0, init="ones", seed=5,
+               jitter_mode=mode, jittered=big, blurred_jittered=torch.zeros_like(big),
+               blurred=torch.zeros_like(x))
+    loop = net.seen[2:2 + steps]  # after f(x) and the objective at the initial mask
+    source = big if mode == "resize" else torch.nn.functional.pad(x, (0, 4, 0, 4), mode="replicate")
+    offsets = jitter_offsets(5, 2, steps, 4 if mode == "resize" else 5, "cpu")
+    for t, seen in enumerate(loop):
+        for b in range(2):
+            oy, ox = offsets[t, b].tolist()
+            torch.testing.assert_close(seen[b], source[b, :, oy:oy + SIZE, ox:ox + SIZE], rtol=0, atol=1e-6)
+    assert int(offsets.max()) == (3 if mode == "resize" else 4)
+
+
+def test_the_blurred_view_is_the_perturbation_and_a_direct_call_falls_back_to_blurring_the_input():
+    model = toy_model(PatchReader())
+    x = patch_images()
+    t = as_target_tensor([0, 0])
+    view = torch.full_like(x, 2.0)  # a "blurred original" that the input blur could never give
+    _, with_view = learn_mask(model, x, t, iterations=2, blurred=view)
+    _, direct = learn_mask(model, x, t, iterations=2)
+    _, as_input = learn_mask(model, x, t, iterations=2, blur_source="input", blurred=view)
+    torch.testing.assert_close(with_view["score_blurred"], target_probability(model.net(view), t))
+    expected = target_probability(model.net(gaussian_blur(x, 10.0)), t)
+    torch.testing.assert_close(direct["score_blurred"], expected)
+    torch.testing.assert_close(as_input["score_blurred"], expected)  # blur_source="input" ignores the view
 
 
 def reference_radius(model: Model, x: torch.Tensor, radii: np.ndarray, game: str) -> float:
@@ -135,13 +186,24 @@ def test_radius_search_picks_the_smallest_radius_of_the_documented_rule(game):
     assert (centre < 0.2 and corner > 0.95) if game == "deletion" else (centre > 0.8 and corner < 0.05)
 
 
-def test_radius_search_falls_back_to_the_whole_image_perturbed_when_blur_changes_nothing():
+@pytest.mark.parametrize("game", ["deletion", "preservation"])
+def test_radius_search_falls_back_to_the_largest_radius_when_blur_changes_nothing(game):
+    """The released code's ``radii[first_i]`` with ``first_i = -1``: deletion starts with (nearly)
+    everything perturbed, preservation with (nearly) everything kept."""
+    from scipy.ndimage import gaussian_filter
+
     model = toy_model(PatchReader())
     x = torch.full((1, 3, SIZE, SIZE), 3.0)  # a flat image: its blur is itself, f(x) = f(blurred)
     radii = torch.arange(0.0, 176.0, 5.0)
-    keep, radius = circular_init(model.net, x, gaussian_blur(x, 10.0), as_target_tensor([0]), "deletion",
+    keep, radius = circular_init(model.net, x, gaussian_blur(x, 10.0), as_target_tensor([0]), game,
                                  radii, 0.01, 10.0, chunk=64)
-    assert float(radius[0]) == -1.0 and float(keep.abs().max()) == 0.0
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    disc = gaussian_filter((((xx - SIZE // 2) ** 2 + (yy - SIZE // 2) ** 2) <= 175.0 ** 2).astype(np.float64), 10,
+                           mode="nearest")
+    expected = 1 - disc if game == "deletion" else disc
+    assert float(radius[0]) == -1.0
+    np.testing.assert_allclose(keep[0, 0].numpy(), expected, atol=1e-5)
+    assert float(keep.max()) < 0.05 if game == "deletion" else float(keep.min()) > 0.95
 
 
 def test_mask_side_is_28_for_224_and_32_for_227():
@@ -226,3 +288,35 @@ def test_nan_is_reported_as_not_converged_not_hidden():
     _, info = get_method("mask", iterations=3, init="ones").explain(model, torch.rand(1, 3, 32, 32),
                                                                      as_target_tensor([0]))
     assert not bool(info["converged"][0])
+
+
+@pytest.mark.parametrize("game", ["deletion", "preservation"])
+def test_a_plateau_of_the_mask_gives_exactly_tied_maxima(game):
+    """The heatmap's maximum on a plateau is a tie (which the pointing game averages), not the
+    pixel where float32 rounding landed highest."""
+    m = torch.zeros(1, 1, 28, 28) if game == "preservation" else torch.ones(1, 1, 28, 28)
+    m[0, 0, 5:20, 12:27] = 1.0 if game == "preservation" else 0.0  # the salient block
+    heat = mask_heatmap(m, (224, 224), 8, 5.0, game)[0]
+    top = heat == heat.max()
+    assert float(heat.max()) == 1.0
+    ys, xs = torch.nonzero(top, as_tuple=True)
+    # the plateau's interior (>= 4 sigma from its edges), wholly tied
+    assert top[5 * 8 + 20:20 * 8 - 20, 12 * 8 + 20:27 * 8 - 20].all()
+    assert ys.float().mean() == pytest.approx((5 * 8 + 20 * 8 - 1) / 2, abs=2)
+    # mathematically the same map as the float32 smoothing
+    smooth = smooth_mask(m, (224, 224), 8, 5.0)[0, 0]
+    torch.testing.assert_close(heat, 1 - smooth if game == "deletion" else smooth, rtol=0, atol=1e-6)
+
+
+def test_cuda_graph_option_leaves_the_cpu_path_unchanged():
+    model = toy_model(PatchReader())
+    x, t = patch_images(), as_target_tensor([0, 0])
+    a, ia = learn_mask(model, x, t, iterations=6, seed=3)
+    b, ib = learn_mask(model, x, t, iterations=6, seed=3, cuda_graph=True)
+    assert torch.equal(a, b) and torch.equal(ia["loss"], ib["loss"])
+
+
+@pytest.mark.parametrize("bad", [{"blur_source": "pil"}, {"jitter_mode": "shift"}, {"game": "both"}])
+def test_unknown_readings_are_refused(bad):
+    with pytest.raises(ValueError):
+        learn_mask(toy_model(PatchReader()), patch_images(), as_target_tensor([0, 0]), iterations=1, **bad)

@@ -9,7 +9,8 @@ from torch import nn
 from saliency_bench.contracts import ClassInfo, Model
 from saliency_bench.registry import get_method
 from saliency_bench.targets import as_target_tensor
-from saliency_bench.methods._perturb import gaussian_blur, grid_centres, soft_discs, square_maps
+from saliency_bench.methods._perturb import authors_corners, gaussian_blur, grid_centres, soft_discs, square_maps, \
+    squares_at
 
 
 class Linear(nn.Module):
@@ -42,8 +43,8 @@ def toy_model(net: nn.Module, size: int) -> Model:
 
 
 def hand_occlusion(w: np.ndarray, x: np.ndarray, side: int, stride: int) -> np.ndarray:
-    """The definition, pixel by pixel: drop of <w, x> when a square is zeroed, averaged over
-    the squares covering each pixel."""
+    """The centred reading, pixel by pixel: drop of <w, x> when a square centred on the grid
+    ``stride/2 + k*stride`` is zeroed, averaged over the squares covering each pixel."""
     _, h, wd = x.shape
     heat = np.zeros((h, wd))
     count = np.zeros((h, wd))
@@ -58,21 +59,79 @@ def hand_occlusion(w: np.ndarray, x: np.ndarray, side: int, stride: int) -> np.n
     return heat / count
 
 
-def test_occlusion_equals_hand_computed_map_for_a_linear_logit():
+def authors_occlusion(w: np.ndarray, x: np.ndarray, side: int, per_side: int) -> np.ndarray:
+    """The authors' ``occlusion_mask.py`` in NumPy: masks ``[locs[i]:locs[i]+side,
+    locs[j]:locs[j]+side]`` with ``locs = linspace(0, H, per_side, False).astype(int)``,
+    ``heatmap = sum(m * scores) / sum(m) - orig``, localised as ``1 - heatmap``."""
+    _, h, wd = x.shape
+    locs = np.linspace(0, h, per_side, False).astype(int)
+    masks = np.zeros((per_side ** 2, h, wd))
+    c = 0
+    for i in range(per_side):
+        for j in range(per_side):
+            masks[c, locs[i]:locs[i] + side, locs[j]:locs[j] + side] = 1
+            c += 1
+    orig = float((w * x).sum())
+    scores = np.array([float((w * x * (1 - mk)).sum()) for mk in masks])
+    heatmap = (masks * scores[:, None, None]).sum(0) / masks.sum(0) - orig
+    return 1 - heatmap
+
+
+@pytest.mark.parametrize("grid", ["authors", "centred"])
+def test_occlusion_equals_the_reference_map_for_a_linear_logit(grid):
     torch.manual_seed(0)
     size = 40
     w = torch.randn(2, 3, size, size)
     x = torch.randn(2, 3, size, size)
     model = toy_model(Linear(w), size)
     targets = as_target_tensor([0, 1])
-    method = get_method("occlusion", size=9, stride=4, chunk=37)  # a chunk that splits images
+    params = {"offset": 0.0} if grid == "centred" else {}
+    method = get_method("occlusion", size=9, grid=grid, per_side=10, stride=4, chunk=37, **params)  # chunk splits images
     maps, _ = method.explain(model, x, targets)
     for b in range(2):
-        expected = hand_occlusion(w[int(targets[b, 0])].numpy(), x[b].numpy(), 9, 4)
+        wb, xb = w[int(targets[b, 0])].numpy(), x[b].numpy()
+        expected = authors_occlusion(wb, xb, 9, 10) if grid == "authors" else hand_occlusion(wb, xb, 9, 4)
         np.testing.assert_allclose(maps[b].numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_occlusion_default_grid_is_28x28_squares_of_35_px_at_stride_8():
+class PixelSum(nn.Module):
+    """logit 0 = the sum of the image over its pixels, averaged over channels; logit 1 = 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean(dim=1).sum(dim=(1, 2))
+        return torch.stack([s, torch.zeros_like(s)], dim=1)
+
+
+def test_authors_grid_and_the_one_plus_drop_offset_by_hand():
+    """16x16 ones, 4 corners per side (0, 4, 8, 12), 6-px squares clipped at the border: a
+    square's drop is its clipped area, and a pixel's value is 1 + the mean area of the squares
+    covering it."""
+    maps, _ = get_method("occlusion", size=6, per_side=4).explain(toy_model(PixelSum(), 16),
+                                                                  torch.ones(1, 3, 16, 16), as_target_tensor([0]))
+    m = maps[0]
+    assert float(m[0, 0]) == pytest.approx(1 + 36)  # square (0, 0) alone
+    assert float(m[5, 5]) == pytest.approx(1 + 36)  # squares (0|4, 0|4), all whole
+    assert float(m[15, 15]) == pytest.approx(1 + 16)  # square (12, 12) alone, clipped to 4x4
+    assert float(m[13, 13]) == pytest.approx(1 + (36 + 24 + 24 + 16) / 4)  # (8|12, 8|12)
+    assert float(m[3, 13]) == pytest.approx(1 + (36 + 24) / 2)  # (0, 8|12)
+    drop, _ = get_method("occlusion", size=6, per_side=4, offset=0.0).explain(
+        toy_model(PixelSum(), 16), torch.ones(1, 3, 16, 16), as_target_tensor([0]))
+    torch.testing.assert_close(maps, drop + 1)
+
+
+def test_authors_grid_is_28x28_corners_0_to_216_with_squares_clipped_at_the_border():
+    corners = authors_corners((224, 224), 28)
+    assert len(corners) == 784
+    assert corners[0].tolist() == [0.0, 0.0] and corners[1].tolist() == [8.0, 0.0]
+    assert corners[-1].tolist() == [216.0, 216.0]
+    np.testing.assert_array_equal(corners[:28, 0].numpy(), np.linspace(0, 224, 28, endpoint=False).astype(int))
+    last = squares_at(corners[-1:], 35, (224, 224))[0]
+    assert last.sum().item() == 8 * 8 and bool(last[216:, 216:].all())
+    cover = squares_at(corners, 35, (224, 224)).sum(0)
+    assert cover[0, 0] == 1 and cover[223, 223] == 16 and cover.min() >= 1  # every pixel covered
+
+
+def test_centred_grid_is_28x28_squares_of_35_px_at_stride_8():
     centres = grid_centres((224, 224), 8)
     assert len(centres) == 784
     assert centres[0].tolist() == [4.0, 4.0] and centres[-1].tolist() == [220.0, 220.0]
@@ -89,10 +148,10 @@ def test_occlusion_result_does_not_depend_on_chunk_or_batching():
     x = torch.randn(3, 3, 24, 24)
     model = toy_model(Linear(w), 24)
     t = as_target_tensor([0, 1, 0])
-    a, _ = get_method("occlusion", size=7, stride=4, chunk=5).explain(model, x, t)
-    b = torch.cat([get_method("occlusion", size=7, stride=4, chunk=1000).explain(model, x[i:i + 1], t[i:i + 1])[0]
+    a, _ = get_method("occlusion", size=7, per_side=6, chunk=5).explain(model, x, t)
+    b = torch.cat([get_method("occlusion", size=7, per_side=6, chunk=1000).explain(model, x[i:i + 1], t[i:i + 1])[0]
                    for i in range(3)])
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)  # logits ~ 40: float32 sums in another order
 
 
 def test_gaussian_blur_matches_scipy_with_edge_replication():
@@ -167,7 +226,7 @@ def test_a_repeated_image_is_passed_through_the_network_once_for_all_its_targets
     net.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]) and None)
     model = toy_model(net, 24)
     a, b = torch.randn(1, 3, 24, 24), torch.randn(1, 3, 24, 24)
-    method = get_method(name, stride=4, chunk=1000)
+    method = get_method(name, stride=4, chunk=1000, **({"per_side": 6} if name == "occlusion" else {}))
     batch = torch.cat([a, b, a, a])
     targets = as_target_tensor([[0], [1], [1], [2]])
     maps = method.explain(model, batch, targets)[0]
@@ -179,3 +238,25 @@ def test_a_repeated_image_is_passed_through_the_network_once_for_all_its_targets
     assert copies == 2 * per_image + 4  # batched: the copies of two distinct images, not four
     for got, want in zip(maps, alone):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["blur_occlusion", "variable_occlusion"])
+def test_the_blurred_view_is_the_occluders_fill(name):
+    """With a 'blurred' view equal to the image itself no disc changes anything: every drop is
+    0. Without the view (a direct call) the input's blur is the fill and the drops are not."""
+    size = 64
+    torch.manual_seed(0)
+    x = torch.zeros(1, 3, size, size)
+    x[:, :, 20:40, 20:40] = 3.0
+    model = toy_model(PatchReader(slice(20, 40), slice(20, 40)), size)
+    params = {"chunk": 400, **({"discs": 64} if name == "variable_occlusion" else {})}
+    method = get_method(name, **params)
+    same, info_same = method.explain(model, x, as_target_tensor([0]), blurred=x.clone())
+    direct, info_direct = method.explain(model, x, as_target_tensor([0]))
+    if name == "blur_occlusion":
+        assert float(same.abs().max()) == 0.0 and float(direct.max()) > 0.1
+    else:
+        assert float(info_same["drop"].abs().max()) == 0.0 and float(info_direct["drop"].max()) > 0.1
+    as_input, _ = get_method(name, blur_source="input", **params).explain(model, x, as_target_tensor([0]),
+                                                                         blurred=x.clone())
+    torch.testing.assert_close(as_input, direct)  # blur_source="input" ignores the view
