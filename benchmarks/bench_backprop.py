@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--size", type=int, help="input side (default: the model's)")
     ap.add_argument("--out")
     args = ap.parse_args()
 
@@ -91,7 +92,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     model = get_model(args.model, weights="random", device=args.device)
-    x, targets = random_inputs(model, args.batch)
+    x, targets = random_inputs(model, args.batch, args.size)
     fb = measure(lambda: forward_backward(model, x, targets), device, warmup=args.warmup, repeats=args.repeats,
                  images=args.batch)
     print(line(f"{args.model} forward+backward", fb))

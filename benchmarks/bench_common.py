@@ -187,7 +187,8 @@ def memory_format(model, channels_last: bool):
 def ceilings(model, x: torch.Tensor, targets: torch.Tensor, x_forward: torch.Tensor, *, warmup: int,
              repeats: int, max_s: float = float("inf")) -> dict:
     """Forward+backward at ``x``'s batch and forward-only at ``x_forward``'s batch, in fp32 and
-    bf16 autocast, channels-last and contiguous: ``{"forward_backward": {variant: timing}, ...}``."""
+    bf16 autocast, channels-last and contiguous: ``{"forward_backward": {variant: timing}, ...}``
+    (a variant that fails is recorded as its error)."""
     device = x.device
     out: dict[str, dict] = {"forward_backward": {}, "forward": {}}
     each = max_s / 8
@@ -196,12 +197,12 @@ def ceilings(model, x: torch.Tensor, targets: torch.Tensor, x_forward: torch.Ten
             xb, xf = x.contiguous(memory_format=fmt), x_forward.contiguous(memory_format=fmt)
             for bf16 in (False, True):
                 key = f"{'bf16' if bf16 else 'fp32'}_{'channels_last' if channels_last else 'contiguous'}"
-                out["forward_backward"][key] = measure(
+                out["forward_backward"][key] = guarded(lambda: measure(
                     lambda: forward_backward(model, xb, targets, bf16), device, warmup=warmup,
-                    repeats=repeats, max_s=each, images=len(xb))
-                out["forward"][key] = measure(
+                    repeats=repeats, max_s=each, images=len(xb)))
+                out["forward"][key] = guarded(lambda: measure(
                     lambda: forward_only(model, xf, bf16), device, warmup=warmup, repeats=repeats,
-                    max_s=each, images=len(xf))
+                    max_s=each, images=len(xf)))
     return out
 
 
@@ -322,11 +323,15 @@ def guarded(fn: Callable[[], dict]) -> dict:
 
 
 def peer_import(module: str) -> tuple[Any | None, dict]:
-    """Import a peer's module: ``(module, {"version": ...})`` or ``(None, {"status": "not installed"})``."""
+    """Import a peer's module: ``(module, {"version": ...})``, or ``(None, {"status": "not
+    installed"})`` when it (or one of its own dependencies) is missing, or ``(None, {"status":
+    "import failed"})`` when importing it raises anything else."""
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
         return None, {"status": "not installed", "error": f"{type(e).__name__}: {e}"}
+    except Exception as e:  # a broken install must not stop the run
+        return None, {"status": "import failed", "error": f"{type(e).__name__}: {e}"}
     top = sys.modules[module.split(".")[0]]
     return mod, {"version": getattr(top, "__version__", "unknown")}
 

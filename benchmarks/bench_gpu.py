@@ -207,16 +207,15 @@ def main(argv=None) -> Path:
                 entry[s].update(r)
             entry[s]["seconds"] = time.perf_counter() - t0
             if s == "ceilings" and "error" not in r:
-                fb.update(fp32=r["forward_backward"]["fp32_channels_last"]["images_per_s"],
-                          bf16=r["forward_backward"]["bf16_channels_last"]["images_per_s"])
-                fwd.update(fp32=r["forward"]["fp32_channels_last"]["images_per_s"],
-                           bf16=r["forward"]["bf16_channels_last"]["images_per_s"])
-                for kind in ("forward_backward", "forward"):
-                    rows = r[kind]
-                    log(f"  {kind}: " + ", ".join(f"{k} {v['images_per_s']:.4g}" for k, v in rows.items())
+                for kind, rates in (("forward_backward", fb), ("forward", fwd)):
+                    rates.update({p: r[kind][f"{p}_channels_last"].get("images_per_s") for p in ("fp32", "bf16")})
+                    log(f"  {kind}: " + ", ".join(f"{k} {v['images_per_s']:.4g}" if "images_per_s" in v
+                                                  else f"{k} {v.get('error')}" for k, v in r[kind].items())
                         + " images/s")
             elif "error" in r:
                 log(f"  {s}: {r['error']}")
+            doc.data["targets"] = evaluate_targets(doc.data["models"])
+            doc.data["meta"]["elapsed_s"] = budget.elapsed()
             doc.save()
         del model, x, xf, xb, tb
         if device.type == "cuda":

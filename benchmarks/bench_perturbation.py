@@ -13,7 +13,7 @@
   ``steps``, a call's time is measured at a smaller step count and extrapolated linearly from
   two step counts (``t(k) = fixed + k * per_step``); the record says so (``extrapolated``).
 
-    python benchmarks/bench_perturbation.py                          # CPU, small settings
+    python benchmarks/bench_perturbation.py --size 64 --threads 1    # CPU, small settings
     python benchmarks/bench_perturbation.py --device cuda --batch 64 --max-steps 300
 
 Writes ``benchmarks/results/perturbation-<device>-<date>.json``. Random weights (speed does
@@ -95,19 +95,18 @@ def steps_timing(run: Callable[[int], Callable[[], object]], device: torch.devic
                                          max_s=max(0.0, left))
     else:
         k, best = probe, a
+    out = {"steps": steps, "measured_steps": k, "extrapolated": k < steps, "probes": points, "measured": best}
+    seconds = best["median_s"]
     if k < steps:
         lo = points[0]
-        per_step = (best["median_s"] - lo["s"]) / (k - lo["steps"]) if k > lo["steps"] else best["median_s"] / k
-        if per_step <= 0:
-            per_step = best["median_s"] / k
-        seconds = best["median_s"] + per_step * (steps - k)
-    else:
-        seconds = best["median_s"]
-    out = {"steps": steps, "measured_steps": k, "extrapolated": k < steps, "probes": points,
-           "measured": best, "seconds_per_call": seconds, "images": images, "images_per_s": images / seconds}
-    if k < steps:
+        per_step = (seconds - lo["s"]) / (k - lo["steps"]) if k > lo["steps"] else 0.0
         out["extrapolation"] = (f"time at {k} steps + {steps - k} x the per-step time between "
-                                f"{points[0]['steps']} and {k} steps")
+                                f"{lo['steps']} and {k} steps")
+        if per_step <= 0:  # noise hid the steps' cost: the slower bound, all the time charged to the steps
+            per_step = seconds / k
+            out["extrapolation"] = f"time at {k} steps x {steps}/{k} (the probes were too noisy for a slope)"
+        seconds += per_step * (steps - k)
+    out.update(seconds_per_call=seconds, images=images, images_per_s=images / seconds)
     return out
 
 
@@ -192,6 +191,7 @@ def main() -> None:
     p.add_argument("--occlusion-images", type=int, default=1)
     p.add_argument("--forward-batch", type=int, default=64, help="batch of the forward-only ceiling")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--size", type=int, help="input side (default: the model's; smaller for a quick CPU look)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--out", default=None)
     a = p.parse_args()
@@ -203,8 +203,8 @@ def main() -> None:
 
     device = torch.device(a.device)
     model = get_model(a.model, weights="random", device=a.device)
-    x, t = random_inputs(model, max(a.batch, a.occlusion_images))
-    xf, _ = random_inputs(model, a.forward_batch, seed=1)
+    x, t = random_inputs(model, max(a.batch, a.occlusion_images), a.size)
+    xf, _ = random_inputs(model, a.forward_batch, a.size, seed=1)
     fb = measure(lambda: forward_backward(model, x[:a.batch], t[:a.batch]), device, warmup=1, repeats=3,
                  images=a.batch)
     fwd = measure(lambda: forward_only(model, xf), device, warmup=1, repeats=3, images=a.forward_batch)

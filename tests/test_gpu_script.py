@@ -43,6 +43,18 @@ def bench(monkeypatch):
     return types.SimpleNamespace(common=bench_common, perturbation=bench_perturbation)
 
 
+@pytest.fixture
+def clock(bench, monkeypatch) -> list[float]:
+    """A fake clock for the timers: a call advances it by what it says it costs."""
+    now = [0.0]
+    fake = types.SimpleNamespace(perf_counter=lambda: now[0])
+    from saliency_bench.benchmarks import runtime
+
+    for mod in (runtime, bench.common, bench.perturbation):
+        monkeypatch.setattr(mod, "time", fake)
+    return now
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gpu_sh")
@@ -144,14 +156,7 @@ def test_gpu_sh_judges_every_target(tiny_run):
         assert r["pass"] == (r["value"] >= r["threshold"])
 
 
-def test_mask_steps_are_extrapolated_along_the_line_through_two_step_counts(bench, monkeypatch):
-    clock = [0.0]
-    fake = types.SimpleNamespace(perf_counter=lambda: clock[0])
-    from saliency_bench.benchmarks import runtime
-
-    for mod in (runtime, bench.common, bench.perturbation):
-        monkeypatch.setattr(mod, "time", fake)
-
+def test_mask_steps_are_extrapolated_along_the_line_through_two_step_counts(bench, clock):
     def run(k: int):
         def call() -> None:
             clock[0] += 0.5 + 0.02 * k  # 0.5 s fixed (the init), 20 ms a step
@@ -167,6 +172,18 @@ def test_mask_steps_are_extrapolated_along_the_line_through_two_step_counts(benc
     assert cut["seconds_per_call"] == pytest.approx(6.5)
     capped = bench.perturbation.steps_timing(run, cpu, 4, steps=300, probe=2, max_steps=5, repeats=1, max_s=1e9)
     assert capped["measured_steps"] == 5 and capped["seconds_per_call"] == pytest.approx(6.5)
+
+
+def test_mask_steps_without_a_slope_are_charged_in_full_to_the_steps(bench, clock):
+    def run(k: int):
+        def call() -> None:
+            clock[0] += 1.0  # as flat as noise can make it: no cost per step is visible
+        return call
+
+    r = bench.perturbation.steps_timing(run, torch.device("cpu"), 1, steps=300, probe=2, max_steps=8, repeats=1,
+                                        max_s=1e9)
+    assert r["measured_steps"] == 8 and "too noisy" in r["extrapolation"]
+    assert r["seconds_per_call"] == pytest.approx(300 / 8)  # the slower bound, never a flattering one
 
 
 def test_a_failing_method_or_missing_peer_does_not_lose_the_others(bench):
