@@ -23,6 +23,7 @@ import torch
 
 from bench_common import (ResultsFile, environment, forward_backward, line, load_builtins, measure,
                           methods_beside_peers, random_inputs)
+from saliency_bench.registry import get_model
 
 METHODS = ("gradient", "guided_backprop", "grad_cam", "excitation_backprop", "contrastive_excitation_backprop")
 
@@ -88,8 +89,6 @@ def main() -> None:
     args = ap.parse_args()
 
     registration = load_builtins()
-    from saliency_bench.registry import get_model
-
     device = torch.device(args.device)
     model = get_model(args.model, weights="random", device=args.device)
     x, targets = random_inputs(model, args.batch, args.size)

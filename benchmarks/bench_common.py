@@ -27,6 +27,10 @@ from typing import Any, Callable
 
 import torch
 
+from saliency_bench.benchmarks.runtime import synchronize, timed
+from saliency_bench.registry import get_method
+from saliency_bench.targets import target_score
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Parameters a method may expose that change its speed and not its definition (beyond a stated
@@ -118,17 +122,10 @@ class Budget:
         return max(0.0, self.remaining() * min(1.0, share))
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(fn: Callable[[], object], device: torch.device, *, warmup: int, repeats: int,
             max_s: float = float("inf"), images: int = 1) -> dict:
     """Time ``fn``: ``warmup`` untimed calls, then up to ``repeats`` timed ones, stopping early
     (after at least one) once ``max_s`` seconds have gone. ``images`` per call give the rates."""
-    from saliency_bench.benchmarks.runtime import timed
-
     t0 = time.perf_counter()
     for _ in range(warmup):
         fn()
@@ -158,8 +155,6 @@ def autocast(device: torch.device, bf16: bool):
 
 def forward_backward(model, x: torch.Tensor, targets: torch.Tensor, bf16: bool = False) -> None:
     """The model's own forward + backward to the input: the ceiling of every backprop method."""
-    from saliency_bench.targets import target_score
-
     xi = x.detach().requires_grad_(True)
     with torch.enable_grad():
         with autocast(x.device, bf16):
@@ -223,8 +218,6 @@ def speed_variants(method) -> dict[str, dict]:
 
 def guarded_variants(name: str) -> dict[str, dict | str]:
     """The method's speed variants, or ``{"default": reason}`` when it cannot be loaded."""
-    from saliency_bench.registry import get_method
-
     try:
         return speed_variants(get_method(name))
     except Exception as e:  # recorded where the method's result would be
@@ -268,8 +261,6 @@ def methods_beside_peers(model, x: torch.Tensor, targets: torch.Tensor, out: dic
     each record gets (``amp`` variants also against bf16), counting the images each image sends
     through the network when ``per_copy`` (occlusion's masked copies). ``save`` runs after each.
     """
-    from saliency_bench.registry import get_method
-
     b = len(x)
     out.update(batch=b, ceiling={k: v for k, v in ceiling.items() if v}, methods={}, peers={})
     plans = [(name, v, p) for name in methods for v, p in guarded_variants(name).items()]

@@ -41,6 +41,7 @@ from bench_backprop import METHODS as BACKPROP_METHODS, backprop_section  # noqa
 from bench_common import (Budget, ResultsFile, ceilings, environment, guarded, load_builtins,  # noqa: E402
                           peer_import, random_inputs, slug)
 from bench_perturbation import OCCLUSION_METHODS, mask_section, occlusion_section  # noqa: E402
+from saliency_bench.registry import get_model  # noqa: E402
 
 SECTIONS = ("ceilings", "backprop", "occlusion", "mask")
 #: Shares of the time budget (the mask's 300 steps per image dominate).
@@ -134,8 +135,6 @@ def main(argv=None) -> Path:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda, but torch sees no CUDA device (use --device cpu --tiny for a CPU check)")
     registration = load_builtins()
-    from saliency_bench.registry import get_model
-
     env = environment(device)
     peers = {name: peer_import(name)[1] for name in ("captum", "pytorch_grad_cam")}
     settings = {k: v for k, v in vars(a).items() if k not in ("out", "out_dir")}

@@ -33,6 +33,7 @@ import torch
 
 from bench_common import (Budget, ResultsFile, environment, forward_backward, forward_only, guarded,
                           guarded_variants, line, load_builtins, measure, methods_beside_peers, random_inputs)
+from saliency_bench.registry import get_method, get_model
 
 OCCLUSION_METHODS = ("occlusion", "blur_occlusion")
 
@@ -118,8 +119,6 @@ def mask_section(model, x: torch.Tensor, targets: torch.Tensor, out: dict, save:
     (``loop_images`` images, default parameters, batch 1): images/s at ``steps`` steps, fraction
     of ``steps`` x forward+backward (``fb``: ``{"fp32": images/s, "bf16": ...}`` at ``x``'s batch)
     and speed-up over the loop."""
-    from saliency_bench.registry import get_method
-
     b, device = len(x), x.device
     out.update(method=method, batch=b, steps=steps, ceiling={k: v for k, v in fb.items() if v},
                variants={}, per_image_loop={})
@@ -199,8 +198,6 @@ def main() -> None:
         torch.set_num_threads(a.threads)
 
     registration = load_builtins()
-    from saliency_bench.registry import get_model
-
     device = torch.device(a.device)
     model = get_model(a.model, weights="random", device=a.device)
     x, t = random_inputs(model, max(a.batch, a.occlusion_images), a.size)
