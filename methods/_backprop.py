@@ -114,42 +114,96 @@ class GuidedRules(Rules):
 
 # -- excitation backprop ----------------------------------------------------------------------
 def _safe_div(p: Tensor, z: Tensor) -> Tensor:
-    # A neuron without any positive contribution passes nothing down (and no 0/0 NaN).
-    return torch.where(z > 0, p / z.clamp(min=torch.finfo(z.dtype).tiny), torch.zeros_like(p))
+    # A neuron without any excitatory input passes nothing down (and no 0/0 NaN); TorchRay
+    # divides by ``z + 1e-20`` instead, which gives the same products wherever ``z = 0`` exactly.
+    nz = z != 0
+    return torch.where(nz, p / torch.where(nz, z, torch.ones_like(z)), torch.zeros_like(p))
+
+
+#: How a linear map excites inputs that can be negative (EfficientNet's linear bottleneck
+#: outputs; the network input). Zhang et al. assume ``x >= 0`` (sec. 3.2) and say no more.
+SIGNED_INPUTS = ("as_is", "split", "clamp")
 
 
 def mwp_weighted(apply: Callable[[Tensor, Tensor], Tensor], x: Tensor, w: Tensor, p: Tensor,
-                 nonneg: bool) -> Tensor:
+                 signed: str = "split", nonneg: bool = False) -> Tensor:
     """Marginal winning probability through a linear map ``y_i = sum_j w_ij x_j`` (Zhang et al.,
-    ECCV 2016, eq. 7-8): ``p_j = sum_i (x_j w_ij)^+ / (sum_k (x_k w_ik)^+) p_i``.
+    ECCV 2016, eq. 7-8): ``p_j = sum_i x_j w_ij^+ / (sum_k x_k w_ik^+) p_i``, bias dropped (a
+    bias is no neuron and excites nothing). ``apply(t, W)`` is the map without bias; its
+    vector-Jacobian product gives ``W^T q``.
 
-    For ``x >= 0`` (after a ReLU) the excitatory contributions are ``x_j w_ij^+``, the paper's
-    rule. For inputs that can be negative (EfficientNet's linear block outputs) the positive
-    contributions are ``x_j^+ w_ij^+ + x_j^- w_ij^-``; bias is no neuron and excites nothing.
-    ``apply(t, W)`` is the map without bias; its vector-Jacobian product gives ``W^T q``.
+    For ``x >= 0`` (after a ReLU; ``nonneg``) that is the paper's rule and ``signed`` does not
+    matter. Otherwise ``signed`` picks a reading (the paper assumes ``x >= 0``, sec. 3.2):
+
+    * ``"split"`` (default): the positive contributions ``x_j^+ w_ij^+ + x_j^- w_ij^-`` (a
+      negative input times a negative weight excites too), so probabilities stay >= 0;
+    * ``"as_is"`` (TorchRay's conv rule, which expects ``x >= 0`` and does not check): the
+      formula with the signed ``x``; a negative input gets negative probability, and a small or
+      negative denominator amplifies or flips the signal;
+    * ``"clamp"``: ``x_j^+ w_ij^+`` (negative inputs excite nothing: the clamping that TorchRay's
+      comment mentions as another implementation's).
     """
+    if nonneg or signed == "as_is":
+        parts = [(x.detach(), w.clamp(min=0))]
+    elif signed == "clamp":
+        parts = [(x.detach().clamp(min=0), w.clamp(min=0))]
+    elif signed == "split":
+        parts = [(x.detach().clamp(min=0), w.clamp(min=0)), (x.detach().clamp(max=0), w.clamp(max=0))]
+    else:
+        raise ValueError(f"signed inputs rule {signed!r}: choose one of {', '.join(SIGNED_INPUTS)}")
     with torch.enable_grad():
-        xp = x.detach().clamp(min=0).requires_grad_()
-        z = apply(xp, w.clamp(min=0))
-        xs = [xp]
-        if not nonneg:
-            xn = x.detach().clamp(max=0).requires_grad_()
-            z = z + apply(xn, w.clamp(max=0))
-            xs.append(xn)
+        xs = [t.requires_grad_() for t, _ in parts]
+        z = apply(xs[0], parts[0][1])
+        for t, (_, ww) in zip(xs[1:], parts[1:]):
+            z = z + apply(t, ww)
         grads = torch.autograd.grad(z, xs, _safe_div(p, z))
     return sum(t.detach() * g for t, g in zip(xs, grads))
 
 
-def mwp_positive(apply: Callable[..., Tensor], inputs: Sequence[Tensor], p: Tensor) -> list[Tensor]:
-    """Marginal winning probability through a map with positive weights (average pooling, a
-    residual sum ``a + b``): inputs share ``p`` in proportion to their positive contribution,
-    ``p_a = a^+ / (a^+ + b^+) p``."""
+def mwp_pool(apply: Callable[[Tensor], Tensor], x: Tensor, p: Tensor, signed: str = "split",
+             nonneg: bool = False) -> Tensor:
+    """Marginal winning probability through average pooling (positive weights):
+    ``p_j = sum_i x_j / (sum_k x_k) p_i`` over each window. With signed inputs, ``"as_is"`` (TorchRay)
+    uses ``x`` as it is; ``"split"`` and ``"clamp"`` both give ``x^+`` (a positive weight has no
+    negative part)."""
     with torch.enable_grad():
-        xs = [t.detach().clamp(min=0).requires_grad_() for t in inputs]
-        z = apply(*xs)
-        grads = torch.autograd.grad(z, xs, _safe_div(p, z))
-    return [t.detach() * g for t, g in zip(xs, grads)]
+        t = (x.detach() if nonneg or signed == "as_is" else x.detach().clamp(min=0)).requires_grad_()
+        z = apply(t)
+        (g,) = torch.autograd.grad(z, [t], _safe_div(p, z))
+    return t.detach() * g
 
+
+#: How a residual sum ``a + b`` shares its probability between its two inputs.
+RESIDUAL = ("signed", "positive")
+
+
+def mwp_sum(a: Tensor, b: Tensor, p: Tensor, rule: str = "signed") -> tuple[Tensor, Tensor]:
+    """Marginal winning probability through a residual sum ``y = a + b`` (a linear map with
+    weights 1, on which the paper says nothing):
+
+    * ``"signed"`` (TorchRay's ``EltwiseSum``, used for ResNet in its benchmark):
+      ``p_a = a / (a + b) p`` with the signed ``a, b``. In ResNet the sum feeds a ReLU, so
+      ``p`` is 0 wherever ``a + b <= 0``; a negative branch gets negative probability and the
+      other branch more than ``p``. Without a ReLU after the sum (EfficientNet) the shares are
+      not bounded where ``a + b`` is near 0;
+    * ``"positive"``: the rule of eq. 7 on the positive contributions,
+      ``p_a = a^+ / (a^+ + b^+) p``: shares stay in [0, p].
+    """
+    a, b = a.detach(), b.detach()
+    if rule == "signed":
+        q = _safe_div(p, a + b)
+    elif rule == "positive":
+        a, b = a.clamp(min=0), b.clamp(min=0)
+        q = _safe_div(p, a + b)
+    else:
+        raise ValueError(f"residual rule {rule!r}: choose one of {', '.join(RESIDUAL)}")
+    return a * q, b * q
+
+
+#: What BatchNorm (in eval mode, an affine map per channel) does to the probability.
+BATCHNORM = ("pass", "fold")
+#: How a clamp at the top (ReLU6, ``hardtanh(0, hi)``) passes probability.
+SATURATED = ("pass", "block")
 
 _RELUS = {"relu", "relu6", "hardtanh"}  # names with the underscores of in-place variants stripped
 # Ops whose output is >= 0 when their (first) input is.
@@ -163,15 +217,39 @@ class ExcitationRules(Rules):
     """Excitation backprop (Zhang et al., "Top-down Neural Attention by Excitation Backprop",
     ECCV 2016): the backward pass computes marginal winning probabilities.
 
-    * conv / linear: :func:`mwp_weighted` with the layer's weights (bias dropped);
-    * BatchNorm right after a conv is **folded** into the conv's affine map: ``W' = a W`` with
-      ``a = gamma / sqrt(var + eps)`` per output channel, so a channel with ``a < 0`` is excited
-      through the conv's negative weights (for ``a > 0`` the scale cancels and the rule equals
-      TorchRay's, which passes BatchNorm through). A BatchNorm after anything else passes ``p``;
-    * ReLU and ReLU6 pass ``p`` wherever the unit is on (``x > 0``): a saturated ReLU6 unit is
-      a winner like any other, so probability is not lost at the clamp;
-    * average pooling and residual sums: :func:`mwp_positive`;
-    * max pooling: the ordinary backward, winner takes all (the paper's rule).
+    The paper gives the rule for a linear map on non-negative inputs (eq. 7-8) and for max
+    pooling (winner takes all). Where it is silent the defaults are TorchRay's
+    (``torchray.attribution.excitation_backprop`` with ``update_resnet``, the program of the
+    published VGG16/ResNet50 pointing-game table), and every other reading is a named option:
+
+    * conv / linear: :func:`mwp_weighted` with the layer's weights, bias dropped. Inputs that can
+      be negative (``signed_inputs``) are a case TorchRay never meets above its excitation
+      layers (VGG16, ResNet50 and GoogLeNet feed every such conv from a ReLU or a max pool) and
+      does not handle (it uses ``x`` as it is and expects ``x >= 0``). Default ``"split"``;
+      ``"as_is"`` is TorchRay's code on such inputs; ``"clamp"``. On EfficientNet, whose
+      linear-bottleneck outputs feed the next block's expansion conv, ``"as_is"`` amplifies the
+      signal about a thousandfold between the classifier and ``blocks.2`` (see
+      ``methods/excitation_backprop.py`` for what that does to localization);
+    * average pooling: :func:`mwp_pool`; max pooling: the ordinary backward (winner takes all);
+    * a residual sum ``a + b`` of two computed tensors: :func:`mwp_sum`, ``residual="signed"``
+      (default, TorchRay's ``EltwiseSum``: ``a / (a + b)`` on the signed branches) or
+      ``"positive"`` (``a^+ / (a^+ + b^+)``, shares in [0, 1]);
+    * BatchNorm (eval): ``batchnorm="pass"`` (default, TorchRay) passes ``p`` unchanged, so the
+      conv before it applies its own ``W^+``; ``"fold"`` folds the per-channel scale
+      ``a = gamma / sqrt(var + eps)`` into that conv, ``W' = a W``: a channel with ``a < 0`` is
+      then excited through the conv's negative weights (where ``a > 0`` the scale cancels and
+      both agree). ``"fold"`` is what TorchRay's ``make_bn_positive`` (off in its benchmark)
+      does to Caffe's ResNet50. A BatchNorm that follows no conv passes ``p`` either way;
+    * ReLU passes ``p`` where the unit is on (``x > 0``): the ordinary backward, as TorchRay.
+      ReLU6 (unknown to TorchRay, whose ordinary backward zeroes saturated units) passes ``p``
+      wherever ``x > 0`` with ``saturated="pass"`` (default: in eq. 7 a unit whose output is 6
+      wins like any active unit) or only on ``0 < x < 6`` with ``"block"``.
+
+    Probability is conserved except at units whose inputs excite them not at all (a unit on by
+    its bias or BatchNorm shift alone, a depthwise kernel with no positive weight on active
+    inputs): there it stops, as in the paper (a bias is no neuron). Padding is no neuron either:
+    a zero there excites nothing, so a border unit's probability goes to its real inputs only,
+    as in TorchRay (tests/test_torchray_parity.py, timm's one-sided "same" padding included).
 
     ``negate`` names a weight tensor (the classifier's) whose sign is flipped *at backward time*,
     which gives contrastive EB its contrast signal from the same forward pass.
@@ -179,8 +257,16 @@ class ExcitationRules(Rules):
 
     name = "excitation"
 
-    def __init__(self) -> None:
+    def __init__(self, *, signed_inputs: str = "split", residual: str = "signed",
+                 batchnorm: str = "pass", saturated: str = "pass") -> None:
         super().__init__()
+        for value, allowed, what in ((signed_inputs, SIGNED_INPUTS, "signed_inputs"),
+                                     (residual, RESIDUAL, "residual"), (batchnorm, BATCHNORM, "batchnorm"),
+                                     (saturated, SATURATED, "saturated")):
+            if value not in allowed:
+                raise ValueError(f"{what}={value!r}: choose one of {', '.join(allowed)}")
+        self.signed_inputs, self.residual = signed_inputs, residual
+        self.batchnorm, self.saturated = batchnorm, saturated
         self.negate: Tensor | None = None
         self._nonneg: dict[int, Tensor] = {}  # tensors known >= 0 (saves the negative pass)
         self._conv_out: dict[int, tuple] = {}  # conv output -> how it was made (for BN folding)
@@ -227,10 +313,11 @@ class ExcitationRules(Rules):
             return func(t, weight, None, *rest, **extra)
 
         def bwd(p: Tensor, x_: Tensor, w_: Tensor) -> tuple:
-            return mwp_weighted(apply, x_, self._weight(w_), p, nonneg), None
+            return mwp_weighted(apply, x_, self._weight(w_), p, self.signed_inputs, nonneg), None
 
         out = replaced(lambda x_, w_: func(x_, w_, bias, *rest, **extra), bwd, x, w)
-        self._conv_out[id(out)] = (out, apply, x, w, nonneg)
+        if self.batchnorm == "fold":
+            self._conv_out[id(out)] = (out, apply, x, w, nonneg)
         return out
 
     on_conv1d = on_conv3d = on_linear = on_conv2d
@@ -239,10 +326,10 @@ class ExcitationRules(Rules):
         x = args[0]
         params = dict(zip(("running_mean", "running_var", "weight", "bias", "training", "momentum",
                            "eps"), args[1:]), **kwargs)
-        made = self._conv_out.get(id(x))
         if params.get("training") or params.get("running_var") is None:
             return NotImplemented
-        if made is None or made[0] is not x:
+        made = self._conv_out.get(id(x))
+        if made is None or made[0] is not x:  # "pass", or a BatchNorm that follows no conv
             return replaced(lambda x_: func(*args, **kwargs), lambda p, x_: (p,), x)
         _, apply, conv_in, w, nonneg = made
         scale = torch.rsqrt(params["running_var"] + params.get("eps", 1e-5))
@@ -251,7 +338,7 @@ class ExcitationRules(Rules):
         folded = w * scale.view(-1, *([1] * (w.ndim - 1)))
 
         def bwd(p: Tensor, conv_in_: Tensor) -> tuple:
-            return (mwp_weighted(apply, conv_in_, folded, p, nonneg),)
+            return (mwp_weighted(apply, conv_in_, folded, p, self.signed_inputs, nonneg),)
 
         # The output depends on the conv's *input* through this node only: the conv node is
         # skipped on the way back, its rule replaced by the folded one.
@@ -261,17 +348,21 @@ class ExcitationRules(Rules):
         rng = _relu_range(name, args, kwargs)
         if rng is None:
             return NotImplemented
-        return replaced(_relu_forward(*rng), lambda p, x_: (p * (x_ > 0),), args[0])
+        lo, hi = rng
+        if self.saturated == "block" and hi != math.inf:
+            return replaced(_relu_forward(lo, hi), lambda p, x_: (p * ((x_ > lo) & (x_ < hi)),), args[0])
+        return replaced(_relu_forward(lo, hi), lambda p, x_: (p * (x_ > lo),), args[0])
 
     on_relu6 = on_hardtanh = on_relu
 
     def on_avg_pool2d(self, func, name, args, kwargs):
         x = args[0]
+        nonneg = self.is_nonneg(x)
 
         def apply(t: Tensor) -> Tensor:
             return func(t, *args[1:], **kwargs)
 
-        return replaced(apply, lambda p, x_: tuple(mwp_positive(apply, [x_], p)), x)
+        return replaced(apply, lambda p, x_: (mwp_pool(apply, x_, p, self.signed_inputs, nonneg),), x)
 
     on_avg_pool1d = on_avg_pool3d = on_adaptive_avg_pool1d = on_avg_pool2d
     on_adaptive_avg_pool2d = on_adaptive_avg_pool3d = on_avg_pool2d
@@ -280,7 +371,7 @@ class ExcitationRules(Rules):
         if len(args) != 2 or not isinstance(args[1], Tensor) or not args[1].requires_grad or kwargs:
             return NotImplemented  # adding a constant (a bias, a shift) moves no excitation
         a, b = args
-        return replaced(torch.add, lambda p, a_, b_: tuple(mwp_positive(torch.add, [a_, b_], p)), a, b)
+        return replaced(torch.add, lambda p, a_, b_: mwp_sum(a_, b_, p, self.residual), a, b)
 
     on_radd = on_iadd = on_add  # ``out += identity`` returns a new tensor: callers rebind it
 
@@ -373,12 +464,13 @@ def resolve(model, layer: str) -> str:
 
 # --------------------------------------------------------------------------------------------
 def smooth_maps(maps: Tensor, sigma: float) -> Tensor:
-    """Gaussian smoothing of ``[B,h,w]`` maps; ``sigma`` is a fraction of ``max(h, w)``
-    (TorchRay's ``smooth``). 0 leaves the maps as they are."""
+    """Gaussian smoothing of ``[B,h,w]`` maps, TorchRay's ``smooth`` (``torchray.utils.imsmooth``
+    as ``saliency()`` calls it): standard deviation ``sigma * max(h, w)``, the kernel cut at 4
+    standard deviations and normalised, replicate padding. 0 leaves the maps as they are."""
     if sigma <= 0:
         return maps
     s = sigma * max(maps.shape[-2:])
-    radius = max(1, int(math.ceil(3 * s)))
+    radius = math.ceil(4 * s)
     t = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
     k = torch.exp(-0.5 * (t / s) ** 2)
     k = k / k.sum()

@@ -1,5 +1,6 @@
-"""Gradient, guided backprop and Grad-CAM against Captum on real models and a real photo;
-batch invariance of all six backprop methods; the centre baseline; layer overrides."""
+"""Gradient, guided backprop and Grad-CAM against Captum and pytorch-grad-cam on the embedded
+model and GoogLeNet with a real photo; batch invariance of all six backprop methods; the centre
+baseline; layer overrides. (TorchRay on VGG16 and ResNet50: test_torchray_parity.py.)"""
 from __future__ import annotations
 
 import copy
@@ -103,6 +104,25 @@ def test_grad_cam_equals_captum_layer_grad_cam(model_and_photo):
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-7 * float(ref.max()))
 
 
+def test_grad_cam_equals_pytorch_grad_cam(model_and_photo):
+    """pytorch-grad-cam's ``GradCAM`` returns ReLU(map) min-max scaled and resized to the input
+    by its ``scale_cam_image``, scaled again after averaging its target layers (one here): the
+    same post-processing, by its own function, on our map."""
+    gradcam = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.image import scale_cam_image
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model, x = model_and_photo
+    net = copy.deepcopy(model.net).requires_grad_(True)  # it backpropagates to the weights
+    cam = gradcam.GradCAM(net, target_layers=[net.get_submodule(model.layer_name("gradcam"))])
+    ref = cam(x.clone(), targets=[ClassifierOutputTarget(LIFEBOAT)])
+    ours = explain("grad_cam", model, x, as_target_tensor([LIFEBOAT]))
+    assert ours.shape[-2:] != x.shape[-2:]  # ours at the layer's resolution, theirs resized
+    ours = scale_cam_image(scale_cam_image(ours.numpy(), target_size=tuple(x.shape[-1:-3:-1])))
+    assert ref.shape == ours.shape == (1, *x.shape[-2:])
+    torch.testing.assert_close(torch.from_numpy(ours), torch.from_numpy(ref), rtol=0, atol=1e-4)
+
+
 def test_grad_cam_of_a_class_set_uses_the_gradient_of_logsumexp(lite0_photo):
     model, x = lite0_photo
     targets = as_target_tensor([[LIFEBOAT, 814, 914]])  # lifeboat, speedboat, yawl
@@ -136,7 +156,7 @@ def test_excitation_maps_are_non_negative_at_the_excitation_layer(googlenet_phot
     maps = explain("excitation_backprop", model, x, as_target_tensor([LIFEBOAT]))
     assert maps.shape == (1, 14, 14)  # GoogLeNet maxpool2 = pool2/3x3_s2, stride 8 (112 input)
     assert float(maps.min()) >= 0
-    # GoogLeNet has no bias-only units after BN folding here: one unit of probability arrives
+    # random GoogLeNet (BatchNorm the identity, no bias-only units): one unit of probability arrives
     assert float(maps.sum()) == pytest.approx(1.0, rel=1e-4)
     c = explain("contrastive_excitation_backprop", model, x, as_target_tensor([LIFEBOAT]))
     assert c.shape == (1, 14, 14) and float(c.min()) >= 0 and float(c.max()) > 0

@@ -1,6 +1,8 @@
 """Excitation backprop against marginal winning probabilities computed by hand (Zhang et al.,
-ECCV 2016, eq. 7-8) on a tiny conv -> ReLU -> linear net, and the engine's rules for
-BatchNorm folding, residual sums and signed inputs."""
+ECCV 2016, eq. 7-8) on a tiny conv -> ReLU -> linear net, and each reading of what the paper
+leaves open (BatchNorm, residual sums, signed inputs, ReLU6 saturation, contrastive order)
+against hand-computed cases: the defaults (TorchRay's) and every named option.
+TorchRay itself is the reference on VGG16 and ResNet50 in test_torchray_parity.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +11,7 @@ import torch
 from torch import nn
 
 from saliency_bench.contracts import ClassInfo, Model
-from saliency_bench.methods._backprop import (ExcitationRules, backward, forward, mwp_positive,
-                                              mwp_weighted)
+from saliency_bench.methods._backprop import ExcitationRules, backward, forward, mwp_sum, mwp_weighted
 from saliency_bench.registry import get_method
 
 W1 = np.array([[1.0, -2.0], [0.5, 1.5], [-1.0, 3.0]])  # conv 1x1: 2 -> 3 channels
@@ -100,24 +101,31 @@ def test_excitation_of_a_class_set_shares_one_unit_of_probability_by_softmax():
     np.testing.assert_allclose(maps[0].numpy(), expected.sum(0), rtol=1e-12)
 
 
-@pytest.mark.parametrize("relu_before_sum", [True, False])
+@pytest.mark.parametrize("relu_before_sum", [None, True, False])
 def test_contrastive_excitation_subtracts_the_negated_classifier_signal(relu_before_sum):
+    """Default (None): sum over channels, then ReLU (the authors' heatmaps.py and TorchRay)."""
     model = tiny_model()
     p_hidden, _ = hand_mwp(0)
     p_neg, _ = hand_mwp(0, negate=True)
     diff_in = hand_down(p_hidden - p_neg)  # EB is linear in the signal once activations are fixed
     expected = (np.maximum(diff_in, 0).sum(0) if relu_before_sum
                 else np.maximum(diff_in.sum(0), 0))
-    m = get_method("contrastive_excitation_backprop", layer="input", contrast_layer="hidden",
-                   relu_before_sum=relu_before_sum)
+    order = {} if relu_before_sum is None else {"relu_before_sum": relu_before_sum}
+    m = get_method("contrastive_excitation_backprop", layer="input", contrast_layer="hidden", **order)
     maps, _ = m.explain(model, x_tensor(), torch.tensor([[0]]))
     np.testing.assert_allclose(maps[0].numpy(), expected, rtol=1e-12, atol=1e-15)
     assert np.abs(expected).max() > 0
+    # the two orders differ on this input (one channel's difference is negative where the
+    # other's is positive), so the parametrisation tells them apart
+    assert not np.allclose(np.maximum(diff_in, 0).sum(0), np.maximum(diff_in.sum(0), 0))
     # the classifier's weights are untouched afterwards
     assert torch.equal(model.layer("classifier").weight, torch.tensor(W2, dtype=torch.float64))
 
 
-def test_batchnorm_is_folded_into_the_conv_so_a_negative_scale_excites_negative_weights():
+@pytest.mark.parametrize("batchnorm", ["pass", "fold"])
+def test_batchnorm_passes_probability_or_is_folded_into_the_conv(batchnorm):
+    """``pass`` (default, TorchRay): the conv excites through its own ``W^+``; ``fold``: through
+    ``(a W)^+``, so a channel with a negative BatchNorm scale uses the conv's negative weights."""
     scale = (-1.0, 2.0, 0.5)
     model = tiny_model(bn_scale=scale)
     x = x_tensor()
@@ -126,33 +134,75 @@ def test_batchnorm_is_folded_into_the_conv_so_a_negative_scale_excites_negative_
     w2p = np.maximum(W2[1], 0)
     p_hidden = (hidden.reshape(-1) * w2p / (hidden.reshape(-1) * w2p).sum()).reshape(hidden.shape)
     folded = W1 * (np.array(scale) / np.sqrt(1 + 1e-5))[:, None]
-    run = forward(model, x, ["input"], ExcitationRules())
+    rules = ExcitationRules() if batchnorm == "pass" else ExcitationRules(batchnorm=batchnorm)
+    run = forward(model, x, ["input"], rules)
     (p_in,) = backward(run, torch.tensor([[1]]), ["input"])
-    np.testing.assert_allclose(p_in[0].numpy(), hand_down(p_hidden, folded), rtol=1e-10)
-    # hidden channel 0 (negative scale) is on and sends its probability through W1's negative
-    # weight, to input channel 1: what the unfolded W1^+ could never do.
+    np.testing.assert_allclose(p_in[0].numpy(), hand_down(p_hidden, W1 if batchnorm == "pass" else folded),
+                               rtol=1e-10)
+    # hidden channel 0 (negative scale) is on; folded, it sends its probability through W1's
+    # negative weight to input channel 1, what the unfolded W1^+ never does
     assert hidden[0].min() > 0 and p_hidden[0].sum() > 0
     only0 = np.zeros_like(p_hidden)
     only0[0] = p_hidden[0]
     routed = hand_down(only0, folded)
     assert routed[0].sum() == 0 and routed[1].sum() == pytest.approx(p_hidden[0].sum())
+    routed = hand_down(only0, W1)
+    assert routed[0].sum() == pytest.approx(p_hidden[0].sum()) and routed[1].sum() == 0
 
 
-def test_residual_sum_shares_probability_in_proportion_to_positive_contribution():
-    a = torch.tensor([[3.0, -1.0, 0.0, 2.0]], dtype=torch.float64)
-    b = torch.tensor([[1.0, 2.0, -4.0, 2.0]], dtype=torch.float64)
-    p = torch.tensor([[0.4, 0.3, 0.2, 0.1]], dtype=torch.float64)
-    pa, pb = mwp_positive(torch.add, [a, b], p)
+A = torch.tensor([[3.0, -1.0, 0.0, 2.0]], dtype=torch.float64)
+B = torch.tensor([[1.0, 2.0, -4.0, 2.0]], dtype=torch.float64)
+P = torch.tensor([[0.4, 0.3, 0.2, 0.1]], dtype=torch.float64)
+
+
+def test_residual_sum_default_shares_by_signed_contribution_like_torchray_eltwise_sum():
+    pa, pb = mwp_sum(A, B, P)  # a + b = 4, 1, -4, 4
+    torch.testing.assert_close(pa, torch.tensor([[0.3, -0.3, 0.0, 0.05]], dtype=torch.float64))
+    torch.testing.assert_close(pb, torch.tensor([[0.1, 0.6, 0.2, 0.05]], dtype=torch.float64))
+    torch.testing.assert_close(pa + pb, P)  # conserved wherever a + b != 0
+
+
+def test_residual_sum_positive_option_shares_by_positive_contribution():
+    pa, pb = mwp_sum(A, B, P, "positive")
     torch.testing.assert_close(pa, torch.tensor([[0.3, 0.0, 0.0, 0.05]], dtype=torch.float64))
     torch.testing.assert_close(pb, torch.tensor([[0.1, 0.3, 0.0, 0.05]], dtype=torch.float64))
 
 
-def test_signed_inputs_are_excited_through_weights_of_their_own_sign():
-    x = torch.tensor([[2.0, -1.0, 1.0]], dtype=torch.float64)
-    w = torch.tensor([[1.0, -3.0, -1.0]], dtype=torch.float64)  # contributions 2, 3, -1
-    p = torch.tensor([[1.0]], dtype=torch.float64)
-    got = mwp_weighted(lambda t, ww: t @ ww.T, x, w, p, nonneg=False)
-    torch.testing.assert_close(got, torch.tensor([[0.4, 0.6, 0.0]], dtype=torch.float64))
-    # told the input is non-negative, the rule is the paper's x_j w_ij^+ (negative x ignored)
-    got = mwp_weighted(lambda t, ww: t @ ww.T, x.clamp(min=0), w, p, nonneg=True)
-    torch.testing.assert_close(got, torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64))
+@pytest.mark.parametrize("signed, expected", [
+    ("split", [3 / 7, 2 / 7, 2 / 7, 0.0]),  # positive contributions 3, 2, 2, 0 (default)
+    ("clamp", [0.6, 0.0, 0.4, 0.0]),        # x^+ w^+: 3, 0, 2, 0
+    ("as_is", [0.75, 0.0, 0.5, -0.25]),     # x w^+: 3, 0, 2, -1 (TorchRay's code)
+])
+def test_signed_inputs_rules(signed, expected):
+    x = torch.tensor([[3.0, -1.0, 1.0, -1.0]], dtype=torch.float64)
+    w = torch.tensor([[1.0, -2.0, 2.0, 1.0]], dtype=torch.float64)  # contributions 3, 2, 2, -1
+    got = mwp_weighted(lambda t, ww: t @ ww.T, x, w, torch.tensor([[1.0]], dtype=torch.float64), signed)
+    torch.testing.assert_close(got, torch.tensor([expected], dtype=torch.float64))
+    # told the input is non-negative, every reading is the paper's x_j w_ij^+
+    got = mwp_weighted(lambda t, ww: t @ ww.T, x.clamp(min=0), w, torch.tensor([[1.0]], dtype=torch.float64),
+                       signed, nonneg=True)
+    torch.testing.assert_close(got, torch.tensor([[0.6, 0.0, 0.4, 0.0]], dtype=torch.float64))
+
+
+def relu6_model() -> Model:
+    """input (2) -> linear -> ReLU6 -> linear -> 1 class: hidden unit 0 saturates (10 -> 6)."""
+    first = nn.Linear(2, 2, bias=False)
+    first.weight.data = torch.tensor([[2.0, 3.0], [1.0, 1.0]], dtype=torch.float64)
+    last = nn.Linear(2, 1, bias=False)
+    last.weight.data = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    net = nn.Sequential(first, nn.ReLU6(), last).double()
+    return Model(name="tiny6", net=net, input_size=(1, 2), mean=(0.0,) * 3, std=(1.0,) * 3,
+                 classes=[ClassInfo(0, "a", "a")], roles={"excitation": "input"}, aliases={})
+
+
+@pytest.mark.parametrize("saturated", ["pass", "block"])
+def test_relu6_saturated_unit_wins_like_any_active_unit_unless_blocked(saturated):
+    model = relu6_model()
+    x = torch.tensor([[2.0, 2.0]], dtype=torch.float64)  # hidden 10 -> 6 (saturated), 4
+    # hidden outputs 6 and 4 with weights 1, 1: shares 0.6 and 0.4 (eq. 7 on the outputs)
+    p_hidden = np.array([0.6, 0.4]) if saturated == "pass" else np.array([0.0, 0.4])
+    # to the input: unit 0's inputs contribute 4 and 6, unit 1's 2 and 2
+    expected = p_hidden[0] * np.array([0.4, 0.6]) + p_hidden[1] * np.array([0.5, 0.5])
+    rules = ExcitationRules() if saturated == "pass" else ExcitationRules(saturated=saturated)
+    (p_in,) = backward(forward(model, x, ["input"], rules), torch.tensor([[0]]), ["input"])
+    np.testing.assert_allclose(p_in[0].numpy(), expected, rtol=1e-12)
