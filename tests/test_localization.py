@@ -1,16 +1,18 @@
-"""Weak localization and MaxBoxAccV2 on hand-made maps and boxes with known answers
+"""Weak localization and MaxBoxAccV2 on hand-made maps with known answers, and their two exact
+emulations checked against the programs they emulate on thousands of random cases: the authors'
+``imresize`` (bytescale + PIL's bilinear resize) and OpenCV's ``findContours(RETR_TREE)``
 (PROTOCOLS.md §3)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-import torch
-import torch.nn.functional as F
+from PIL import Image
 
-from saliency_bench.benchmarks.boxes import component_box_records, iou_voc, resize_boxes_through_footprint
-from saliency_bench.benchmarks.localization import (Localization, maxboxacc_correct, original_boxes,
-                                                    threshold_boxes)
+from saliency_bench.benchmarks.boxes import contour_boxes_by_threshold, iou_voc, scale_boxes_wsol
+from saliency_bench.benchmarks.localization import (DEFAULT_ALPHAS, Localization, authors_boxes,
+                                                    maxboxacc_correct, wsol_scoremaps)
 from saliency_bench.contracts import Sample
 
 H5 = np.array([[0, 0, 0, 0, 0],
@@ -20,51 +22,72 @@ H5 = np.array([[0, 0, 0, 0, 0],
                [0, 0, 0, 0, 0]], np.float32)  # sum 19, mean 0.76, min 0, max 9
 
 
+# ---------------------------------------------------------------------------------- hand-computed
 @pytest.mark.parametrize("kind, alpha, box", [
-    ("value", 0.0, (1, 1, 4, 3)),   # h >= 0, zeros excluded: every non-zero pixel
-    ("value", 0.3, (1, 2, 4, 3)),   # h >= 2.7: 3, 9, 4
-    ("value", 0.5, (2, 2, 2, 2)),   # h >= 4.5: 9
-    ("mean", 2.0, (1, 1, 4, 3)),    # h >= 1.52: 2, 3, 9, 4
-    ("mean", 5.0, (2, 2, 4, 3)),    # h >= 3.8: 9, 4
-    ("energy", 0.5, (2, 2, 2, 2)),  # cumsum 9,13,16,18,19 reaches 9.5 at position 1: keep 1 pixel
-    ("energy", 0.7, (2, 2, 4, 3)),  # reaches 13.3 at position 2: keep 9 and 4
+    ("value", 0.0, (2, 2, 5, 4)),   # h >= 0 keeps every pixel; the zeros bytescale to 0
+    ("value", 0.3, (2, 3, 5, 4)),   # h >= 2.7: 3, 9, 4
+    ("value", 0.5, (3, 3, 3, 3)),   # h >= 4.5: 9
+    ("mean", 2.0, (2, 2, 5, 4)),    # h >= 1.52: 2, 3, 9, 4
+    ("mean", 5.0, (3, 3, 5, 4)),    # h >= 3.8: 9, 4
+    ("energy", 0.5, (3, 3, 3, 3)),  # cumsum 9,13,16,18,19 reaches 9.5 at position 1: keep 1 pixel
+    ("energy", 0.7, (3, 3, 5, 4)),  # reaches 13.3 at position 2: keep 9 and 4
 ])
-def test_localization_thresholding_on_a_5x5_map_gives_the_hand_computed_box(kind, alpha, box):
-    boxes, empty = threshold_boxes(H5[None], kind, [alpha])
-    assert not empty[0, 0]
-    assert tuple(original_boxes(boxes[0], empty[0], (5, 5), (5, 5))[0]) == box
+def test_thresholding_a_5x5_map_at_its_own_size_gives_the_hand_computed_one_based_box(kind, alpha, box):
+    # same size: PIL copies the image, so the box is the kept pixels' box, 1-based
+    assert tuple(authors_boxes(H5, (5, 5), {kind: [alpha]})[kind][0]) == box
+
+
+def test_a_7x7_map_upsampled_twice_has_the_box_pil_fixed_point_arithmetic_gives():
+    """Kept pixels 1.0 at (row 3, col 2) and 0.004 at (row 3, col 4), resized 7x7 -> 14x14.
+
+    bytescale: 1.0 -> 255, 0.004 -> uint8(1.02 + 0.5) = 1. Pillow's taps for a 2x upsampling
+    are 0.25 / 0.75 (2^20 / 3 * 2^20 in 22-bit fixed point); input column c reaches output
+    columns 2c-1 .. 2c+2. Column 2 (255): outputs 3..6, all non-zero (the weakest, 0.25 * 255,
+    rounds to 64). Column 4 (1): outputs 7..10 get 1 * 0.25 -> (2^21 + 2^20) >> 22 = 0 at 7 and
+    10, 1 * 0.75 -> 1 at 8 and 9. Rows: row 3 (255 after the horizontal pass at 3..6) reaches
+    output rows 5..8, the weakest 0.25 * 64 = 16 > 0. Non-zero columns 3..9, rows 5..8: 1-based
+    [4, 6, 10, 9] (a footprint of the non-zero taps would say x2 = 11).
+    """
+    m = np.zeros((7, 7), np.float32)
+    m[3, 2] = 1.0
+    m[3, 4] = 0.004
+    assert tuple(authors_boxes(m, (14, 14), {"value": [0.0]})["value"][0]) == (4, 6, 10, 9)
+
+
+def test_nothing_non_zero_gives_their_box_1_1_H_W_with_x2_the_height():
+    m = np.zeros((7, 7), np.float32)
+    m[2, 3] = 1.0
+    out = authors_boxes(m, (30, 40), {"energy": [0.0], "value": [0.95]})
+    assert tuple(out["energy"][0]) == (1, 1, 30, 40)  # energy alpha 0 keeps no pixel
+    assert tuple(out["value"][0]) != (1, 1, 30, 40)
+
+
+def test_a_constant_kept_map_bytescales_to_all_zeros_and_gives_the_whole_image_box():
+    m = np.full((7, 7), 0.5, np.float32)
+    out = authors_boxes(m, (20, 30), {"value": [0.0], "mean": [1.0]})  # every pixel kept, range 0
+    assert tuple(out["value"][0]) == (1, 1, 20, 30) and tuple(out["mean"][0]) == (1, 1, 20, 30)
+
+
+def test_a_kept_map_with_negative_values_bytescales_its_rejected_zeros_to_non_zero():
+    """value alpha 0.1 on -2 (corner), -1 (elsewhere), 3 (centre): threshold 0.1 * 5 = 0.5 above
+    the minimum keeps h >= -1.5, so only the corner is rejected and set to 0. The kept map's range
+    is [-1, 3]: -1 -> 0, 3 -> 255, and the rejected 0 -> uint8(1 * 255 / 4 + 0.5) = 64: the box
+    runs from the rejected corner to the centre."""
+    m = np.full((5, 5), -1.0, np.float32)
+    m[0, 0] = -2.0
+    m[2, 2] = 3.0
+    assert tuple(authors_boxes(m, (5, 5), {"value": [0.1]})["value"][0]) == (1, 1, 3, 3)
 
 
 @pytest.mark.parametrize("alpha, box", [
-    (0.5, (0, 0, 0, 0)),   # cumsum 1,2,3,4 reaches 2 at position 1: the first tie in raster order
-    (0.75, (0, 0, 3, 0)),  # reaches 3 at position 2: the two ties of the top row
-    (0.9, (0, 0, 3, 3)),   # reaches 3.6 at position 3: three ties, the box spans the map
+    (0.5, (1, 1, 1, 1)),   # cumsum 1,2,3,4 reaches 2 at position 1: the first tie in raster order
+    (0.75, (1, 1, 4, 1)),  # reaches 3 at position 2: the two ties of the top row
+    (0.9, (1, 1, 4, 4)),   # reaches 3.6 at position 3: three ties, the box spans the map
 ])
 def test_energy_thresholding_cuts_tied_values_in_raster_order(alpha, box):
-    m = np.zeros((1, 4, 4), np.float32)
-    m[0, 0, 0] = m[0, 0, 3] = m[0, 3, 0] = m[0, 3, 3] = 1.0
-    boxes, empty = threshold_boxes(m, "energy", [alpha])
-    assert not empty[0, 0] and tuple(boxes[0, 0]) == box
-
-
-def test_localization_empty_selection_is_the_whole_image():
-    boxes, empty = threshold_boxes(np.zeros((1, 5, 5), np.float32), "value", [0.5])
-    assert empty[0, 0]
-    assert tuple(original_boxes(boxes[0], empty[0], (5, 5), (30, 40))[0]) == (0, 0, 39, 29)
-
-
-def test_localization_box_after_resize_is_the_box_of_the_bilinearly_resized_kept_map():
-    rng = np.random.default_rng(0)
-    for out in [(13, 7), (20, 31), (3, 4)]:
-        kept = np.zeros((5, 5), np.float32)
-        kept[rng.integers(0, 5), rng.integers(0, 5)] = 1
-        kept[rng.integers(0, 5), rng.integers(0, 5)] = 1
-        big = F.interpolate(torch.from_numpy(kept)[None, None], size=out, mode="bilinear",
-                            align_corners=False)[0, 0].numpy()
-        ys, xs = np.nonzero(big)
-        ky, kx = np.nonzero(kept)
-        got = resize_boxes_through_footprint(np.array([kx.min(), ky.min(), kx.max(), ky.max()]), (5, 5), out)
-        assert tuple(got) == (xs.min(), ys.min(), xs.max(), ys.max())
+    m = np.zeros((4, 4), np.float32)
+    m[0, 0] = m[0, 3] = m[3, 0] = m[3, 3] = 1.0
+    assert tuple(authors_boxes(m, (4, 4), {"energy": [alpha]})["energy"][0]) == box
 
 
 def test_iou_uses_the_inclusive_plus_one_convention():
@@ -73,9 +96,177 @@ def test_iou_uses_the_inclusive_plus_one_convention():
     assert iou_voc([0, 0, 0, 0], [0, 0, 1, 0]) == pytest.approx(0.5)  # one pixel against two
 
 
+def test_ground_truth_boxes_scale_like_resize_bbox_multiplying_before_dividing():
+    # 227 * 224 / 227 is exactly 224; 227 * (224 / 227) is 223.99999999999997, which int() makes 223
+    assert scale_boxes_wsol(np.array([[0, 0, 227, 226]]), (227, 227), (224, 224)).tolist() == [[0, 0, 224, 223]]
+
+
+# ---------------------------------------------------------------------------------- the authors' imresize
+def _bytescale(d: np.ndarray) -> np.ndarray:
+    """scipy.misc.bytescale (scipy <= 1.2), as the authors' imresize called it on a float32 map."""
+    cmin, cmax = d.min(), d.max()
+    cscale = cmax - cmin
+    if cscale == 0:
+        cscale = 1
+    scale = float(255 - 0) / cscale
+    return ((d - cmin) * scale + 0).clip(0, 255).__add__(0.5).astype(np.uint8)
+
+
+def _getbb_stable(h: np.ndarray, alpha: float, method: str, size: tuple[int, int]) -> list[int]:
+    """getbb_from_heatmap(thres_first=True) with PIL as imresize's resize; energy ties in raster
+    order (stable), as ours."""
+    h = h.copy()
+    h64 = h.astype(np.float64)
+    if method == "mean":
+        h[h64 < alpha * h64.mean()] = 0
+    elif method == "value":
+        h[h64 - h64.min() < alpha * (h64.max() - h64.min())] = 0
+    else:
+        f = h.flatten()
+        idx = np.argsort(-f, kind="stable")
+        cum = np.cumsum(f.astype(np.float64)[idx])
+        ind = np.nonzero(cum >= alpha * h64.sum())[0][0]
+        f[idx[ind:]] = 0
+        h = f.reshape(h.shape)
+    im = Image.frombytes("L", (h.shape[1], h.shape[0]), _bytescale(h).tobytes())
+    r = np.asarray(im.resize((size[1], size[0]), Image.BILINEAR))
+    if (r == 0).all():
+        return [1, 1, size[0], size[1]]
+    ys, xs = np.nonzero(r)
+    return [xs.min() + 1, ys.min() + 1, xs.max() + 1, ys.max() + 1]
+
+
+def test_authors_boxes_equal_bytescale_and_pil_bilinear_on_thousands_of_random_maps_and_sizes():
+    """Every thresholding and alpha of 300 random maps (non-negative, signed, sparse, tied, heavy
+    tailed; 1..40 pixels a side) resized to random sizes (1..120, up and down, both pass orders
+    of Pillow): 18,300 boxes, all equal."""
+    rng = np.random.default_rng(0)
+    cells = 0
+    for trial in range(300):
+        h, w = rng.integers(1, 41, 2)
+        size = tuple(int(v) for v in rng.integers(1, 121, 2))
+        kind = trial % 5
+        if kind == 0:
+            m = rng.random((h, w))
+        elif kind == 1:
+            m = np.maximum(rng.standard_normal((h, w)), 0)
+        elif kind == 2:
+            m = rng.standard_normal((h, w))
+        elif kind == 3:
+            m = rng.integers(0, 4, (h, w))
+        else:
+            m = rng.random((h, w)) ** 8
+        m = m.astype(np.float32)
+        got = authors_boxes(m, size, DEFAULT_ALPHAS)
+        for method, alphas in DEFAULT_ALPHAS.items():
+            for i, a in enumerate(alphas):
+                assert list(got[method][i]) == _getbb_stable(m, a, method, size), (trial, method, a, m.shape, size)
+                cells += 1
+    assert cells == 300 * 61
+
+
+# ---------------------------------------------------------------------------------- contours
+def _cv2_boxes(mask: np.ndarray) -> set[tuple[int, int, int, int]]:
+    contours = cv2.findContours(mask.astype(np.uint8) * 255, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+    out = set()
+    for c in contours:
+        x, y, w, h = cv2.boundingRect(c)
+        out.add((x, y, x + w - 1, y + h - 1))
+    return out
+
+
+def test_contour_boxes_at_every_threshold_equal_opencv_retr_tree_holes_included():
+    rng = np.random.default_rng(0)
+    cases = holes = 0
+    for trial in range(300):
+        h, w = (int(v) for v in rng.integers(1, 33, 2))
+        kind = trial % 4
+        if kind == 0:
+            lv = rng.integers(0, 4, (h, w))
+        elif kind == 1:
+            lv = (rng.random((h, w)) < 0.5).astype(int) * 2
+        elif kind == 2:
+            m = ndi.gaussian_filter(rng.standard_normal((h, w)), rng.uniform(0.5, 3))
+            lv = np.digitize(m, np.quantile(m, np.linspace(0, 1, 8)[1:-1]))
+        else:
+            lv = rng.integers(0, 10, (h, w))
+        n_t = int(lv.max()) + 1
+        got = contour_boxes_by_threshold(lv[None], n_t)[0]
+        for j in range(n_t):
+            want = _cv2_boxes(lv > j)
+            outer = _cv2_boxes_external(lv > j)
+            holes += len(want - outer)
+            assert got[j] == want, (trial, j)
+            cases += 1
+    assert cases > 1500 and holes > 100  # holes were exercised
+
+
+def _cv2_boxes_external(mask: np.ndarray) -> set[tuple[int, int, int, int]]:
+    contours = cv2.findContours(mask.astype(np.uint8) * 255, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
+    return {(x, y, x + w - 1, y + h - 1) for x, y, w, h in (cv2.boundingRect(c) for c in contours)}
+
+
+def _ring(size: int = 40) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - 19.5, xx - 19.5)
+    return np.exp(-((r - 12) ** 2) / 8).astype(np.float32)  # a ring around an empty disc
+
+
+def _wsol_loop(s8: np.ndarray, gt: np.ndarray, mode: int) -> np.ndarray:
+    """wsolevaluation's per-threshold boxes and IoU test on one uint8 score map."""
+    h, w = s8.shape
+    out = np.zeros((3, 100), bool)
+    for j, t in enumerate(np.arange(0, 1, 0.01)):
+        _, thr = cv2.threshold(s8[:, :, None], int(t * s8.max()), 255, cv2.THRESH_BINARY)
+        contours = cv2.findContours(thr, mode, cv2.CHAIN_APPROX_SIMPLE)[0]
+        boxes = [(x, y, min(x + bw, w - 1), min(y + bh, h - 1))
+                 for x, y, bw, bh in map(cv2.boundingRect, contours)] or [(0, 0, 0, 0)]
+        best = max(float(iou_voc(b, g)) for b in boxes for g in gt)
+        out[:, j] = [best >= d for d in (0.3, 0.5, 0.7)]
+    return out
+
+
+def test_maxboxacc_scores_the_hole_of_a_ring_as_opencv_retr_tree_does():
+    m = _ring()
+    s8 = wsol_scoremaps(m[None], (40, 40))[0]
+    fg = s8 > int(0.5 * s8.max())
+    ys, xs = np.nonzero(ndi.binary_fill_holes(fg) & ~fg)  # the disc the ring encloses at t = 0.5
+    gt = np.array([[xs.min(), ys.min(), xs.max(), ys.max()]])
+    got = maxboxacc_correct(m[None], [gt], (40, 40))[0]
+    want = _wsol_loop(s8, gt, cv2.RETR_TREE)
+    np.testing.assert_array_equal(got, want)
+    outer_only = _wsol_loop(s8, gt, cv2.RETR_EXTERNAL)
+    assert (want & ~outer_only).sum() >= 10  # thresholds where only the hole's border matches
+
+
+def test_maxboxacc_takes_every_region_of_a_map_with_two_blobs():
+    m = np.zeros((1, 20, 20), np.float32)
+    m[0, 2:6, 2:6] = 1.0
+    m[0, 12:18, 10:18] = 0.5  # uint8 127: above int(t*255) for t <= 0.49 only
+    gt = [np.array([[10, 12, 17, 17]])]  # the weaker blob; its box (10,12,18,18) has IoU 48/63
+    c = maxboxacc_correct(m, gt)
+    for k in range(3):  # IoU 0.3, 0.5, 0.7
+        assert c[0, k, :50].all() and not c[0, k, 50:].any()
+    # one box around all pixels (not multi-contour) would have missed: IoU well below 0.3
+    assert iou_voc([2, 2, 18, 18], [10, 12, 17, 17]) < 0.3
+
+
+def test_maxboxacc_resizes_a_small_map_with_opencv_bicubic_and_scores_a_constant_map_as_no_box():
+    m = np.zeros((2, 7, 7), np.float32)
+    m[0, 3, 3] = 1.0  # map 1: a peak; map 2: constant (all zeros after normalize_scoremap)
+    s8 = wsol_scoremaps(m, (224, 224))
+    cam = cv2.resize(m[0].astype(np.float64), (224, 224), interpolation=cv2.INTER_CUBIC)
+    np.testing.assert_array_equal(s8[0], ((cam - cam.min()) / (cam - cam.min()).max() * 255).astype(np.uint8))
+    assert not s8[1].any()
+    c = maxboxacc_correct(m, [np.array([[0, 0, 0, 0]]), np.array([[0, 0, 0, 0]])], (224, 224))
+    assert c[1].all()  # no contour: box (0, 0, 0, 0), which is the ground truth here
+
+
+# ---------------------------------------------------------------------------------- the benchmark
 def test_alpha_star_is_chosen_on_held_out_samples_only():
     bench = Localization(bootstrap=50)
     n_alpha = 20
+
     def bits(i):
         return "".join("1" if k == i else "0" for k in range(n_alpha))
     recs, meta = [], []
@@ -105,37 +296,21 @@ def test_without_held_out_split_alpha_star_comes_from_a_seeded_half():
     assert "seeded half" in out["loc_error_energy"]["note"]
 
 
-def test_maxboxacc_v2_takes_every_region_of_a_map_with_two_blobs():
-    m = np.zeros((1, 20, 20), np.float32)
-    m[0, 2:6, 2:6] = 1.0
-    m[0, 12:18, 10:18] = 0.5  # uint8 127: above int(t*255) for t <= 0.49 only
-    gt = [np.array([[10, 12, 17, 17]])]  # the weaker blob; its box (10,12,18,18) has IoU 48/63
-    c = maxboxacc_correct(m, gt)
-    for k in range(3):  # IoU 0.3, 0.5, 0.7
-        assert c[0, k, :50].all() and not c[0, k, 50:].any()
-    # one box around all pixels (not multi-contour) would have missed: IoU well below 0.3
-    assert iou_voc([2, 2, 18, 18], [10, 12, 17, 17]) < 0.3
-
-
-def test_component_boxes_at_every_threshold_match_a_labelling_per_threshold():
-    rng = np.random.default_rng(0)
-    maps = np.stack([ndi.gaussian_filter(rng.standard_normal((30, 37)), s) for s in (0.3, 1.0, 2.5)])
-    levels = np.stack([np.digitize(m, np.quantile(m, np.linspace(0, 1, 12)[1:-1])) for m in maps])
-    rec = component_box_records(levels, 11)
-    for b in range(len(maps)):
-        for j in range(11):
-            lab, _ = ndi.label(levels[b] > j, structure=np.ones((3, 3)))
-            want = sorted((s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1) for s in ndi.find_objects(lab))
-            sel = (rec["image"] == b) & (rec["lo"] <= j) & (rec["hi"] >= j)
-            assert sorted(map(tuple, rec["box"][sel].tolist())) == want
-
-
 def test_localization_benchmark_scores_a_batch_into_compact_records():
     bench = Localization()
     s = Sample(id="a", image=None, size=(10, 10), targets={}, category="c",
                boxes=np.array([[2, 2, 2, 2]], np.float32))
     m = np.zeros((5, 5), np.float32)
-    m[1, 1] = 1.0  # at 5x5 -> 10x10 the kept pixel (1,1) reaches rows/cols 1..3: IoU 1/9
+    m[1, 1] = 1.0  # 5x5 -> 10x10: the kept pixel reaches 0-based rows/cols 1..4, 1-based [2, 2, 5, 5]: IoU 1/16
+    assert tuple(authors_boxes(m, (10, 10), {"value": [0.5]})["value"][0]) == (2, 2, 5, 5)
     rec = bench.score(s, m, (5, 5))
     assert set(rec) == {"value", "energy", "mean", "mba30", "mba50", "mba70"}
     assert rec["value"] == "0" * 20 and len(rec["mean"]) == 21 and len(rec["mba30"]) == 100
+
+
+def test_every_option_has_a_default_and_every_column_a_protocol():
+    bench = Localization()
+    assert set(bench.defaults) == {"alphas", "iou", "heldout", "bootstrap", "seed"}
+    assert set(bench.protocol()) == set(bench.columns)
+    assert "own resolution" in bench.protocol()["loc_error_value"]
+    assert "RETR_TREE" in bench.protocol()["maxboxacc_v2"]

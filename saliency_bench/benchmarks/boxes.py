@@ -1,5 +1,6 @@
-"""Box geometry shared by the benchmarks: VOC IoU, tight boxes, resize footprints, and the
-connected-component boxes of a thresholded map at every threshold at once (MaxBoxAccV2).
+"""Box geometry shared by the benchmarks: VOC IoU, tight boxes, wsolevaluation's box scaling, an
+exact emulation of Pillow's bilinear resize for the tight box of a resized map, and the
+contour boxes of a thresholded map at every threshold at once (MaxBoxAccV2).
 
 Boxes are ``(x1, y1, x2, y2)`` in inclusive integer pixel coordinates (the VOC convention,
 ``w = x2 - x1 + 1``), as in Fong & Vedaldi's evaluation code and in wsolevaluation
@@ -7,11 +8,10 @@ Boxes are ``(x1, y1, x2, y2)`` in inclusive integer pixel coordinates (the VOC c
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 def iou_voc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -42,7 +42,7 @@ def tight_boxes(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Tight boxes around the ``True`` pixels of ``masks [...,H,W]``: ``(boxes [...,4], empty [...])``.
 
     An empty mask gets the box ``(0, 0, 0, 0)`` and ``empty = True``; callers decide what an
-    empty selection means (the whole image for Fong & Vedaldi's protocol).
+    empty selection means.
     """
     masks = np.asarray(masks, dtype=bool)
     boxes, empty = boxes_from_lines(masks.any(axis=-1), masks.any(axis=-2))
@@ -62,72 +62,112 @@ def boxes_from_lines(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np
     return np.stack([x1, y1, x2, y2], axis=-1), empty
 
 
-@lru_cache(maxsize=256)
-def resize_footprint(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """For a bilinear resize of one axis from ``n_in`` to ``n_out`` (torch, ``align_corners=False``):
-    the first and last output index that input index ``i`` contributes to with non-zero weight.
-
-    Bilinear resizing is separable with non-negative weights, so the non-zero pixels of a resized
-    non-negative map are exactly the outputs some kept input pixel reaches: the tight box of the
-    resized map follows from the tight box of the map, without resizing it.
-    """
-    eye = torch.eye(n_in, dtype=torch.float64)[:, None, :]  # [n_in, 1, n_in]: one impulse per row
-    w = F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[:, 0, :].numpy()  # [n_in, n_out]
-    reach = w > 0
-    first = reach.argmax(axis=1)
-    last = n_out - 1 - reach[:, ::-1].argmax(axis=1)
-    return first, last
-
-
-def resize_boxes_through_footprint(boxes: np.ndarray, in_size: tuple[int, int],
-                                   out_size: tuple[int, int]) -> np.ndarray:
-    """Map tight boxes of a map at ``in_size`` (H, W) to the tight boxes of the map resized
-    bilinearly to ``out_size``, via :func:`resize_footprint`."""
-    fy0, fy1 = resize_footprint(int(in_size[0]), int(out_size[0]))
-    fx0, fx1 = resize_footprint(int(in_size[1]), int(out_size[1]))
-    b = np.asarray(boxes, dtype=np.int64)
-    return np.stack([fx0[b[..., 0]], fy0[b[..., 1]], fx1[b[..., 2]], fy1[b[..., 3]]], axis=-1)
-
-
 def scale_boxes_wsol(boxes: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
     """Scale boxes from an image of ``from_size`` (H, W) to ``to_size`` the way wsolevaluation's
-    ``resize_bbox`` does: multiply each coordinate by the size ratio and truncate to int."""
+    ``resize_bbox`` does: ``int(x * new_w / w)`` in float64, in that order (``x * (new_w / w)``
+    rounds differently and truncates to another integer when the exact result is one)."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    sx = float(to_size[1]) / float(from_size[1])
-    sy = float(to_size[0]) / float(from_size[0])
-    return (b * np.array([sx, sy, sx, sy])).astype(np.int64)
+    to = np.array([to_size[1], to_size[0], to_size[1], to_size[0]], np.float64)
+    frm = np.array([from_size[1], from_size[0], from_size[1], from_size[0]], np.float64)
+    return (b * to / frm).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
 # Compiled kernels: numba is imported at first use (importing the package stays cheap), and
 # compiled code is cached on disk (``cache=True``), so only the first run ever pays for it.
 # --------------------------------------------------------------------------------------------
+_KERNELS: dict[str, object] = {}
 _COMPILED: dict[str, object] = {}
 
 
-def compiled(name: str):
-    """The numba-compiled version of this module's (or a caller's) plain-Python kernel ``name``.
-
-    Kernels are written as ordinary functions that numba's ``nopython`` mode accepts; they are
-    compiled with ``numba.njit(cache=True)`` the first time they are asked for.
-    """
-    fn = _COMPILED.get(name)
-    if fn is None:
-        import numba  # lazily: only scoring needs it
-
-        fn = _COMPILED[name] = numba.njit(cache=True, nogil=True)(_KERNELS[name])
-    return fn
-
-
-_KERNELS: dict[str, object] = {}
-
-
 def kernel(fn):
-    """Register a plain-Python kernel for :func:`compiled` (runs uncompiled when called directly)."""
+    """Register a plain-Python kernel for :func:`compiled`."""
     _KERNELS[fn.__name__] = fn
     return fn
 
 
+def helper(fn):
+    """Register a plain-Python helper that kernels call (compiled like a kernel; keep helpers
+    small, so that LLVM inlines them: a call that is not inlined costs reference counting on
+    every array argument, more than a small helper's body)."""
+    _KERNELS[fn.__name__] = fn
+    return fn
+
+
+def compiled(name: str):
+    """The numba-compiled version of the registered kernel ``name``.
+
+    Kernels are ordinary functions that numba's ``nopython`` mode accepts. The first call
+    compiles every registered kernel (``numba.njit(cache=True)``) and rebinds every module-level
+    name that refers to a registered kernel or helper to its compiled version, so that kernels
+    call each other compiled.
+    """
+    if not _COMPILED:
+        import numba  # lazily: only scoring needs it
+
+        plain = {id(fn): key for key, fn in _KERNELS.items()}
+        for key, fn in _KERNELS.items():
+            _COMPILED[key] = numba.njit(cache=True, nogil=True)(fn)
+        for fn in _KERNELS.values():  # kernels call each other by module-level name
+            g = fn.__globals__
+            for ref, val in list(g.items()):
+                if id(val) in plain:
+                    g[ref] = _COMPILED[plain[id(val)]]
+    return _COMPILED[name]
+
+
+# --------------------------------------------------------------------------------------------
+# Pillow's bilinear resize of an 8-bit image, emulated exactly for the tight box of the result.
+# --------------------------------------------------------------------------------------------
+PIL_PRECISION_BITS = 32 - 8 - 2  # Pillow's libImaging/Resample.c: fixed-point coefficients
+
+
+@lru_cache(maxsize=512)
+def pil_bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pillow's coefficients for one axis of ``Image.resize(..., BILINEAR)`` from ``n_in`` to
+    ``n_out`` pixels (``precompute_coeffs`` then ``normalize_coeffs_8bpc`` of Resample.c, in the
+    same double-precision operations): ``start [n_out]``, ``count [n_out]``, the integer taps
+    ``[n_out, K]`` (output ``i`` is ``clip8((2^21 + sum_k taps[i,k] * in[start[i]+k]) >> 22)``), and
+    for each input pixel the first and last output its tap reaches with a non-zero weight."""
+    scale = float(n_in) / n_out
+    filterscale = max(scale, 1.0)
+    support = 1.0 * filterscale  # the bilinear filter's support is 1
+    ksize = int(math.ceil(support)) * 2 + 1
+    start = np.zeros(n_out, np.int64)
+    count = np.zeros(n_out, np.int64)
+    taps = np.zeros((n_out, ksize), np.int64)
+    ss = 1.0 / filterscale
+    for xx in range(n_out):
+        center = 0.0 + (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)  # C's (int) truncates toward zero, as int()
+        xmax = min(int(center + support + 0.5), n_in) - xmin
+        ws = []
+        ww = 0.0
+        for x in range(xmax):
+            t = abs((x + xmin - center + 0.5) * ss)
+            w = 1.0 - t if t < 1.0 else 0.0
+            ws.append(w)
+            ww += w
+        for x, w in enumerate(ws):
+            k = w / ww if ww != 0.0 else w
+            taps[xx, x] = int(0.5 + k * (1 << PIL_PRECISION_BITS)) if k >= 0 else \
+                int(-0.5 + k * (1 << PIL_PRECISION_BITS))
+        start[xx] = xmin
+        count[xx] = xmax
+    first = np.full(n_in, n_out, np.int64)
+    last = np.full(n_in, -1, np.int64)
+    for xx in range(n_out):
+        for x in range(count[xx]):
+            if taps[xx, x] != 0:
+                i = start[xx] + x
+                first[i] = min(first[i], xx)
+                last[i] = max(last[i], xx)
+    return start, count, taps, first, last
+
+
+# --------------------------------------------------------------------------------------------
+# Contour boxes at every threshold at once: component trees built in raster order.
+# --------------------------------------------------------------------------------------------
 # --------------------------------------------------------------------------------------------
 # Connected-component boxes at every threshold at once (a component tree by union-find).
 # --------------------------------------------------------------------------------------------
@@ -338,37 +378,221 @@ def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover
     return rec[:n_rec].copy()
 
 
-def component_box_records(levels: np.ndarray, n_levels: int) -> dict[str, np.ndarray]:
-    """Boxes of the 8-connected components of ``{levels > j}`` for every ``j in 0..n_levels-1``.
+@kernel
+def _hole_records(values, lut, n_levels):  # pragma: no cover - compiled by numba
+    """Union-find sweep of the holes: the 4-connected components of the background
+    ``{level <= j}`` that do not touch the image border, for every ``j`` in ``0..n_levels-1`` at
+    once. The background grows with ``j``, so the pixels are added in increasing level order
+    (counting-sorted; raster order inside a level) and merged with their 4-neighbours already
+    added; each root keeps its box and whether its component touches the border. A component's
+    box is reported as a record valid over the thresholds during which it is a hole with that
+    box. Returns ``[R,7]`` rows ``(image, x1, y1, x2, y2, lo, hi)`` whose box is the hole's box
+    grown by one pixel on each side: the box of the region pixels around it, the hole's contour.
 
-    ``levels [B,H,W]`` holds, per pixel, how many thresholds it passes: the pixel is foreground
-    at threshold index ``j`` iff ``j < levels``. Foreground sets shrink as ``j`` grows, so the
-    components form a tree (the max-tree of the map); we sweep ``j`` downwards, adding each
-    level's pixels (counting-sorted by level) and merging components by union-find, each root
-    keeping its bounding box: O(pixels) work for all thresholds, instead of one labelling per
-    threshold as wsolevaluation's loop does. A component's box is reported as a *record* valid
-    over the range of thresholds during which the box did not change. Compiled with numba.
-
-    Returns arrays of equal length: ``image`` (index in the batch), ``box [R,4]`` (tight,
-    inclusive), ``lo``, ``hi``: the record's box is a component's box at every ``lo <= j <= hi``.
+    Pixels live on a grid padded by one inactive pixel on each side, so that the 4 neighbours of
+    a pixel are 4 fixed offsets with no bounds test.
     """
-    lv = np.ascontiguousarray(np.clip(np.asarray(levels), 0, n_levels), dtype=np.int32)
-    if lv.ndim != 3:
-        raise ValueError(f"component_box_records: levels must be [B,H,W], not {lv.shape}")
-    identity = np.broadcast_to(np.arange(n_levels + 1, dtype=np.int32), (len(lv), n_levels + 1))
-    return component_records_from_table(lv, np.ascontiguousarray(identity), n_levels)
+    n_img, h, w = values.shape
+    wp = w + 2
+    n = (h + 2) * wp
+    parent = np.empty(n, np.int32)
+    size = np.empty(n, np.int32)
+    box = np.empty((n, 4), np.int32)
+    touch = np.empty(n, np.bool_)
+    start = np.empty(n, np.int32)  # open record's first threshold index; -1: none
+    active = np.zeros(n, np.bool_)
+    order = np.empty(h * w, np.int32)
+    pending = np.empty(2 * h * w + 1, np.int32)
+    first = np.empty(n_levels + 2, np.int64)
+    fill = np.empty(n_levels + 2, np.int64)
+    offsets = np.array([-1, -wp, 1, wp])
+    rec = np.empty((1024, 7), np.int64)
+    n_rec = 0
+    for b in range(n_img):
+        lv = values[b]
+        lb = lut[b]
+        first[:] = 0
+        for y in range(h):
+            for x in range(w):
+                first[lb[lv[y, x]]] += 1
+        pos = 0
+        for lev in range(n_levels):  # levels 0..n_levels-1 join the background; n_levels never does
+            c = first[lev]
+            first[lev] = pos
+            fill[lev] = pos
+            pos += c
+        for y in range(h):
+            for x in range(w):
+                lev = lb[lv[y, x]]
+                if lev < n_levels:
+                    order[fill[lev]] = (y + 1) * wp + x + 1
+                    fill[lev] += 1
+        active[:] = False
+        prev_p = -1  # the pixel processed last and its root (still a root: nothing merged since)
+        prev_root = -1
+        for j in range(n_levels):
+            n_pend = 0
+            for k in range(first[j], fill[j]):
+                p = order[k]
+                py = p // wp - 1
+                px = p - (py + 1) * wp - 1
+                active[p] = True
+                border = px == 0 or py == 0 or px == w - 1 or py == h - 1
+                rp = -1  # p's root once it has one
+                for o in range(4):
+                    q = p + offsets[o]
+                    if not active[q]:
+                        continue
+                    if q == prev_p:  # often the left neighbour, whose root is known
+                        rb = prev_root
+                    else:
+                        rb = q
+                        while parent[rb] != rb:  # path halving
+                            parent[rb] = parent[parent[rb]]
+                            rb = parent[rb]
+                    if rb == rp:
+                        continue
+                    if rp < 0:
+                        # p joins rb's component: a record ends only if the box grows or it reaches the border
+                        parent[p] = rb
+                        size[rb] += 1
+                        rp = rb
+                        if box[rb, 0] <= px <= box[rb, 2] and box[rb, 1] <= py <= box[rb, 3] and (
+                                touch[rb] or not border):
+                            continue
+                        if start[rb] >= 0:
+                            if n_rec == rec.shape[0]:
+                                grown = np.empty((2 * n_rec, 7), np.int64)
+                                grown[:n_rec] = rec
+                                rec = grown
+                            rec[n_rec, 0] = b
+                            rec[n_rec, 1] = box[rb, 0] - 1
+                            rec[n_rec, 2] = box[rb, 1] - 1
+                            rec[n_rec, 3] = box[rb, 2] + 1
+                            rec[n_rec, 4] = box[rb, 3] + 1
+                            rec[n_rec, 5] = start[rb]
+                            rec[n_rec, 6] = j - 1
+                            n_rec += 1
+                            start[rb] = -1
+                        box[rb, 0] = min(box[rb, 0], px)
+                        box[rb, 1] = min(box[rb, 1], py)
+                        box[rb, 2] = max(box[rb, 2], px)
+                        box[rb, 3] = max(box[rb, 3], py)
+                        touch[rb] = touch[rb] or border
+                        if not touch[rb]:
+                            pending[n_pend] = rb
+                            n_pend += 1
+                        continue
+                    ra = rp
+                    if size[ra] < size[rb]:  # union by size; ra survives
+                        ra, rb = rb, ra
+                    x0 = min(box[ra, 0], box[rb, 0])
+                    y0 = min(box[ra, 1], box[rb, 1])
+                    x1 = max(box[ra, 2], box[rb, 2])
+                    y1 = max(box[ra, 3], box[rb, 3])
+                    t = touch[ra] or touch[rb]
+                    # a record ends when its hole is absorbed, grows or reaches the border
+                    for s_ in range(2):
+                        r = rb if s_ == 0 else ra
+                        if start[r] >= 0 and (s_ == 0 or t != touch[r] or x0 != box[r, 0] or y0 != box[r, 1]
+                                              or x1 != box[r, 2] or y1 != box[r, 3]):
+                            if n_rec == rec.shape[0]:
+                                grown = np.empty((2 * n_rec, 7), np.int64)
+                                grown[:n_rec] = rec
+                                rec = grown
+                            rec[n_rec, 0] = b
+                            rec[n_rec, 1] = box[r, 0] - 1
+                            rec[n_rec, 2] = box[r, 1] - 1
+                            rec[n_rec, 3] = box[r, 2] + 1
+                            rec[n_rec, 4] = box[r, 3] + 1
+                            rec[n_rec, 5] = start[r]
+                            rec[n_rec, 6] = j - 1
+                            n_rec += 1
+                            start[r] = -1
+                    parent[rb] = ra
+                    size[ra] += size[rb]
+                    box[ra, 0] = x0
+                    box[ra, 1] = y0
+                    box[ra, 2] = x1
+                    box[ra, 3] = y1
+                    touch[ra] = t
+                    if not t:
+                        pending[n_pend] = ra
+                        n_pend += 1
+                    rp = ra
+                if rp < 0:  # no background neighbour yet: a component of its own
+                    parent[p] = p
+                    size[p] = 1
+                    box[p, 0] = px
+                    box[p, 1] = py
+                    box[p, 2] = px
+                    box[p, 3] = py
+                    touch[p] = border
+                    start[p] = -1
+                    rp = p
+                    if not border:
+                        pending[n_pend] = p
+                        n_pend += 1
+                prev_p = p
+                prev_root = rp
+            for k in range(n_pend):  # holes new or changed at this level open a record
+                r = pending[k]
+                if parent[r] == r and start[r] < 0 and not touch[r]:
+                    start[r] = j
+        for k in range(fill[n_levels - 1] if n_levels > 0 else 0):
+            r = order[k]
+            if parent[r] == r and start[r] >= 0:
+                if n_rec == rec.shape[0]:
+                    grown = np.empty((2 * n_rec, 7), np.int64)
+                    grown[:n_rec] = rec
+                    rec = grown
+                rec[n_rec, 0] = b
+                rec[n_rec, 1] = box[r, 0] - 1
+                rec[n_rec, 2] = box[r, 1] - 1
+                rec[n_rec, 3] = box[r, 2] + 1
+                rec[n_rec, 4] = box[r, 3] + 1
+                rec[n_rec, 5] = start[r]
+                rec[n_rec, 6] = n_levels - 1
+                n_rec += 1
+                start[r] = -1
+    return rec[:n_rec].copy()
 
 
-def component_records_from_table(values: np.ndarray, lut: np.ndarray, n_levels: int) -> dict[str, np.ndarray]:
-    """:func:`component_box_records` of the levels ``lut[b, values[b]]`` (``values [B,H,W]`` small
-    non-negative integers such as a uint8 map, ``lut [B,V]`` in ``0..n_levels``), without
-    building the levels array."""
-    rec = component_record_rows(values, lut, n_levels)
-    return {"image": rec[:, 0].copy(), "box": rec[:, 1:5].copy(), "lo": rec[:, 5].copy(), "hi": rec[:, 6].copy()}
+def contour_records(values: np.ndarray, lut: np.ndarray, n_t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding boxes of every contour OpenCV's ``findContours(RETR_TREE)`` returns for the binary
+    maps ``{level > j}``, ``j = 0..n_t-1``, at once; ``level = lut[b, values[b]]`` (``values [B,H,W]``
+    small non-negative integers such as a uint8 map, ``lut [B,V]`` non-decreasing, in ``0..n_t``).
+
+    OpenCV traces (Suzuki & Abe, 1985) the outer border of every 8-connected region of the
+    foreground and the border of every hole, a 4-connected background component that does not
+    touch the image border. The region boxes of all thresholds come from one union-find sweep
+    over the pixels in decreasing level order (:func:`_component_records`), the hole boxes from a
+    second one in increasing level order with 4-connectivity (:func:`_hole_records`); a hole's
+    border is the region pixels 4-adjacent to it, so its box is the hole's box grown by one pixel
+    on each side. O(pixels) for all thresholds, instead of one contour search per threshold.
+
+    Returns ``rows [R,7]`` = ``(image, x1, y1, x2, y2, lo, hi)``: the box (inclusive, the extreme
+    contour points) is a contour's box at every threshold index ``lo <= j <= hi``; and ``top [B]``,
+    each image's highest level (foreground exists at ``j`` iff ``j < top``).
+    """
+    vals = np.ascontiguousarray(values)
+    if vals.ndim != 3:
+        raise ValueError(f"contour_records: values must be [B,H,W], not {vals.shape}")
+    table = np.ascontiguousarray(np.clip(lut, 0, n_t), dtype=np.int32)
+    regions = compiled("_component_records")(vals, table, int(n_t), *_neighbour_groups())
+    holes = compiled("_hole_records")(vals, table, int(n_t))
+    top = table[np.arange(len(vals)), vals.reshape(len(vals), -1).max(axis=1)].astype(np.int64)  # lut is non-decreasing
+    return np.concatenate([regions, holes]), top
 
 
-def component_record_rows(values: np.ndarray, lut: np.ndarray, n_levels: int) -> np.ndarray:
-    """The records of :func:`component_records_from_table` as rows ``[R,7]``:
-    ``(image, x1, y1, x2, y2, lo, hi)``."""
-    return compiled("_component_records")(np.ascontiguousarray(values), np.ascontiguousarray(lut, dtype=np.int32),
-                                          int(n_levels), *_neighbour_groups())
+def contour_boxes_by_threshold(levels: np.ndarray, n_t: int) -> list[list[set[tuple[int, int, int, int]]]]:
+    """``[B][n_t]`` sets of contour boxes of ``{levels > j}`` (a readable view of
+    :func:`contour_records`, for tests and inspection)."""
+    lv = np.ascontiguousarray(np.clip(np.asarray(levels), 0, n_t), dtype=np.int32)
+    identity = np.ascontiguousarray(np.broadcast_to(np.arange(n_t + 1, dtype=np.int32), (len(lv), n_t + 1)))
+    rows, _ = contour_records(lv, identity, n_t)
+    out: list[list[set]] = [[set() for _ in range(n_t)] for _ in range(len(lv))]
+    for b, x1, y1, x2, y2, lo, hi in rows.tolist():
+        for j in range(lo, hi + 1):
+            out[b][j].add((x1, y1, x2, y2))
+    return out

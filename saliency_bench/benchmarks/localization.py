@@ -1,39 +1,56 @@
 """Weak localization (Fong & Vedaldi, ICCV 2017, §5 "Localization"; PROTOCOLS.md §3) and
 MaxBoxAccV2 (Choe et al., "Evaluating Weakly Supervised Object Localization Methods Right",
-CVPR 2020, §4.1).
+CVPR 2020, §4.1), each computed the way its reference program computes it.
 
-Fong & Vedaldi: threshold the heatmap ``h`` at network resolution (value, energy or mean
-thresholding, each over its alpha grid, as their ``getbb_from_heatmap``), resize the kept map
-to the original image size, box **all** its non-zero pixels (no kept pixel -> the whole image)
-and count a hit when the IoU (VOC, +1) with some ground-truth box is >= 0.5. alpha* is chosen
-per thresholding on the held-out split; the error is reported on the evaluation split.
+**Fong & Vedaldi**, as their ``getbb_from_heatmap`` (``ruthcfong/perturb_explanations``,
+``code/caffe/python/heatmaps.py``) and ``compute_overlap`` (``helpers.py``) did for the published
+numbers. For each thresholding and alpha, at **the map's own resolution** (Grad-CAM 7x7,
+gradient 224x224), the rejected pixels are set to 0 (``value``, their ``min_max_diff``: keep
+``h - min(h) >= alpha * (max(h) - min(h))``; ``mean``: keep ``h >= alpha * mean(h)``; ``energy``:
+keep the first ``i`` pixels in descending order, ``i`` the first position where the cumulative sum
+reaches ``alpha * sum(h)``); then ``scipy.misc.imresize(kept, (H, W))`` brings it to the original
+size: ``bytescale`` to uint8 (``cmin``/``cmax`` the kept map's minimum and maximum, a zero range
+counted as 1, ``uint8(clip((x - cmin) * 255 / range, 0, 255) + 0.5)`` in float32) and PIL's
+``Image.resize((W, H), BILINEAR)``. The box is the tight box of **all** non-zero pixels of that
+uint8 image, in their 1-based coordinates (first non-zero column + 1, ...); when every pixel is 0
+their code returns ``[1, 1, H, W]`` (x2 = H and y2 = W, their order: we return the same). A
+hit is IoU >= 0.5 (VOC, +1) with a ground-truth box of the class as the annotation file writes
+it. Their quirks are ours: a kept map with negative values bytescales its zeros (the rejected
+pixels) to non-zero values; a constant kept map bytescales to all zeros; a small kept value can
+bytescale to 0. Thresholds are computed in float64 on the float32 map. Energy ties: the authors
+ordered with ``np.argsort(h)[::-1]`` (unstable); we cut tied values in raster order.
 
-MaxBoxAccV2, as wsolevaluation computes it: min-max normalise the map, quantise it to uint8,
-and for each ``t`` in ``0:0.01:0.99`` keep the pixels ``> int(t * max)``; every 8-connected
-region's box is a candidate (multi-contour); a sample is correct at ``t`` when some candidate
-has IoU >= delta with some ground-truth box; the score per delta in {0.3, 0.5, 0.7} is the
-accuracy at the best ``t``, and MaxBoxAccV2 is their mean. Like wsolevaluation, this works at
-the network input size (224x224), with ground-truth boxes scaled to it by truncation
-(``resize_bbox``) and candidate boxes ``(x, y, min(x + w, W - 1), min(y + h, H - 1))`` from
-OpenCV's ``boundingRect``. Where wsolevaluation's ``RETR_TREE`` also returns the borders of
-holes as contours, we take the connected regions only, as PROTOCOLS.md §3 words it.
+**MaxBoxAccV2**, as wsolevaluation's ``inference.py`` and ``evaluation.py``
+(``compute_bboxes_from_scoremaps`` with ``multi_contour_eval``, ``BoxEvaluator``): the map, in
+float64 (their ``t2n``), resized to the network input size with ``cv2.resize(INTER_CUBIC)``,
+min-max normalised (NaN or constant: zeros), ``uint8(s * 255)``; for ``t`` in ``0:0.01:0.99`` the
+foreground is ``> int(t * max)``, and **every** contour ``cv2.findContours(RETR_TREE)`` returns
+gives a candidate box, the borders of holes included, as ``boundingRect``'s
+``(x, y, min(x + w, W - 1), min(y + h, H - 1))`` (no contour: ``(0, 0, 0, 0)``); ground-truth
+boxes are scaled to the input size by their ``resize_bbox``. A sample is correct at ``t`` when a
+candidate has IoU >= delta with a ground-truth box; per delta in {0.3, 0.5, 0.7} the score is the
+accuracy at the best ``t``, and MaxBoxAccV2 is their mean.
 
-Speed: every alpha of a thresholding is answered from per-row/column extremes of the map (and,
-for energy, one sort); the 100 MaxBoxAccV2 thresholds come from one sweep of the map's component
-tree (:func:`~saliency_bench.benchmarks.boxes.component_box_records`), not from 100 labellings.
-The loops are compiled with numba at first use.
+Speed: per sample, the alphas of the three thresholdings select few distinct kept sets (all
+"the first ``c`` pixels in descending order"), and each is resized once, by an exact emulation
+of Pillow's fixed-point bilinear resize that computes only the output columns and rows the
+box needs (:func:`~saliency_bench.benchmarks.boxes._resized_box`, checked against PIL). The
+100 MaxBoxAccV2 thresholds come from the component trees of the level map
+(:func:`~saliency_bench.benchmarks.boxes.contour_records`), not from 100 contour searches.
+Loops are compiled with numba at first use.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import threading
+from typing import Any, Sequence
 
 import numpy as np
 
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, Benchmark, Sample
 
-from .boxes import best_iou, boxes_from_lines, compiled, component_record_rows, kernel, \
-    resize_boxes_through_footprint, scale_boxes_wsol
+from .boxes import PIL_PRECISION_BITS, best_iou, compiled, contour_records, helper, kernel, pil_bilinear_taps, \
+    scale_boxes_wsol
 from .stats import bootstrap_ci, weighted_mean
 
 THRESHOLDINGS = ("value", "energy", "mean")
@@ -42,187 +59,476 @@ DEFAULT_ALPHAS = {
     "energy": tuple(round(0.05 * i, 2) for i in range(20)),  # 0:0.05:0.95
     "mean": tuple(round(0.5 * i, 1) for i in range(21)),  # 0:0.5:10
 }
+_KIND_CODE = {"value": 0, "energy": 1, "mean": 2}
 WSOL_THRESHOLDS = np.arange(0, 1, 0.01)  # wsolevaluation's cam_curve_interval = 0.01
 WSOL_IOUS = (30, 50, 70)
 
 
 # --------------------------------------------------------------------------------------------
-# Fong & Vedaldi thresholding: boxes for every alpha at once.
+# Fong & Vedaldi: kept sets, the authors' imresize, 1-based boxes.
 # --------------------------------------------------------------------------------------------
-def _masked_extremes(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row ``[B,H]`` and per column ``[B,W]``: the largest non-zero value (``-inf`` if none),
-    in float64. A row holds a kept pixel for a threshold ``thr`` iff its extreme passes it, so a
-    tight box needs these ``H + W`` numbers per map, not a ``[B,A,H,W]`` mask."""
-    m = np.where(maps == 0, np.float32(-np.inf), maps)
-    return m.max(axis=2).astype(np.float64), m.max(axis=1).astype(np.float64)
+@helper
+def _byte(a, cmin, scale):  # pragma: no cover - compiled by numba
+    """scipy's ``bytescale`` of one float32 value: ``uint8(clip((a - cmin) * scale, 0, 255) + 0.5)``,
+    every operation in float32 as NumPy does it on a float32 map."""
+    e = np.float32(np.float32(a - cmin) * scale)
+    if e < np.float32(0.0):
+        e = np.float32(0.0)
+    elif e > np.float32(255.0):
+        e = np.float32(255.0)
+    return np.int64(np.float32(e + np.float32(0.5)))
+
+
+@helper
+def _kept_byte(m, y, x, w, v, closed, tie_mark, stamp, cmin, scale, f0):  # pragma: no cover - numba
+    """The uint8 value of pixel ``(y, x)`` of the bytescaled kept map: kept pixels (value above
+    ``v``, or equal to ``v`` and among the kept ties) keep their value, the others are 0."""
+    a = m[y, x]
+    if a > v or (a == v and (closed or tie_mark[y * w + x] == stamp)):
+        return _byte(a, cmin, scale)
+    return f0
+
+
+@helper
+def _t_value(m, yy, xx, w, v, closed, tie_mark, stamp, cmin, scale, f0, need_h, hs, hn, hk):  # pragma: no cover
+    """Pillow's horizontal pass at output column ``xx`` of input row ``yy`` (uint8)."""
+    if not need_h:
+        return _kept_byte(m, yy, xx, w, v, closed, tie_mark, stamp, cmin, scale, f0)
+    s = np.int64(1) << (PIL_PRECISION_BITS - 1)
+    for t in range(hn[xx]):
+        k = hk[xx, t]
+        if k != 0:
+            s += k * _kept_byte(m, yy, hs[xx] + t, w, v, closed, tie_mark, stamp, cmin, scale, f0)
+    s >>= PIL_PRECISION_BITS
+    if s < 0:
+        return np.int64(0)
+    if s > 255:
+        return np.int64(255)
+    return s
 
 
 @kernel
-def _energy_boxes(maps, desc, totals, alphas, row_max, col_max):  # pragma: no cover - numba
-    """Energy thresholding's tight boxes ``[B,A,4]`` (``-1`` rows: empty) from the values sorted in
-    descending order ``desc [B,N]`` (float32) and the float64 ``totals [B]``.
+def _resized_box(m, v, closed, tie_mark, stamp, cmin, scale, f0, r0, r1, q0, q1, H, W,
+                 need_h, hs, hn, hk, hf, hl, need_v, vs, vn, vk, vf, vl, tval, tstamp, rmax, rstamp,
+                 out):  # pragma: no cover - compiled by numba
+    """Tight box ``out = (x1, y1, x2, y2)`` (0-based) of the non-zero pixels of Pillow's bilinear
+    resize to ``H x W`` of the bytescaled kept map whose non-zero pixels lie in rows ``r0..r1`` and
+    columns ``q0..q1``; returns False when the resized map is all zero.
 
-    Position ``i`` (first where the float64 cumulative sum reaches ``alpha * total``) keeps the
-    pixels ranked ``< i``: all values above ``v = desc[i-1]``, and, of the pixels equal to ``v``,
-    the first ``i - #(> v)`` in raster order (a stable sort). Zeros are never kept.
+    Only what the box needs is computed: output columns from the left (then the right), each
+    from its horizontal-pass values and then scanned down until a non-zero pixel; then output rows from the top (then the bottom) within
+    those columns, scanned across until one, a row being skipped when the largest horizontal-pass
+    values of its input rows (known once a row over them was found zero) cannot reach 1.
+    Every horizontal-pass value is computed once per kept set (``tval``/``tstamp``, row maxima
+    ``rmax``/``rstamp``). The arithmetic is Pillow's (Resample.c, 8 bits per channel): integer
+    taps, a rounding half ``2^21`` added, ``>> 22``, clipped to 0..255, horizontal pass first (the
+    caller transposes the map for Pillow's vertical-first case).
     """
-    n_img, h, w = maps.shape
-    n = h * w
-    n_a = alphas.shape[0]
-    out = np.full((n_img, n_a, 4), -1, np.int64)
-    reach = np.empty(n, np.float64)
-    for b in range(n_img):
-        run = 0.0
-        top = -np.inf
-        for k in range(n):  # running maximum of the cumulative sum: a sorted array to search
-            run += np.float64(desc[b, k])
-            top = max(top, run)
-            reach[k] = top
-        for a in range(n_a):
-            thr = alphas[a] * totals[b]
-            lo, hi = 0, n  # first k with reach[k] >= thr (n if never: every pixel is kept)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if reach[mid] >= thr:
-                    hi = mid
+    w = m.shape[1]
+    half = np.int64(1) << (PIL_PRECISION_BITS - 1)
+    one = np.int64(1) << PIL_PRECISION_BITS
+    if need_h:
+        x_lo = W
+        x_hi = -1
+        for q in range(q0, q1 + 1):
+            x_lo = min(x_lo, hf[q])
+            x_hi = max(x_hi, hl[q])
+    else:
+        x_lo = q0
+        x_hi = q1
+    if need_v:
+        y_lo = vf[r0]
+        y_hi = vl[r1]
+    else:
+        y_lo = r0
+        y_hi = r1
+    xl = -1
+    xr = -1
+    for side in range(2):
+        X = x_lo if side == 0 else x_hi
+        stop = x_hi + 1 if side == 0 else xl - 1
+        while X != stop:
+            # the column's horizontal-pass values first: an all-zero column is skipped at once, and
+            # the vertical pass runs over the output rows its non-zero values reach
+            lo = -1
+            hi = -1
+            for yy in range(r0, r1 + 1):
+                i = yy * W + X
+                if tstamp[i] != stamp:
+                    tval[i] = _t_value(m, yy, X, w, v, closed, tie_mark, stamp, cmin, scale, f0, need_h, hs, hn, hk)
+                    tstamp[i] = stamp
+                if tval[i] > 0:
+                    if lo < 0:
+                        lo = yy
+                    hi = yy
+            found = False
+            if lo >= 0:
+                if not need_v:
+                    found = True
                 else:
-                    lo = mid + 1
-            i = lo
-            if i == 0:
-                continue
-            v = np.float64(desc[b, i - 1])
-            lo, hi = 0, n  # #(> v): first k with desc[k] <= v
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if desc[b, mid] <= v:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            above = lo
-            lo, hi = above, n  # #(>= v): first k with desc[k] < v
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if desc[b, mid] < v:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            ties = i - above  # >= 1 pixels equal to v are kept
-            x0, y0, x1, y1 = w, h, -1, -1
-            if v == 0.0 or ties == lo - above:
-                # all kept pixels are the non-zero ones > v (v == 0) or >= v (every tie kept)
-                strict = v == 0.0
-                for y in range(h):
-                    if row_max[b, y] > v or (not strict and row_max[b, y] == v):
-                        y0 = min(y0, y)
-                        y1 = y
-                for x in range(w):
-                    if col_max[b, x] > v or (not strict and col_max[b, x] == v):
-                        x0 = min(x0, x)
-                        x1 = x
-            else:
-                # some ties are cut: the > v part from the extremes, then the first ties in raster order
-                for y in range(h):
-                    if row_max[b, y] > v:
-                        y0 = min(y0, y)
-                        y1 = y
-                for x in range(w):
-                    if col_max[b, x] > v:
-                        x0 = min(x0, x)
-                        x1 = x
-                left = ties
-                for y in range(h):
-                    if left == 0:
+                    for Y in range(vf[lo], vl[hi] + 1):
+                        s = half
+                        for t in range(vn[Y]):
+                            yy = vs[Y] + t
+                            if r0 <= yy <= r1:
+                                s += vk[Y, t] * tval[yy * W + X]
+                        if s >= one:
+                            found = True
+                            break
+            if found:
+                break
+            X += 1 if side == 0 else -1
+        if X == stop:
+            return False
+        if side == 0:
+            xl = X
+        else:
+            xr = X
+    yt = -1
+    yb = -1
+    for side in range(2):
+        Y = y_lo if side == 0 else y_hi
+        stop = y_hi + 1 if side == 0 else yt - 1
+        while Y != stop:
+            skip = False
+            if need_v:  # rows whose input rows are known to be too weak are skipped
+                bound = half
+                for t in range(vn[Y]):
+                    yy = vs[Y] + t
+                    if r0 <= yy <= r1 and vk[Y, t] > 0:
+                        if rstamp[yy] != stamp:
+                            bound = one
+                            break
+                        bound += vk[Y, t] * rmax[yy]
+                skip = bound < one
+            found = False
+            if not skip:
+                for X in range(xl, xr + 1):
+                    s = half
+                    for t in range(vn[Y] if need_v else 1):
+                        yy = vs[Y] + t if need_v else Y
+                        k = vk[Y, t] if need_v else one
+                        if r0 <= yy <= r1 and k != 0:
+                            i = yy * W + X
+                            if tstamp[i] != stamp:
+                                tval[i] = _t_value(m, yy, X, w, v, closed, tie_mark, stamp, cmin, scale, f0,
+                                                   need_h, hs, hn, hk)
+                                tstamp[i] = stamp
+                            s += k * tval[i]
+                    if s >= one:
+                        found = True
                         break
-                    for x in range(w):
-                        if maps[b, y, x] == v:
-                            x0 = min(x0, x)
-                            x1 = max(x1, x)
-                            y0 = min(y0, y)
-                            y1 = max(y1, y)
-                            left -= 1
-                            if left == 0:
-                                break
-            if y1 >= 0:
-                out[b, a, 0] = x0
-                out[b, a, 1] = y0
-                out[b, a, 2] = x1
-                out[b, a, 3] = y1
+                if not found and need_v:  # every value of its input rows over xl..xr is known now
+                    for t in range(vn[Y]):
+                        yy = vs[Y] + t
+                        if r0 <= yy <= r1 and rstamp[yy] != stamp:
+                            top = np.int64(0)
+                            for X in range(xl, xr + 1):
+                                top = max(top, tval[yy * W + X])
+                            rmax[yy] = top
+                            rstamp[yy] = stamp
+            if found:
+                break
+            Y += 1 if side == 0 else -1
+        if side == 0:
+            yt = Y
+        else:
+            yb = Y
+    out[0] = xl
+    out[1] = yt
+    out[2] = xr
+    out[3] = yb
+    return True
+
+
+@helper
+def _first_at_least(asc, thr, offset):  # pragma: no cover - compiled by numba
+    """First index ``i`` of the ascending ``asc`` with ``float64(asc[i]) - offset >= thr`` (the
+    comparison the authors' code makes on every pixel; monotone in the value)."""
+    a, b = 0, asc.shape[0]
+    while a < b:
+        mid = (a + b) // 2
+        if np.float64(asc[mid]) - offset >= thr:
+            b = mid
+        else:
+            a = mid + 1
+    return a
+
+
+@kernel
+def _kept_counts(asc, kinds, alphas, mean, total):  # pragma: no cover - compiled by numba
+    """How many pixels each (thresholding, alpha) keeps; the kept set is always the first ``c``
+    pixels in descending order (for energy, ties cut in raster order)."""
+    n = asc.shape[0]
+    n_a = alphas.shape[0]
+    counts = np.empty(n_a, np.int64)
+    lo = np.float64(asc[0])
+    hi = np.float64(asc[n - 1])
+    reach = np.empty(0, np.float64)
+    for a in range(n_a):
+        if kinds[a] == 0:  # value ("min_max_diff"): h - min(h) >= alpha * (max(h) - min(h))
+            counts[a] = n - _first_at_least(asc, alphas[a] * (hi - lo), lo)
+        elif kinds[a] == 2:  # mean: h >= alpha * mean(h)
+            counts[a] = n - _first_at_least(asc, alphas[a] * mean, 0.0)
+        else:  # energy: first position where the cumulative sum (descending order) reaches alpha * sum
+            if reach.shape[0] == 0:
+                reach = np.empty(n, np.float64)
+                run = 0.0
+                top = -np.inf
+                for k in range(n):  # running maximum of the cumulative sum: a sorted array to search
+                    run += np.float64(asc[n - 1 - k])
+                    top = max(top, run)
+                    reach[k] = top
+            thr = alphas[a] * total
+            i, j = 0, n
+            while i < j:
+                mid = (i + j) // 2
+                if reach[mid] >= thr:
+                    j = mid
+                else:
+                    i = mid + 1
+            counts[a] = i  # never reached (their code raises): every pixel is kept
+    return counts
+
+
+@kernel
+def _authors_boxes(m, asc, rowmax, colmax, rowmin, colmin, counts, H, W, need_h, hs, hn, hk, hf, hl,
+                   need_v, vs, vn, vk, vf, vl, vertical_first, tie_mark, tval, tstamp,
+                   stamp0):  # pragma: no cover - compiled by numba
+    """1-based boxes ``[A,4]`` of ``getbb_from_heatmap`` for the kept sets of ``counts`` (each
+    distinct count resized once). ``m [h,w]`` float32, ``asc`` its values in ascending order,
+    ``rowmax``/``colmax``/``rowmin``/``colmin`` its row and column extremes; ``hs..hl``/``vs..vl``: Pillow's taps from
+    :func:`~saliency_bench.benchmarks.boxes.pil_bilinear_taps` for the two axes. When Pillow runs
+    the vertical pass first (``vertical_first``), the box is computed on the transposed map.
+    ``tie_mark [h*w]``, ``tval``/``tstamp [h*W]`` (or ``[w*H]``) are scratch buffers marked with
+    stamps above ``stamp0`` (one per alpha), so that they never need clearing."""
+    h, w = m.shape
+    n = h * w
+    n_a = counts.shape[0]
+    out = np.empty((n_a, 4), np.int64)
+    done = np.full(n_a, -1, np.int64)  # index of an earlier alpha with the same count
+    box = np.zeros(4, np.int64)
+    mt = np.ascontiguousarray(m.T) if vertical_first else m
+    rmax = np.empty(max(h, w), np.int64)
+    rstamp = np.zeros(max(h, w), np.int64)
+    for a in range(n_a):
+        for k in range(a):
+            if counts[k] == counts[a]:
+                done[a] = k
+                break
+        if done[a] >= 0:
+            out[a] = out[done[a]]
+            continue
+        c = counts[a]
+        out[a, 0] = 1  # nothing non-zero after the resize: their [1, 1, resize[0], resize[1]]
+        out[a, 1] = 1
+        out[a, 2] = H
+        out[a, 3] = W
+        if c == 0:
+            continue
+        v = asc[n - c]  # the smallest kept value
+        i, j = 0, n  # first index with asc >= v, then first with asc > v
+        while i < j:
+            mid = (i + j) // 2
+            if asc[mid] >= v:
+                j = mid
+            else:
+                i = mid + 1
+        lb = i
+        i, j = lb, n
+        while i < j:
+            mid = (i + j) // 2
+            if asc[mid] > v:
+                j = mid
+            else:
+                i = mid + 1
+        above = n - i
+        ties = i - lb
+        t = c - above  # how many of the pixels equal to v are kept
+        closed = t == ties or v == 0  # kept zeros read 0 like the rejected pixels
+        # bytescale: cmin/cmax over the kept map, whose rejected pixels are 0
+        cmax = asc[n - 1]
+        cmin = v
+        if c < n:
+            cmax = max(cmax, np.float32(0.0))
+            cmin = min(cmin, np.float32(0.0))
+        cscale = np.float32(cmax - cmin)
+        if cscale == 0:
+            cscale = np.float32(1.0)
+        scale = np.float32(255.0 / np.float64(cscale))
+        f0 = _byte(np.float32(0.0), cmin, scale)  # what a rejected pixel becomes
+        stamp = stamp0 + a + 1
+        if not closed:  # the first t pixels equal to v in raster order are kept
+            left = t
+            for p in range(n):
+                if left == 0:
+                    break
+                y = p // w
+                x = p - y * w
+                if m[y, x] == v:
+                    tie_mark[x * h + y if vertical_first else p] = stamp
+                    left -= 1
+        r0, r1, q0, q1 = h, -1, w, -1
+        if closed:
+            # Non-zero after bytescale: the kept values (>= v) whose byte is >= 1, i.e. those >= some
+            # x1 (the byte is monotone in the value), and, when a 0 bytescales to non-zero (a kept
+            # map with negative values), every rejected pixel (< v): both from row/column extremes.
+            i, j = lb, n
+            while i < j:
+                mid = (i + j) // 2
+                if _byte(asc[mid], cmin, scale) >= 1:
+                    j = mid
+                else:
+                    i = mid + 1
+            if i < n:
+                x1 = asc[i]
+                for y in range(h):
+                    if rowmax[y] >= x1:
+                        r0 = min(r0, y)
+                        r1 = max(r1, y)
+                for x in range(w):
+                    if colmax[x] >= x1:
+                        q0 = min(q0, x)
+                        q1 = max(q1, x)
+            if f0 > 0 and c < n:
+                for y in range(h):
+                    if rowmin[y] < v:
+                        r0 = min(r0, y)
+                        r1 = max(r1, y)
+                for x in range(w):
+                    if colmin[x] < v:
+                        q0 = min(q0, x)
+                        q1 = max(q1, x)
+            if r1 < 0:
+                continue
+        else:
+            for y in range(h):
+                for x in range(w):
+                    if vertical_first:
+                        u = _kept_byte(mt, x, y, h, v, closed, tie_mark, stamp, cmin, scale, f0)
+                    else:
+                        u = _kept_byte(m, y, x, w, v, closed, tie_mark, stamp, cmin, scale, f0)
+                    if u > 0:
+                        r0 = min(r0, y)
+                        r1 = y
+                        q0 = min(q0, x)
+                        q1 = max(q1, x)
+            if r1 < 0:
+                continue
+        if vertical_first:  # the same scan on the transposed map, axes swapped
+            if _resized_box(mt, v, closed, tie_mark, stamp, cmin, scale, f0, q0, q1, r0, r1, W, H,
+                            need_v, vs, vn, vk, vf, vl, need_h, hs, hn, hk, hf, hl, tval, tstamp, rmax, rstamp, box):
+                out[a, 0] = box[1] + 1
+                out[a, 1] = box[0] + 1
+                out[a, 2] = box[3] + 1
+                out[a, 3] = box[2] + 1
+        elif _resized_box(m, v, closed, tie_mark, stamp, cmin, scale, f0, r0, r1, q0, q1, H, W,
+                          need_h, hs, hn, hk, hf, hl, need_v, vs, vn, vk, vf, vl, tval, tstamp, rmax, rstamp, box):
+            out[a, 0] = box[0] + 1
+            out[a, 1] = box[1] + 1
+            out[a, 2] = box[2] + 1
+            out[a, 3] = box[3] + 1
     return out
 
 
-def threshold_boxes(maps: np.ndarray, kind: str, alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Tight boxes ``[B,A,4]`` of the kept pixels at network resolution, and ``empty [B,A]``.
-
-    ``value``: keep ``h - min(h) >= alpha * (max(h) - min(h))``; ``mean``: keep
-    ``h >= alpha * mean(h)``; ``energy``: keep the first ``i`` pixels in descending order, ``i``
-    the first position where the cumulative sum reaches ``alpha * sum(h)`` (ties in raster
-    order). A pixel whose value is 0 is never kept. Arithmetic is float64, as the authors'
-    code on a float64 map; only per-row/column extremes are compared against the thresholds.
-    """
-    h = np.ascontiguousarray(maps, dtype=np.float32)
-    b = len(h)
-    a = np.asarray(alphas, dtype=np.float64)
-    if kind not in THRESHOLDINGS:
-        raise ValueError(f"localization: thresholding must be one of {THRESHOLDINGS}, not {kind!r}")
-    row_max, col_max = _masked_extremes(h)
-    flat = h.reshape(b, -1)
-    if kind == "energy":
-        desc = np.ascontiguousarray(np.sort(flat, axis=1)[:, ::-1])
-        totals = flat.astype(np.float64).sum(axis=1)
-        boxes = compiled("_energy_boxes")(h, desc, totals, a, row_max, col_max)
-        empty = boxes[..., 3] < 0
-        boxes[empty] = 0
-        return boxes, empty
-    if kind == "value":
-        lo = flat.min(axis=1).astype(np.float64)[:, None]
-        thr = a[None, :] * (flat.max(axis=1).astype(np.float64)[:, None] - lo)  # [B,A]
-        row_v, col_v = row_max - lo, col_max - lo  # exact: subtracting a constant keeps the order
-    else:
-        thr = a[None, :] * flat.astype(np.float64).mean(axis=1)[:, None]
-        row_v, col_v = row_max, col_max
-    boxes, empty = boxes_from_lines(row_v[:, None, :] >= thr[:, :, None], col_v[:, None, :] >= thr[:, :, None])
-    boxes[empty] = 0
-    return boxes, empty
+_SCRATCH = threading.local()
 
 
-def original_boxes(boxes: np.ndarray, empty: np.ndarray, input_size: tuple[int, int],
-                   size: tuple[int, int]) -> np.ndarray:
-    """Boxes of the kept map after its bilinear resize to the original ``size``; an empty
-    selection is the whole image."""
-    out = resize_boxes_through_footprint(boxes, input_size, size)
-    out[empty] = np.array([0, 0, size[1] - 1, size[0] - 1])
+def _scratch(n_map: int, n_resized: int, n_sets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """This thread's scratch buffers for :func:`_authors_boxes`, grown as needed, and a fresh stamp
+    base: stamps only grow, so the buffers are reused without clearing (a fresh buffer per map
+    costs more in page faults than the boxes themselves)."""
+    s = _SCRATCH
+    if getattr(s, "stamp", None) is None:
+        s.tie, s.tval, s.tstamp, s.stamp = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), 0
+    if len(s.tie) < n_map:
+        s.tie = np.zeros(n_map, np.int64)
+    if len(s.tval) < n_resized:
+        s.tval = np.zeros(n_resized, np.int64)
+        s.tstamp = np.zeros(n_resized, np.int64)
+    stamp0 = s.stamp
+    s.stamp += n_sets + 1
+    return s.tie, s.tval, s.tstamp, stamp0
+
+
+def authors_boxes(heatmap: np.ndarray, size: tuple[int, int], alphas: dict[str, Sequence[float]]
+                  ) -> dict[str, np.ndarray]:
+    """``getbb_from_heatmap(heatmap, alpha, method, resize=size, thres_first=True)`` for every
+    thresholding and alpha: ``{kind: [A,4]}`` int64 boxes in the authors' 1-based coordinates
+    (``[1, 1, H, W]`` when nothing is non-zero after the resize)."""
+    m = np.ascontiguousarray(heatmap, dtype=np.float32)
+    if m.ndim != 2:
+        raise ValueError(f"authors_boxes: heatmap must be [h,w], not {m.shape}")
+    kinds = [k for k in THRESHOLDINGS if k in alphas]
+    for k in alphas:
+        if k not in THRESHOLDINGS:
+            raise ValueError(f"localization: thresholding must be one of {THRESHOLDINGS}, not {k!r}")
+    codes = np.concatenate([np.full(len(alphas[k]), _KIND_CODE[k], np.int64) for k in kinds]) if kinds \
+        else np.zeros(0, np.int64)
+    a = np.concatenate([np.asarray(alphas[k], np.float64) for k in kinds]) if kinds else np.zeros(0)
+    h, w = m.shape
+    H, W = int(size[0]), int(size[1])
+    asc = np.sort(m, axis=None)
+    total = m.astype(np.float64).sum()  # NumPy's pairwise sum, as np.sum / np.mean on their map
+    counts = compiled("_kept_counts")(asc, codes, a, total / m.size, total)
+    hs, hn, hk, hf, hl = pil_bilinear_taps(w, W)
+    vs, vn, vk, vf, vl = pil_bilinear_taps(h, H)
+    # Pillow (Resample.c) runs the vertical pass first when the height shrinks by more than
+    # twice as many pixels as the width; the passes round between them, so the order matters.
+    vertical_first = H != h and W != w and (h - H) > 0 and (h - H) > (w - W) * 2
+    tie_mark, tval, tstamp, stamp0 = _scratch(h * w, max(h * W, w * H), len(counts))
+    boxes = compiled("_authors_boxes")(m, asc, m.max(axis=1), m.max(axis=0), m.min(axis=1), m.min(axis=0),
+                                       counts, H, W, W != w, hs, hn, hk, hf, hl, H != h, vs, vn, vk, vf, vl,
+                                       vertical_first, tie_mark, tval, tstamp, stamp0)
+    out, start = {}, 0
+    for k in kinds:
+        out[k] = boxes[start:start + len(alphas[k])]
+        start += len(alphas[k])
     return out
 
 
 # --------------------------------------------------------------------------------------------
 # MaxBoxAccV2
 # --------------------------------------------------------------------------------------------
-def wsol_quantise(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """wsolevaluation's ``normalize_scoremap`` then ``compute_bboxes_from_scoremaps`` thresholds:
-    the uint8 maps ``[B,H,W]`` (min-max normalised, a constant map becomes all zeros, then
-    ``uint8(s * 255)``) and, per image, how many thresholds each uint8 value passes
-    (``[B,256]``; foreground at ``t`` is ``> int(t * max)``)."""
-    s = np.asarray(maps, dtype=np.float32)
-    lo = s.min(axis=(1, 2), keepdims=True)
-    s = s - lo
-    hi = s.max(axis=(1, 2), keepdims=True)
-    s = np.divide(s, hi, out=np.zeros_like(s), where=hi > 0)
-    s8 = (s * 255).astype(np.uint8)
+def wsol_scoremaps(maps: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """wsolevaluation's score maps as uint8 ``[B,H,W]``: each map in float64 (``t2n``), resized to
+    ``input_size`` with ``cv2.resize(INTER_CUBIC)`` (``inference.py``), ``normalize_scoremap``
+    (NaN or constant: zeros; else ``(s - min) / max``), then ``uint8(s * 255)``."""
+    import cv2  # a runtime dependency of this benchmark (opencv-python-headless)
+
+    H, W = int(input_size[0]), int(input_size[1])
+    out = np.empty((len(maps), H, W), np.uint8)
+    for i, m in enumerate(maps):
+        cam = np.asarray(m, dtype=np.float64)
+        if cam.shape != (H, W):
+            cam = cv2.resize(cam, (W, H), interpolation=cv2.INTER_CUBIC)
+        if np.isnan(cam).any() or cam.min() == cam.max():
+            out[i] = 0
+            continue
+        cam = cam - cam.min()
+        cam = cam / cam.max()
+        out[i] = (cam * 255).astype(np.uint8)
+    return out
+
+
+def wsol_levels(s8: np.ndarray) -> np.ndarray:
+    """Per image, how many of the 100 thresholds each uint8 value passes (``[B,256]``): the
+    foreground at ``t`` is ``> int(t * max)`` (``cv2.threshold(THRESH_BINARY)``), and those
+    thresholds are non-decreasing in ``t``, so a value is foreground at index ``j`` iff
+    ``j < level``."""
     top = s8.reshape(len(s8), -1).max(axis=1)
-    thr = (WSOL_THRESHOLDS[None, :] * top[:, None].astype(np.float64)).astype(np.int64)  # int(t * max), [B,T]
-    # thresholds are non-decreasing in t: the count a value passes is a table of 256 entries
-    lut = (thr[:, None, :] < np.arange(256)[None, :, None]).sum(axis=2).astype(np.int32)  # [B,256]
-    return s8, lut
+    thr = (WSOL_THRESHOLDS[None, :] * top[:, None].astype(np.float64)).astype(np.int64)  # int(t * max)
+    return (thr[:, None, :] < np.arange(256)[None, :, None]).sum(axis=2).astype(np.int32)
 
 
 @kernel
-def _record_hits(rec, gt, n_gt, ious, n_img, n_t, w, h):  # pragma: no cover - compiled by numba
-    """``[B,K,T]``: at threshold index ``t``, does some region of image ``b`` have a box with IoU
-    >= ``ious[k]`` (VOC, +1) with one of its ``n_gt[b]`` boxes ``gt[b]``? A threshold with no
-    region scores wsolevaluation's box ``(0, 0, 0, 0)``. Records are ``(image, x1, y1, x2, y2, lo,
-    hi)``; boxes become ``boundingRect``'s ``(x, y, min(x + w, W - 1), min(y + h, H - 1))``."""
+def _record_hits(rec, top, gt, n_gt, ious, n_img, n_t, w, h):  # pragma: no cover - compiled by numba
+    """``[B,K,T]``: at threshold index ``t``, has some contour of image ``b`` a box with IoU >=
+    ``ious[k]`` (VOC, +1) with one of its ``n_gt[b]`` boxes ``gt[b]``? An image without foreground
+    at ``t`` (``t >= top[b]``) scores wsolevaluation's box ``(0, 0, 0, 0)``. Records are ``(image,
+    x1, y1, x2, y2, lo, hi)`` with the contour's extreme points; boxes become ``boundingRect``'s
+    ``(x, y, min(x + w, W - 1), min(y + h, H - 1))``."""
     n_k = ious.shape[0]
-    regions = np.zeros((n_img, n_t + 1), np.int64)
     hits = np.zeros((n_img, n_k, n_t + 1), np.int64)
     for r in range(rec.shape[0]):
         b = rec[r, 0]
@@ -232,8 +538,6 @@ def _record_hits(rec, gt, n_gt, ious, n_img, n_t, w, h):  # pragma: no cover - c
         y1 = np.float64(min(rec[r, 4] + 1, h - 1))
         lo = rec[r, 5]
         hi = rec[r, 6]
-        regions[b, lo] += 1
-        regions[b, hi + 1] -= 1
         best = 0.0
         for g in range(n_gt[b]):
             iw = max(min(x1, gt[b, g, 2]) - max(x0, gt[b, g, 0]) + 1.0, 0.0)
@@ -257,26 +561,28 @@ def _record_hits(rec, gt, n_gt, ious, n_img, n_t, w, h):  # pragma: no cover - c
             union = 1.0 + (gt[b, g, 2] - gt[b, g, 0] + 1.0) * (gt[b, g, 3] - gt[b, g, 1] + 1.0) - inter
             if union > 0:
                 none = max(none, inter / union)
-        have = 0
         run = np.zeros(n_k, np.int64)
         for t in range(n_t):
-            have += regions[b, t]
             for k in range(n_k):
                 run[k] += hits[b, k, t]
-                out[b, k, t] = run[k] > 0 if have > 0 else none >= ious[k]
+                out[b, k, t] = run[k] > 0 if t < top[b] else none >= ious[k]
     return out
 
 
-def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray],
+def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray], input_size: tuple[int, int] | None = None,
                       ious: Sequence[int] = WSOL_IOUS) -> np.ndarray:
     """``[B, len(ious), 100]`` bool: is sample ``b`` correct at IoU ``ious[k]/100`` and threshold ``t``.
 
-    ``gt_boxes[b]`` are sample ``b``'s ground-truth boxes at the map's resolution.
+    ``maps [B,h,w]`` at their own resolution are brought to ``input_size`` (default: their own
+    size) as wsolevaluation does (:func:`wsol_scoremaps`); ``gt_boxes[b]`` are sample ``b``'s
+    ground-truth boxes at ``input_size`` (:func:`~saliency_bench.benchmarks.boxes.scale_boxes_wsol`).
     """
     maps = np.asarray(maps)
-    b, H, W = maps.shape
+    size = tuple(maps.shape[1:]) if input_size is None else (int(input_size[0]), int(input_size[1]))
+    s8 = wsol_scoremaps(maps, size)
+    b, H, W = s8.shape
     n_t = len(WSOL_THRESHOLDS)
-    rec = component_record_rows(*wsol_quantise(maps), n_t)
+    rec, top = contour_records(s8, wsol_levels(s8), n_t)
     g = max((len(np.asarray(x).reshape(-1, 4)) for x in gt_boxes), default=0)
     gt = np.zeros((b, max(g, 1), 4))
     n_gt = np.zeros(b, np.int64)
@@ -284,7 +590,7 @@ def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray],
         x = np.asarray(x, dtype=np.float64).reshape(-1, 4)
         gt[i, :len(x)] = x
         n_gt[i] = len(x)
-    return compiled("_record_hits")(rec, gt, n_gt, np.array([d / 100.0 for d in ious]), b, n_t, W, H)
+    return compiled("_record_hits")(rec, top, gt, n_gt, np.array([d / 100.0 for d in ious]), b, n_t, W, H)
 
 
 def _bits(x: np.ndarray) -> str:
@@ -314,35 +620,49 @@ class Localization(Benchmark):
     needs = ("boxes",)
     accepts = (HEATMAP,)
     columns = ("loc_error_value", "loc_error_energy", "loc_error_mean", "maxboxacc_v2")
+    defaults: dict[str, Any] = {"alphas": DEFAULT_ALPHAS, "iou": 0.5, "heldout": "split", "bootstrap": 1000,
+                                "seed": 0}
 
     def alphas(self, kind: str) -> tuple[float, ...]:
         return tuple((self.options.get("alphas") or {}).get(kind, DEFAULT_ALPHAS[kind]))
+
+    def protocol(self) -> dict[str, str]:
+        iou = float(self.options.get("iou", self.defaults["iou"]))
+        tail = (f"at the map's own resolution, then the authors' imresize (bytescale to uint8, PIL bilinear "
+                f"to the original size), box of all non-zero pixels (1-based; none: [1, 1, H, W]), "
+                f"hit at IoU>={iou:g} (+1) with a box as annotated; alpha* on the held-out split")
+        return {
+            "loc_error_value": "value thresholding (h - min >= alpha (max - min)) " + tail,
+            "loc_error_energy": "energy thresholding (the top pixels holding alpha of the sum; ties in raster "
+                                "order) " + tail,
+            "loc_error_mean": "mean thresholding (h >= alpha mean) " + tail,
+            "maxboxacc_v2": "wsolevaluation: OpenCV bicubic resize to the input size, min-max to uint8, "
+                            "t in 0:0.01:0.99, a box per findContours(RETR_TREE) contour (regions and holes), "
+                            "GT boxes by resize_bbox; mean over IoU 0.3/0.5/0.7 of the accuracy at the best t",
+        }
 
     def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int]) -> dict:
         return self.score_batch([sample], np.asarray(output)[None], input_size)[0]
 
     def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int]) -> list[dict]:
         maps = np.stack([np.asarray(o, dtype=np.float32) for o in outputs])
-        iou = float(self.options.get("iou", 0.5))
-        per_kind = [threshold_boxes(maps, kind, self.alphas(kind)) for kind in THRESHOLDINGS]
-        boxes = np.concatenate([bx for bx, _ in per_kind], axis=1)  # [B, sum of A, 4]
-        empty = np.concatenate([e for _, e in per_kind], axis=1)
-        cuts = np.cumsum([e.shape[1] for _, e in per_kind])[:-1]
+        iou = float(self.options.get("iou", self.defaults["iou"]))
+        alphas = {kind: self.alphas(kind) for kind in THRESHOLDINGS}
         gt = [scale_boxes_wsol(s.boxes, s.size, input_size) for s in samples]
-        mba = maxboxacc_correct(maps, gt)
+        mba = maxboxacc_correct(maps, gt, input_size)
         records: list[dict] = []
         for i, s in enumerate(samples):
-            hit = best_iou(original_boxes(boxes[i], empty[i], input_size, s.size), s.boxes) >= iou
-            rec = {kind: _bits(h) for kind, h in zip(THRESHOLDINGS, np.split(hit, cuts))}
+            boxes = authors_boxes(maps[i], s.size, alphas)
+            rec = {kind: _bits(best_iou(boxes[kind], s.boxes) >= iou) for kind in THRESHOLDINGS}
             for k, d in enumerate(WSOL_IOUS):
                 rec[f"mba{d}"] = _bits(mba[i, k])
             records.append(rec)
         return records
 
     def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
-        replicates = int(self.options.get("bootstrap", 1000))
-        seed = int(self.options.get("seed", 0))
-        mode = str(self.options.get("heldout", "split"))
+        replicates = int(self.options.get("bootstrap", self.defaults["bootstrap"]))
+        seed = int(self.options.get("seed", self.defaults["seed"]))
+        mode = str(self.options.get("heldout", self.defaults["heldout"]))
         split = np.array([str(s.get("split", "eval")) for s in samples])
         held = split == "heldout"
         evals = split == "eval"
