@@ -88,24 +88,45 @@ class Rules(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+#: Where the guided rule stands at a ReLU input of exactly 0, and what it does to a ReLU6.
+AT_ZERO = ("block", "pass")
+RELU6 = ("guided", "gradient")
+
+
 class GuidedRules(Rules):
     """Guided backprop (Springenberg et al., ICLR 2015 workshop, eq. 4 "guided"): a ReLU passes
     back only positive gradient, and only where its input was positive.
 
-    ReLU6 (and ``hardtanh(0, hi)``) is treated the same way on its linear range ``0 < x < hi``:
-    the positive part of its true local gradient, as Captum's rule would give for it.
+    * ``at_zero``: ``"block"`` (default) at an input of exactly 0, the paper's ``f > 0`` (and
+      Captum's, and the ReLU's own derivative there); ``"pass"`` is TorchRay's
+      ``GuidedBackpropReLU`` (it zeroes the gradient where ``input < 0``);
+    * ``relu6``: ``"guided"`` (default) treats ReLU6 (and ``hardtanh(0, hi)``) the same way on
+      its linear range ``0 < x < hi``, the positive part of its true local gradient;
+      ``"gradient"`` leaves it the ordinary gradient, which is what TorchRay (it patches
+      ``torch.relu`` only) and Captum (it hooks ``nn.ReLU`` modules only) do to an unmodified
+      EfficientNet.
     """
 
     name = "guided"
 
+    def __init__(self, *, at_zero: str = "block", relu6: str = "guided") -> None:
+        super().__init__()
+        if at_zero not in AT_ZERO:
+            raise ValueError(f"at_zero={at_zero!r}: choose one of {', '.join(AT_ZERO)}")
+        if relu6 not in RELU6:
+            raise ValueError(f"relu6={relu6!r}: choose one of {', '.join(RELU6)}")
+        self.at_zero, self.relu6 = at_zero, relu6
+
     def on_relu(self, func, name, args, kwargs):
         rng = _relu_range(name, args, kwargs)
-        if rng is None:
+        if rng is None or (rng[1] != math.inf and self.relu6 == "gradient"):
             return NotImplemented
         lo, hi = rng
+        strict = self.at_zero == "block"
 
         def bwd(g: Tensor, x: Tensor) -> tuple:
-            return (g.clamp(min=0) * ((x > lo) & (x < hi)),)
+            on = (x > lo) if strict else (x >= lo)
+            return (g.clamp(min=0) * (on & (x < hi)),)
 
         return replaced(_relu_forward(lo, hi), bwd, args[0])
 

@@ -4,6 +4,13 @@
 
 where ``s_target`` is the pre-softmax target score (PROTOCOLS.md §1, §5): the logit, or the
 log-sum-exp of a set's logits. ``layer`` moves the probe from the input to an inner layer.
+
+Programs followed, which agree: the paper's eq. 3, TorchRay's ``gradient`` (one-hot seed at the
+logits, ``gradient_to_saliency``: max over channels of |grad|; equal maps on VGG16 and ResNet50,
+tests), Fong & Vedaldi's ``heatmaps.py`` (seed 1 at ``loss3/classifier``, ``norm_deg=inf``) and
+Captum's ``Saliency`` followed by the max over channels. A set of classes (our addition) seeds the
+gradient of its log-sum-exp. TorchRay's pointing-game table smooths the map (``smooth=0.02``, a
+Gaussian of 0.02 x the map's larger side), an option here.
 """
 from __future__ import annotations
 

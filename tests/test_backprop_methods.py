@@ -94,6 +94,17 @@ def test_guided_backprop_equals_captum_guided_backprop(model_and_photo):
     assert corr(ours, explain("gradient", model, x, as_target_tensor([LIFEBOAT]))) < 0.99
 
 
+def test_guided_backprop_relu6_option_is_what_captum_does_to_the_unmodified_network(lite0_photo):
+    """Captum hooks nn.ReLU modules only: on EfficientNet-Lite0 (ReLU6 throughout) its guided
+    backprop is the plain gradient, our ``relu6="gradient"``."""
+    model, x = lite0_photo
+    ours = explain("guided_backprop", model, x, as_target_tensor([LIFEBOAT]), relu6="gradient")
+    ref = captum_attr.GuidedBackprop(model.net).attribute(x.clone().requires_grad_(),
+                                                          target=LIFEBOAT).abs().amax(dim=1)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6 * float(ref.max()))
+    assert corr(ours, explain("guided_backprop", model, x, as_target_tensor([LIFEBOAT]))) < 0.99
+
+
 def test_grad_cam_equals_captum_layer_grad_cam(model_and_photo):
     model, x = model_and_photo
     ours = explain("grad_cam", model, x, as_target_tensor([LIFEBOAT]))

@@ -56,7 +56,12 @@ def test_embedded_model_roles_resolve_to_the_documented_layers(lite0):
 
 @pytest.mark.parametrize("name, roles", [
     ("googlenet", {"gradcam": "inception5b", "excitation": "maxpool2", "contrast": "avgpool"}),
-    ("resnet50", {"gradcam": "layer4", "contrast": "avgpool"}),
+    # TorchRay's benchmark layers (examples/attribution_benchmark.py): gradcam_layer,
+    # saliency_layer (excitation backprop) and contrast_layer; the classifier its
+    # _get_classifier_layer finds (the last linear layer)
+    ("vgg16", {"gradcam": "features.29", "excitation": "features.23", "contrast": "classifier.4",
+               "classifier": "classifier.6"}),
+    ("resnet50", {"gradcam": "layer4", "excitation": "layer3", "contrast": "avgpool", "classifier": "fc"}),
     ("alexnet", {"gradcam": "features.11", "relu3": "features.7", "pool5": "features.12"}),
 ])
 def test_torchvision_models_build_with_their_roles(name, roles):
