@@ -1,4 +1,4 @@
-"""What every dataset adapter shares: the seeded held-out split, box clipping, option parsing.
+"""What every dataset adapter shares: the seeded held-out split, box checks, option parsing.
 
 Kept free of any one format so that the ImageNet and COCO adapters apply the same rules.
 """
@@ -52,6 +52,24 @@ def clip_boxes(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, 
     c = np.clip(b, 0, lim)
     clipped = int((np.abs(c - b).max(axis=1) > 0)[inside].sum())
     return c[inside], clipped, int((~inside).sum())
+
+
+def boxes_inside(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, int, int]:
+    """Keep inclusive ``(x1, y1, x2, y2)`` boxes **as written** (not clipped), dropping those with no
+    pixel inside the image ``[0, W-1] x [0, H-1]`` (or with x2 < x1 or y2 < y1).
+
+    Returns ``(kept, outside, dropped)``: ``outside`` counts the kept boxes that reach outside the
+    image, ``dropped`` the boxes left out; the caller reports both. Weak localization scores
+    against the boxes as the annotation files write them (PROTOCOLS.md §3, the authors'
+    ``compute_overlap`` and wsolevaluation's ``resize_bbox`` clip nothing).
+    """
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if len(b) == 0:
+        return b, 0, 0
+    inside = (b[:, 2] >= 0) & (b[:, 3] >= 0) & (b[:, 0] <= width - 1) & (b[:, 1] <= height - 1) \
+        & (b[:, 2] >= b[:, 0]) & (b[:, 3] >= b[:, 1])
+    reach = (b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > width - 1) | (b[:, 3] > height - 1)
+    return b[inside], int((reach & inside).sum()), int((~inside).sum())
 
 
 def as_bool(value: object) -> bool:

@@ -3,8 +3,10 @@
 One sample per image, id = the file stem (``ILSVRC2012_val_00000556``), target = the
 ground-truth class (index in sorted-WordNet-id order, the models' label space), category =
 its WordNet id, boxes = that class's boxes, float32 ``[N, 4]`` inclusive ``(x1, y1, x2, y2)``
-in original pixels (VOC convention), taken as written in the annotation files and clipped to
-the image.
+in original pixels (VOC convention), taken as written in the annotation files, **not clipped**
+to the image: weak localization scores against the boxes as annotated (PROTOCOLS.md §3; the
+authors' ``compute_overlap`` and wsolevaluation's ``resize_bbox`` clip nothing). A box with no
+pixel inside the image is left out (and a sample left with none fails, with the reason).
 
 Layouts read (``PATH`` is what the user passes):
 
@@ -38,8 +40,8 @@ Splits (``Sample.split``):
 
 Per-image problems (a corrupt or CMYK/greyscale image, an XML that does not parse, an unknown
 WordNet id, a box outside the image, an image without boxes or boxes without an image) never
-raise: greyscale/CMYK are converted, boxes clipped, and anything else makes a sample with
-``error`` set. When the annotation states the image size (XML ``<size>``, ``image_sizes.txt``)
+raise: greyscale/CMYK are converted, boxes outside the image left out, and anything else makes a
+sample with ``error`` set. When the annotation states the image size (XML ``<size>``, ``image_sizes.txt``)
 and the file has another size, the boxes are scaled to the file (users keep resized copies).
 """
 from __future__ import annotations
@@ -57,7 +59,7 @@ from saliency_bench.contracts import Dataset, Sample
 from saliency_bench.imageio import ImageError, load_rgb
 from saliency_bench.models import DATA, imagenet_classes
 
-from ._common import LayoutError, as_bool, clip_boxes, heldout_ids, require
+from ._common import LayoutError, as_bool, boxes_inside, heldout_ids, require
 
 _IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 _LAYOUT = """  PATH/val/*.JPEG  (or PATH/val/WNID/*.JPEG, or PATH/ILSVRC/Data/CLS-LOC/val/)
@@ -255,7 +257,7 @@ class ImageNetDataset(Dataset):
         if r["size"] and tuple(r["size"]) != (w, h):
             sx, sy = w / r["size"][0], h / r["size"][1]
             boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
-        boxes, _, dropped = clip_boxes(boxes, h, w)
+        boxes, _, dropped = boxes_inside(boxes, h, w)
         if len(boxes) == 0:
             sample.error = f"none of the {dropped} boxes of {r['wnid']} lies inside the {w}x{h} image"
             return sample
@@ -272,7 +274,9 @@ class ImageNetDataset(Dataset):
             "per_category": dict(sorted(Counter(r["wnid"] for r in ok).items())),
             "categories": len({r["wnid"] for r in ok}),
             "boxes": sum(len(r["boxes"]) for r in ok),
-            "boxes_outside_stated_size": sum(r.get("outside", 0) for r in ok),
+            "boxes_outside_stated_size": sum(r.get("outside", 0) for r in ok),  # kept as written
+            "boxes_clipped": 0,  # boxes are scored as annotated (PROTOCOLS.md §3)
+            "boxes_wholly_outside_stated_size": sum(r.get("wholly_outside", 0) for r in ok),  # left out
             "failed": len(failed),
             "failed_reasons": dict(failed[:50]),
             "excluded_blacklist": self.excluded,
@@ -318,6 +322,7 @@ def build_records(images: dict[str, Path], annotations: dict[str, dict], source:
         if rec["size"]:
             w, h = rec["size"]
             rec["outside"] = sum(b[0] < 0 or b[1] < 0 or b[2] > w - 1 or b[3] > h - 1 for b in rec["boxes"])
+            rec["wholly_outside"] = sum(b[2] < 0 or b[3] < 0 or b[0] > w - 1 or b[1] > h - 1 for b in rec["boxes"])
         if not rec["boxes"]:
             rec["error"] = f"no boxes of {wnid} for {stem} in {source}"
         elif rec["path"] is None:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from saliency_bench.datasets import coco as coco_mod
 from saliency_bench.datasets import imagenet as inet
-from saliency_bench.datasets._common import LayoutError, clip_boxes, heldout_ids
+from saliency_bench.datasets._common import LayoutError, boxes_inside, clip_boxes, heldout_ids
 from saliency_bench.registry import datasets as dataset_registry
 
 
@@ -131,7 +131,7 @@ def test_imagenet_bad_samples_are_fixed_or_failed_with_a_reason_and_counted(bad_
     for name in ("good", "grey", "cmyk", "rgba"):
         assert got[name].error is None and got[name].image.mode == "RGB", name
         np.testing.assert_array_equal(got[name].boxes, [[2, 3, 20, 25]])
-    np.testing.assert_array_equal(got["outside"].boxes, [[0, 3, 39, 25]])  # clipped
+    np.testing.assert_array_equal(got["outside"].boxes, [[-5, 3, 60, 25]])  # as written, not clipped
     np.testing.assert_array_equal(got["resized"].boxes, [[4, 6, 40, 50]])  # scaled to the file
     assert "cannot decode" in got["trunc"].error
     assert "does not parse" in got["badxml"].error
@@ -300,3 +300,17 @@ def test_clip_boxes_counts_clipped_and_dropped():
     kept, clipped, dropped = clip_boxes(np.array([[-1, 0, 5, 5], [1, 1, 2, 2], [20, 20, 30, 30]]), 10, 10)
     np.testing.assert_array_equal(kept, [[0, 0, 5, 5], [1, 1, 2, 2]])
     assert (clipped, dropped) == (1, 1)
+
+
+def test_boxes_inside_keeps_boxes_as_written_and_counts_those_reaching_out_and_those_left_out():
+    kept, outside, dropped = boxes_inside(np.array([[-1, 0, 5, 5], [1, 1, 2, 2], [20, 20, 30, 30], [3, 3, 2, 4]]),
+                                          10, 10)
+    np.testing.assert_array_equal(kept, [[-1, 0, 5, 5], [1, 1, 2, 2]])
+    assert (outside, dropped) == (1, 2)
+
+
+def test_imagenet_reports_boxes_as_written_none_clipped(bad_imagenet):
+    d = inet.imagenet(str(bad_imagenet), heldout=0).describe()
+    assert d["boxes_clipped"] == 0
+    assert d["boxes_outside_stated_size"] == 2  # "outside" and "alloutside" reach beyond their 40x30
+    assert d["boxes_wholly_outside_stated_size"] == 1  # "alloutside" has no pixel inside: left out
