@@ -1,6 +1,7 @@
-"""Box geometry shared by the benchmarks: VOC IoU, tight boxes, wsolevaluation's box scaling, an
-exact emulation of Pillow's bilinear resize for the tight box of a resized map, and the
-contour boxes of a thresholded map at every threshold at once (MaxBoxAccV2).
+"""Box geometry shared by the benchmarks: VOC IoU, tight boxes, wsolevaluation's box scaling,
+Pillow's bilinear resize coefficients (for the exact emulation of the authors' imresize in
+:mod:`.localization`), and the contour boxes of a thresholded map at every threshold at once
+(MaxBoxAccV2), with the numba kernel registry they use.
 
 Boxes are ``(x1, y1, x2, y2)`` in inclusive integer pixel coordinates (the VOC convention,
 ``w = x2 - x1 + 1``), as in Fong & Vedaldi's evaluation code and in wsolevaluation
@@ -97,17 +98,20 @@ def helper(fn):
 def compiled(name: str):
     """The numba-compiled version of the registered kernel ``name``.
 
-    Kernels are ordinary functions that numba's ``nopython`` mode accepts. The first call
-    compiles every registered kernel (``numba.njit(cache=True)``) and rebinds every module-level
-    name that refers to a registered kernel or helper to its compiled version, so that kernels
-    call each other compiled.
+    Kernels are ordinary functions that numba's ``nopython`` mode accepts. Registered kernels
+    not compiled yet are compiled (``numba.njit(cache=True)``), and every module-level name that
+    refers to a registered kernel or helper is rebound to its compiled version, so that kernels
+    call each other compiled. A kernel calls only kernels of its own module: numba's on-disk
+    cache of a kernel is invalidated by changes to its own file only, so a cached caller in one
+    file would keep a stale copy of a changed callee in another.
     """
-    if not _COMPILED:
+    if name not in _COMPILED or len(_COMPILED) < len(_KERNELS):
         import numba  # lazily: only scoring needs it
 
-        plain = {id(fn): key for key, fn in _KERNELS.items()}
         for key, fn in _KERNELS.items():
-            _COMPILED[key] = numba.njit(cache=True, nogil=True)(fn)
+            if key not in _COMPILED:
+                _COMPILED[key] = numba.njit(cache=True, nogil=True)(fn)
+        plain = {id(fn): key for key, fn in _KERNELS.items()}
         for fn in _KERNELS.values():  # kernels call each other by module-level name
             g = fn.__globals__
             for ref, val in list(g.items()):
@@ -206,7 +210,7 @@ def _neighbour_groups() -> tuple[np.ndarray, np.ndarray]:
 
 
 @kernel
-def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover - compiled by numba
+def _component_records(values, lut, n_levels, reps, n_reps, rec):  # pragma: no cover - compiled by numba
     """Union-find sweep of :func:`component_box_records`: pixel ``(y, x)`` of image ``b`` has the
     level ``lut[b, values[b, y, x]]`` (in ``0..n_levels``; a table, so that quantised maps need
     no levels array). Returns ``[R,7]`` rows ``(image, x1, y1, x2, y2, lo, hi)``.
@@ -230,7 +234,6 @@ def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover
     fill = np.empty(n_levels + 2, np.int64)
     shut = np.empty(2, np.int32)
     offsets = np.array([-wp - 1, -wp, -wp + 1, 1, wp + 1, wp, wp - 1, -1])  # 8-connectivity (cv2), _RING order
-    rec = np.empty((4096, 7), np.int64)
     n_rec = 0
     for b in range(n_img):
         lv = values[b]
@@ -329,9 +332,7 @@ def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover
                     for s in range(n_shut):
                         r = shut[s]
                         if n_rec == rec.shape[0]:
-                            grown = np.empty((2 * n_rec, 7), np.int64)
-                            grown[:n_rec] = rec
-                            rec = grown
+                            return -1
                         rec[n_rec, 0] = b
                         rec[n_rec, 1] = box[r, 0]
                         rec[n_rec, 2] = box[r, 1]
@@ -361,9 +362,7 @@ def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover
             if parent[order[k]] == order[k]:
                 n_roots += 1
         if n_rec + n_roots > rec.shape[0]:
-            grown = np.empty((max(2 * rec.shape[0], n_rec + n_roots), 7), np.int64)
-            grown[:n_rec] = rec[:n_rec]
-            rec = grown
+            return -1
         for k in range(fill[1]):
             r = order[k]
             if parent[r] == r:
@@ -375,11 +374,11 @@ def _component_records(values, lut, n_levels, reps, n_reps):  # pragma: no cover
                 rec[n_rec, 5] = 0
                 rec[n_rec, 6] = start[r]
                 n_rec += 1
-    return rec[:n_rec].copy()
+    return n_rec
 
 
 @kernel
-def _hole_records(values, lut, n_levels):  # pragma: no cover - compiled by numba
+def _hole_records(values, lut, n_levels, rec):  # pragma: no cover - compiled by numba
     """Union-find sweep of the holes: the 4-connected components of the background
     ``{level <= j}`` that do not touch the image border, for every ``j`` in ``0..n_levels-1`` at
     once. The background grows with ``j``, so the pixels are added in increasing level order
@@ -401,12 +400,13 @@ def _hole_records(values, lut, n_levels):  # pragma: no cover - compiled by numb
     touch = np.empty(n, np.bool_)
     start = np.empty(n, np.int32)  # open record's first threshold index; -1: none
     active = np.zeros(n, np.bool_)
-    order = np.empty(h * w, np.int32)
+    order = np.empty(h * w, np.int32)  # padded pixel ids sorted by level, and their coordinates
+    order_x = np.empty(h * w, np.int32)
+    order_y = np.empty(h * w, np.int32)
     pending = np.empty(2 * h * w + 1, np.int32)
     first = np.empty(n_levels + 2, np.int64)
     fill = np.empty(n_levels + 2, np.int64)
     offsets = np.array([-1, -wp, 1, wp])
-    rec = np.empty((1024, 7), np.int64)
     n_rec = 0
     for b in range(n_img):
         lv = values[b]
@@ -425,8 +425,11 @@ def _hole_records(values, lut, n_levels):  # pragma: no cover - compiled by numb
             for x in range(w):
                 lev = lb[lv[y, x]]
                 if lev < n_levels:
-                    order[fill[lev]] = (y + 1) * wp + x + 1
-                    fill[lev] += 1
+                    k = fill[lev]
+                    order[k] = (y + 1) * wp + x + 1
+                    order_x[k] = x
+                    order_y[k] = y
+                    fill[lev] = k + 1
         active[:] = False
         prev_p = -1  # the pixel processed last and its root (still a root: nothing merged since)
         prev_root = -1
@@ -434,8 +437,8 @@ def _hole_records(values, lut, n_levels):  # pragma: no cover - compiled by numb
             n_pend = 0
             for k in range(first[j], fill[j]):
                 p = order[k]
-                py = p // wp - 1
-                px = p - (py + 1) * wp - 1
+                px = order_x[k]
+                py = order_y[k]
                 active[p] = True
                 border = px == 0 or py == 0 or px == w - 1 or py == h - 1
                 rp = -1  # p's root once it has one
@@ -445,6 +448,8 @@ def _hole_records(values, lut, n_levels):  # pragma: no cover - compiled by numb
                         continue
                     if q == prev_p:  # often the left neighbour, whose root is known
                         rb = prev_root
+                    elif parent[q] == rp:  # already p's component, one step away
+                        continue
                     else:
                         rb = q
                         while parent[rb] != rb:  # path halving
@@ -453,18 +458,18 @@ def _hole_records(values, lut, n_levels):  # pragma: no cover - compiled by numb
                     if rb == rp:
                         continue
                     if rp < 0:
-                        # p joins rb's component: a record ends only if the box grows or it reaches the border
+                        # p joins rb's component. A component that touches the border is never a hole
+                        # again: its box no longer matters. Otherwise a record ends only if the box grows
+                        # or the component reaches the border.
                         parent[p] = rb
                         size[rb] += 1
                         rp = rb
-                        if box[rb, 0] <= px <= box[rb, 2] and box[rb, 1] <= py <= box[rb, 3] and (
-                                touch[rb] or not border):
+                        if touch[rb] or (box[rb, 0] <= px <= box[rb, 2] and box[rb, 1] <= py <= box[rb, 3]
+                                         and not border):
                             continue
                         if start[rb] >= 0:
                             if n_rec == rec.shape[0]:
-                                grown = np.empty((2 * n_rec, 7), np.int64)
-                                grown[:n_rec] = rec
-                                rec = grown
+                                return -1
                             rec[n_rec, 0] = b
                             rec[n_rec, 1] = box[rb, 0] - 1
                             rec[n_rec, 2] = box[rb, 1] - 1
@@ -486,6 +491,11 @@ def _hole_records(values, lut, n_levels):  # pragma: no cover - compiled by numb
                     ra = rp
                     if size[ra] < size[rb]:  # union by size; ra survives
                         ra, rb = rb, ra
+                    if touch[ra] and touch[rb]:  # two border components: nothing to record
+                        parent[rb] = ra
+                        size[ra] += size[rb]
+                        rp = ra
+                        continue
                     x0 = min(box[ra, 0], box[rb, 0])
                     y0 = min(box[ra, 1], box[rb, 1])
                     x1 = max(box[ra, 2], box[rb, 2])
@@ -497,9 +507,7 @@ def _hole_records(values, lut, n_levels):  # pragma: no cover - compiled by numb
                         if start[r] >= 0 and (s_ == 0 or t != touch[r] or x0 != box[r, 0] or y0 != box[r, 1]
                                               or x1 != box[r, 2] or y1 != box[r, 3]):
                             if n_rec == rec.shape[0]:
-                                grown = np.empty((2 * n_rec, 7), np.int64)
-                                grown[:n_rec] = rec
-                                rec = grown
+                                return -1
                             rec[n_rec, 0] = b
                             rec[n_rec, 1] = box[r, 0] - 1
                             rec[n_rec, 2] = box[r, 1] - 1
@@ -543,9 +551,7 @@ def _hole_records(values, lut, n_levels):  # pragma: no cover - compiled by numb
             r = order[k]
             if parent[r] == r and start[r] >= 0:
                 if n_rec == rec.shape[0]:
-                    grown = np.empty((2 * n_rec, 7), np.int64)
-                    grown[:n_rec] = rec
-                    rec = grown
+                    return -1
                 rec[n_rec, 0] = b
                 rec[n_rec, 1] = box[r, 0] - 1
                 rec[n_rec, 2] = box[r, 1] - 1
@@ -555,7 +561,24 @@ def _hole_records(values, lut, n_levels):  # pragma: no cover - compiled by numb
                 rec[n_rec, 6] = n_levels - 1
                 n_rec += 1
                 start[r] = -1
-    return rec[:n_rec].copy()
+    return n_rec
+
+
+_ROWS_PER_IMAGE: dict[str, int] = {}  # the most records per image a kernel has needed so far
+
+
+def _run_filling(kernel_name: str, args: tuple, n_img: int) -> np.ndarray:
+    """Run a record kernel into a buffer, doubled until the records fit (a kernel returns -1 when
+    its buffer is full: growing an array inside the kernel's loops would cost reference counting
+    on every iteration). The buffer starts at twice the most records per image seen so far."""
+    size = max(2 * _ROWS_PER_IMAGE.get(kernel_name, 512), 64) * max(n_img, 1)
+    while True:
+        rec = np.empty((size, 7), np.int64)
+        n = compiled(kernel_name)(*args, rec)
+        if n >= 0:
+            _ROWS_PER_IMAGE[kernel_name] = max(_ROWS_PER_IMAGE.get(kernel_name, 0), -(-n // max(n_img, 1)))
+            return rec[:n]
+        size *= 2
 
 
 def contour_records(values: np.ndarray, lut: np.ndarray, n_t: int) -> tuple[np.ndarray, np.ndarray]:
@@ -579,8 +602,8 @@ def contour_records(values: np.ndarray, lut: np.ndarray, n_t: int) -> tuple[np.n
     if vals.ndim != 3:
         raise ValueError(f"contour_records: values must be [B,H,W], not {vals.shape}")
     table = np.ascontiguousarray(np.clip(lut, 0, n_t), dtype=np.int32)
-    regions = compiled("_component_records")(vals, table, int(n_t), *_neighbour_groups())
-    holes = compiled("_hole_records")(vals, table, int(n_t))
+    regions = _run_filling("_component_records", (vals, table, int(n_t), *_neighbour_groups()), len(vals))
+    holes = _run_filling("_hole_records", (vals, table, int(n_t)), len(vals))
     top = table[np.arange(len(vals)), vals.reshape(len(vals), -1).max(axis=1)].astype(np.int64)  # lut is non-decreasing
     return np.concatenate([regions, holes]), top
 

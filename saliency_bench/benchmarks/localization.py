@@ -10,7 +10,7 @@ gradient 224x224), the rejected pixels are set to 0 (``value``, their ``min_max_
 keep the first ``i`` pixels in descending order, ``i`` the first position where the cumulative sum
 reaches ``alpha * sum(h)``); then ``scipy.misc.imresize(kept, (H, W))`` brings it to the original
 size: ``bytescale`` to uint8 (``cmin``/``cmax`` the kept map's minimum and maximum, a zero range
-counted as 1, ``uint8(clip((x - cmin) * 255 / range, 0, 255) + 0.5)`` in float32) and PIL's
+counted as 1, ``uint8(clip((x - cmin) * (255 / range), 0, 255) + 0.5)`` in float32) and PIL's
 ``Image.resize((W, H), BILINEAR)``. The box is the tight box of **all** non-zero pixels of that
 uint8 image, in their 1-based coordinates (first non-zero column + 1, ...); when every pixel is 0
 their code returns ``[1, 1, H, W]`` (x2 = H and y2 = W, their order: we return the same). A
@@ -31,11 +31,15 @@ boxes are scaled to the input size by their ``resize_bbox``. A sample is correct
 candidate has IoU >= delta with a ground-truth box; per delta in {0.3, 0.5, 0.7} the score is the
 accuracy at the best ``t``, and MaxBoxAccV2 is their mean.
 
+The resize is PIL's as installed (Pillow 13: fixed-point taps, the horizontal pass first unless
+the height shrinks by more than twice as many pixels as the width), which the tests check on
+thousands of random cases; the authors ran a 2017 Pillow, whose resize differed in such details.
+
 Speed: per sample, the alphas of the three thresholdings select few distinct kept sets (all
 "the first ``c`` pixels in descending order"), and each is resized once, by an exact emulation
 of Pillow's fixed-point bilinear resize that computes only the output columns and rows the
-box needs (:func:`~saliency_bench.benchmarks.boxes._resized_box`, checked against PIL). The
-100 MaxBoxAccV2 thresholds come from the component trees of the level map
+box needs (:func:`_resized_box`): no image is resized. The 100 MaxBoxAccV2 thresholds come
+from two union-find sweeps over the level map, one for the regions and one for the holes
 (:func:`~saliency_bench.benchmarks.boxes.contour_records`), not from 100 contour searches.
 Loops are compiled with numba at first use.
 """
@@ -116,7 +120,7 @@ def _resized_box(m, v, closed, tie_mark, stamp, cmin, scale, f0, r0, r1, q0, q1,
     columns ``q0..q1``; returns False when the resized map is all zero.
 
     Only what the box needs is computed: output columns from the left (then the right), each
-    from its horizontal-pass values and then scanned down until a non-zero pixel; then output rows from the top (then the bottom) within
+    scanned down until a non-zero pixel; then output rows from the top (then the bottom) within
     those columns, scanned across until one, a row being skipped when the largest horizontal-pass
     values of its input rows (known once a row over them was found zero) cannot reach 1.
     Every horizontal-pass value is computed once per kept set (``tval``/``tstamp``, row maxima
@@ -142,39 +146,49 @@ def _resized_box(m, v, closed, tie_mark, stamp, cmin, scale, f0, r0, r1, q0, q1,
     else:
         y_lo = r0
         y_hi = r1
+    # With few input rows for many output rows (a strong vertical upsampling), a column's
+    # horizontal-pass values are computed first: an all-zero column is skipped at once. Otherwise
+    # the column is scanned down with early exit (dense maps find a non-zero pixel at once).
+    upfront = need_v and 4 * (r1 - r0 + 1) <= y_hi - y_lo + 1
     xl = -1
     xr = -1
     for side in range(2):
         X = x_lo if side == 0 else x_hi
         stop = x_hi + 1 if side == 0 else xl - 1
         while X != stop:
-            # the column's horizontal-pass values first: an all-zero column is skipped at once, and
-            # the vertical pass runs over the output rows its non-zero values reach
-            lo = -1
-            hi = -1
-            for yy in range(r0, r1 + 1):
-                i = yy * W + X
-                if tstamp[i] != stamp:
-                    tval[i] = _t_value(m, yy, X, w, v, closed, tie_mark, stamp, cmin, scale, f0, need_h, hs, hn, hk)
-                    tstamp[i] = stamp
-                if tval[i] > 0:
-                    if lo < 0:
-                        lo = yy
-                    hi = yy
             found = False
-            if lo >= 0:
-                if not need_v:
+            if upfront:  # the column's horizontal-pass values first, then only the rows they reach
+                lo = -1
+                hi = -1
+                for yy in range(r0, r1 + 1):
+                    i = yy * W + X
+                    if tstamp[i] != stamp:
+                        tval[i] = _t_value(m, yy, X, w, v, closed, tie_mark, stamp, cmin, scale, f0, need_h, hs, hn, hk)
+                        tstamp[i] = stamp
+                    if tval[i] > 0:
+                        if lo < 0:
+                            lo = yy
+                        hi = yy
+                a = vf[lo] if lo >= 0 else 0
+                b = vl[hi] if lo >= 0 else -1
+            else:  # down the column, each horizontal-pass value when first needed
+                a = y_lo
+                b = y_hi
+            for Y in range(a, b + 1):
+                s = half
+                for t in range(vn[Y] if need_v else 1):
+                    yy = vs[Y] + t if need_v else Y
+                    k = vk[Y, t] if need_v else one
+                    if r0 <= yy <= r1 and k != 0:
+                        i = yy * W + X
+                        if tstamp[i] != stamp:
+                            tval[i] = _t_value(m, yy, X, w, v, closed, tie_mark, stamp, cmin, scale, f0,
+                                               need_h, hs, hn, hk)
+                            tstamp[i] = stamp
+                        s += k * tval[i]
+                if s >= one:
                     found = True
-                else:
-                    for Y in range(vf[lo], vl[hi] + 1):
-                        s = half
-                        for t in range(vn[Y]):
-                            yy = vs[Y] + t
-                            if r0 <= yy <= r1:
-                                s += vk[Y, t] * tval[yy * W + X]
-                        if s >= one:
-                            found = True
-                            break
+                    break
             if found:
                 break
             X += 1 if side == 0 else -1
@@ -264,21 +278,19 @@ def _kept_counts(asc, kinds, alphas, mean, total):  # pragma: no cover - compile
     counts = np.empty(n_a, np.int64)
     lo = np.float64(asc[0])
     hi = np.float64(asc[n - 1])
-    reach = np.empty(0, np.float64)
+    reach = np.empty(n if (kinds == 1).any() else 0, np.float64)
+    run = 0.0
+    top = -np.inf
+    for k in range(reach.shape[0]):  # running maximum of the cumulative sum: a sorted array to search
+        run += np.float64(asc[n - 1 - k])
+        top = max(top, run)
+        reach[k] = top
     for a in range(n_a):
         if kinds[a] == 0:  # value ("min_max_diff"): h - min(h) >= alpha * (max(h) - min(h))
             counts[a] = n - _first_at_least(asc, alphas[a] * (hi - lo), lo)
         elif kinds[a] == 2:  # mean: h >= alpha * mean(h)
             counts[a] = n - _first_at_least(asc, alphas[a] * mean, 0.0)
         else:  # energy: first position where the cumulative sum (descending order) reaches alpha * sum
-            if reach.shape[0] == 0:
-                reach = np.empty(n, np.float64)
-                run = 0.0
-                top = -np.inf
-                for k in range(n):  # running maximum of the cumulative sum: a sorted array to search
-                    run += np.float64(asc[n - 1 - k])
-                    top = max(top, run)
-                    reach[k] = top
             thr = alphas[a] * total
             i, j = 0, n
             while i < j:
