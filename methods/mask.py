@@ -33,9 +33,8 @@ preservation game minimises ``l1 ||m||_1 + l2 TV(m) - E_tau[f_c(Phi)]``. The hea
   ``(f(disc) - f(all perturbed)) / (f(x) - f(all perturbed))`` is ``<= 0.01`` (deletion;
   ``>= 0.99`` preservation) starts the mask; if none qualifies, the **largest** radius does (the
   released code's ``radii[first_i]`` with ``first_i = -1``): for deletion nearly the whole image
-  perturbed, for preservation nearly the whole image kept. (An earlier version started
-  preservation from the whole image perturbed, where Adam's per-cell normalisation lets every
-  cell with a positive gradient, however small, grow at the same rate.) The disc map is
+  perturbed, for preservation nearly the whole image kept (an earlier version started both
+  games from the whole image perturbed, the worst start for preservation). The disc map is
   averaged down to the mask grid (the released code samples it, ``imresize(..., 'nearest')``).
 
 **Where ours differs**, each a parameter or a stated choice:
@@ -352,7 +351,9 @@ def learn_mask(model, x: torch.Tensor, targets: torch.Tensor, *, game: str = DEL
         if graphed:
             _optimise_graphed(step, m, lr, offsets)
         else:
-            opt = torch.optim.Adam([m], lr=lr)
+            # on a GPU, Adam's arithmetic is the graph's (capturable: its step count on the device),
+            # so the two loops compute the same numbers; on the CPU, plain Adam
+            opt = torch.optim.Adam([m], lr=lr, capturable=x.is_cuda)
             for t in range(iterations):
                 opt.zero_grad(set_to_none=True)
                 step(offsets[t], opt)

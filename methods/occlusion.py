@@ -1,19 +1,25 @@
 """Occlusion saliency: score the image with parts hidden, credit the parts by the score's drop.
 
-* ``occlusion`` (Zeiler & Fergus, ECCV 2014; the comparison of Fong & Vedaldi 2017 §5):
-  35x35 squares filled with the mean pixel (0 in normalised space) at stride 8; the heatmap
-  is the drop of the target logit accumulated on the occluded pixels and divided by the number
-  of squares covering each pixel (PROTOCOLS.md §5).
-* ``blur_occlusion``: the same grid of positions, but soft discs (diameter 35, edges blurred
-  by a Gaussian of sigma 10) that blend in the image blurred with sigma 10 — the paper's
-  "meaningful" blur perturbation used as an occluder. The heatmap is the drop accumulated
-  with the disc's soft weight and divided by the summed weight.
+* ``occlusion`` (Zeiler & Fergus, ECCV 2014) as Fong & Vedaldi 2017 (§5) ran it, following the
+  authors' ``occlusion_mask.py``: 35x35 squares filled with the mean pixel (0 in normalised
+  space), top-left corners at ``linspace(0, 224, 28, endpoint=False).astype(int)`` (0, 8, ...,
+  216) and clipped at the bottom and right borders; the heatmap is ``1 +`` the drop of the
+  target logit averaged over the squares covering each pixel (their localisation scored
+  ``1 - (occluded - original)``). The symmetric centred grid, Captum's unclipped grid and the
+  drop without the offset are options.
+* ``blur_occlusion``: soft discs (diameter 35, edges blurred by a Gaussian of sigma 10) centred
+  on the stride-8 grid (4, 12, ..., 220), blending in the mask's blurred image — the paper's
+  "meaningful" blur perturbation used as an occluder. The heatmap is the drop accumulated with
+  the disc's soft weight and divided by the summed weight.
 * ``variable_occlusion``: 784 random soft discs, area ~ LogNormal(7.5060, 1.2848) px^2,
   centre y ~ Normal(116.0759, 47.5054), x ~ Uniform over the width (statistics of a 224x224
   input; other sizes scale them with the image); the answer is the centre of the smallest
   disc among the 10% that suppress the target logit most: a point method.
 
-Scores are pre-softmax target scores (:func:`saliency_bench.targets.target_score`); the
+No program was released for the two disc methods: they follow the paper's text. Their blurred
+image is the mask's (the ``blurred`` view: PIL ``GaussianBlur(10)`` of the original image, then
+the run's resize, as the authors' ``get_blurred_img``), so the harness makes it once for all
+of them. Scores are pre-softmax target scores (:func:`saliency_bench.targets.target_score`); the
 perturbed copies are scored ``chunk`` per forward pass by :mod:`._perturb`.
 """
 from __future__ import annotations
