@@ -320,3 +320,13 @@ def test_cuda_graph_option_leaves_the_cpu_path_unchanged():
 def test_unknown_readings_are_refused(bad):
     with pytest.raises(ValueError):
         learn_mask(toy_model(PatchReader()), patch_images(), as_target_tensor([0, 0]), iterations=1, **bad)
+
+
+def test_amp_option_runs_and_learns_the_same_deletion():
+    model = toy_model(PatchReader())
+    maps, info = get_method("mask", iterations=60, l1=1e-3, l2=1e-4, amp=True).explain(
+        model, patch_images(), as_target_tensor([0, 0]))
+    for b in range(2):
+        inside, outside = inside_outside(maps[b])
+        assert inside > 0.8 and outside < 0.15, (inside, outside)
+    assert maps.dtype == torch.float32 and bool(info["converged"].all())
