@@ -735,8 +735,19 @@ def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Pl
             else:
                 recs = store.records(run_id, model, dataset, method.name, bench.name)
                 ids = [i for i in recs if i in meta]
-                metrics = bench.summarize([recs[i] for i in ids], [meta[i] for i in ids])
+                if not ids:  # nothing scored (every sample failed): the coverage says why
+                    metrics = _empty_metrics(bench, "no scored sample")
+                else:
+                    try:
+                        metrics = bench.summarize([recs[i] for i in ids], [meta[i] for i in ids])
+                    except Exception as e:  # one benchmark's summary must not lose the leaderboard
+                        metrics = _empty_metrics(bench, f"benchmark '{bench.name}' could not summarise: "
+                                                        f"{type(e).__name__}: {e}")
             store.set_metrics(run_id, model, dataset, method.name, bench.name, metrics)
+
+
+def _empty_metrics(bench: Benchmark, why: str) -> dict[str, dict]:
+    return {c: {"value": None, "ci": None, "n": 0, "unit": "", "note": why} for c in bench.columns}
 
 
 def _diagnostics(infos: list[dict]) -> dict:

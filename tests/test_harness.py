@@ -274,3 +274,12 @@ def test_an_interrupted_run_can_be_summarised_from_its_records(tmp_path, capsys)
     assert rows["brightness"]["loc_error_mean"] == full["brightness"]["loc_error_mean"]
     assert rows["coarse"]["coverage"]["total"] == 5 and full["coarse"]["coverage"]["total"] == 10
     assert "UNFINISHED run" in (run_dir / "leaderboard.md").read_text()
+
+
+def test_a_method_that_fails_on_every_sample_leaves_the_leaderboard_whole(tmp_path):
+    assert _run(tmp_path, "--methods", "always_raises,brightness", "--benchmarks", "pointing,localization") == 0
+    rows = _rows(_board(tmp_path))
+    assert rows["always_raises"]["coverage"]["scored"] == 0 and rows["always_raises"]["coverage"]["failed"] == 10
+    assert rows["always_raises"]["loc_error_mean"]["value"] is None
+    assert rows["brightness"]["loc_error_mean"]["value"] is not None
+    assert "| always_raises |" in (_run_dir(tmp_path) / "leaderboard.md").read_text()

@@ -174,3 +174,9 @@ class ShapeProbe(saliency_bench.Benchmark):
 
     def protocol(self):
         return {"probe": "the map as the method returned it, summed"}
+
+
+@saliency_bench.method("always_raises")
+def always_raises(model, x, targets):
+    """Fails on every sample."""
+    raise RuntimeError("broken on purpose")
