@@ -54,6 +54,18 @@ def _load_plugins(files: Sequence[str] | None) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+def _short(value: Any) -> str:
+    """An option's value for a table: an evenly spaced grid as ``start:step:stop`` (MATLAB's
+    notation, as PROTOCOLS.md writes the alpha grids), a dict of them item by item."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)) and len(value) > 3 and all(isinstance(v, (int, float)) for v in value):
+        step = value[1] - value[0]
+        if step > 0 and all(abs((b - a) - step) < 1e-9 for a, b in zip(value, value[1:])):
+            return f"{value[0]:g}:{step:g}:{value[-1]:g}"
+    return repr(value)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     kinds = KINDS if args.kind == "all" else (args.kind,)
     for kind in kinds:
@@ -74,7 +86,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 params = ", ".join(f"{k}={v!r}" for k, v in e.obj.defaults.items())
                 table.add_row(e.name, e.obj.kind, params, e.doc, e.source)
             elif kind == "benchmarks":
-                options = ", ".join(f"{k}={v!r}" for k, v in (getattr(e.obj, "defaults", None) or {}).items())
+                options = ", ".join(f"{k}={_short(v)}" for k, v in (getattr(e.obj, "defaults", None) or {}).items())
                 table.add_row(e.name, options or "–", e.doc, e.source)
             else:
                 table.add_row(e.name, e.doc, e.source)

@@ -56,3 +56,16 @@ def test_unknown_method_is_an_error_listing_the_known_ones(tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     assert main(["explain", str(tmp_path / "x.png"), "-m", "nope"]) == 2
     assert "no method matches 'nope'" in capsys.readouterr().out
+
+
+def test_list_benchmarks_shows_their_options_with_grids_in_short(capsys):
+    import os
+
+    os.environ["COLUMNS"] = "300"
+    try:
+        assert main(["list", "benchmarks"]) == 0
+    finally:
+        del os.environ["COLUMNS"]
+    out = capsys.readouterr().out
+    assert "resolution='original'" in out and "tie='mean'" in out
+    assert "{value: 0:0.05:0.95, energy: 0:0.05:0.95, mean: 0:0.5:10}" in out
