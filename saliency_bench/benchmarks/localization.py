@@ -46,6 +46,7 @@ Loops are compiled with numba at first use.
 from __future__ import annotations
 
 import threading
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -502,6 +503,19 @@ def authors_boxes(heatmap: np.ndarray, size: tuple[int, int], alphas: dict[str, 
 # --------------------------------------------------------------------------------------------
 # MaxBoxAccV2
 # --------------------------------------------------------------------------------------------
+@kernel
+def _scale_u8(cam, lo, rng, out):  # pragma: no cover - compiled by numba
+    """``uint8((cam - lo) / rng * 255)`` in float64, truncated: wsolevaluation's
+    ``normalize_scoremap`` (``cam -= min; cam /= max``; the max of ``cam - min`` is ``max - min``, as
+    rounding is monotone) and ``(cam * 255).astype(np.uint8)``, in one pass and the same operations."""
+    h, w = cam.shape
+    for y in range(h):
+        row = cam[y]
+        o = out[y]
+        for x in range(w):
+            o[x] = np.uint8((np.float64(row[x]) - lo) / rng * 255.0)
+
+
 def wsol_scoremaps(maps: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     """wsolevaluation's score maps as uint8 ``[B,H,W]``: each map in float64 (``t2n``), resized to
     ``input_size`` with ``cv2.resize(INTER_CUBIC)`` (``inference.py``), ``normalize_scoremap``
@@ -510,27 +524,39 @@ def wsol_scoremaps(maps: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
 
     H, W = int(input_size[0]), int(input_size[1])
     out = np.empty((len(maps), H, W), np.uint8)
+    scale = compiled("_scale_u8")
     for i, m in enumerate(maps):
-        cam = np.asarray(m, dtype=np.float64)
+        cam = np.asarray(m)
         if cam.shape != (H, W):
-            cam = cv2.resize(cam, (W, H), interpolation=cv2.INTER_CUBIC)
-        if np.isnan(cam).any() or cam.min() == cam.max():
+            cam = cv2.resize(cam.astype(np.float64), (W, H), interpolation=cv2.INTER_CUBIC)
+        elif cam.dtype not in (np.float32, np.float64):  # float32 -> float64 is exact: no copy for it
+            cam = cam.astype(np.float64)
+        lo, hi = float(cam.min()), float(cam.max())
+        if np.isnan(lo) or lo == hi:
             out[i] = 0
-            continue
-        cam = cam - cam.min()
-        cam = cam / cam.max()
-        out[i] = (cam * 255).astype(np.uint8)
+        elif np.isinf(lo) or np.isinf(hi):  # NaNs from inf / inf: numpy decides their cast
+            cam = cam.astype(np.float64) - lo
+            out[i] = (cam / cam.max() * 255).astype(np.uint8)
+        else:
+            scale(np.ascontiguousarray(cam), lo, hi - lo, out[i])
     return out
+
+
+@lru_cache(maxsize=1)
+def _levels_by_top() -> np.ndarray:
+    """``[256,256]``: row ``m`` is :func:`wsol_levels`' table for a map whose maximum is ``m``."""
+    thr = (WSOL_THRESHOLDS[None, :] * np.arange(256, dtype=np.float64)[:, None]).astype(np.int64)  # int(t * max)
+    table = (thr[:, None, :] < np.arange(256)[None, :, None]).sum(axis=2).astype(np.int32)
+    table.flags.writeable = False
+    return table
 
 
 def wsol_levels(s8: np.ndarray) -> np.ndarray:
     """Per image, how many of the 100 thresholds each uint8 value passes (``[B,256]``): the
     foreground at ``t`` is ``> int(t * max)`` (``cv2.threshold(THRESH_BINARY)``), and those
     thresholds are non-decreasing in ``t``, so a value is foreground at index ``j`` iff
-    ``j < level``."""
-    top = s8.reshape(len(s8), -1).max(axis=1)
-    thr = (WSOL_THRESHOLDS[None, :] * top[:, None].astype(np.float64)).astype(np.int64)  # int(t * max)
-    return (thr[:, None, :] < np.arange(256)[None, :, None]).sum(axis=2).astype(np.int32)
+    ``j < level``. (Tabled once for the 256 possible maxima.)"""
+    return _levels_by_top()[s8.reshape(len(s8), -1).max(axis=1)]
 
 
 @kernel
