@@ -199,6 +199,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--baseline", default=BASELINE, help="git revision to time as 'before' ('' to skip)")
+    ap.add_argument("--out", default="", help="result file (default: benchmarks/results/scoring-cpu-<date>.json)")
     args = ap.parse_args()
     import cv2  # a runtime dependency of the localization benchmark
 
@@ -255,9 +256,10 @@ def main() -> None:
         print(name, json.dumps(r, indent=1))
     out = HERE / "results" / f"scoring-cpu-{result['date']}.json"
     for letter in "bcdefgh":
-        if not out.exists():
+        if args.out or not out.exists():
             break
         out = HERE / "results" / f"scoring-cpu-{result['date']}{letter}.json"
+    out = Path(args.out) if args.out else out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print("wrote", out)

@@ -10,9 +10,9 @@ import pytest
 import scipy.ndimage as ndi
 from PIL import Image
 
-from saliency_bench.benchmarks.boxes import contour_boxes_by_threshold, iou_voc, scale_boxes_wsol
+from saliency_bench.benchmarks.boxes import contour_boxes_by_threshold, contour_records, iou_voc, scale_boxes_wsol
 from saliency_bench.benchmarks.localization import (DEFAULT_ALPHAS, Localization, authors_boxes,
-                                                    maxboxacc_correct, wsol_scoremaps)
+                                                    maxboxacc_correct, wsol_levels, wsol_scoremaps)
 from saliency_bench.contracts import Sample
 
 H5 = np.array([[0, 0, 0, 0, 0],
@@ -175,30 +175,75 @@ def _cv2_boxes(mask: np.ndarray) -> set[tuple[int, int, int, int]]:
     return out
 
 
-def test_contour_boxes_at_every_threshold_equal_opencv_retr_tree_holes_included():
+def _level_map(rng: np.random.Generator, kind: int, h: int, w: int) -> np.ndarray:
+    """Integer level maps of many shapes: noisy, binary (holes everywhere), smooth with few or many
+    levels (plateaus), tilted planes and rings (holes that grow and reach the border), constant."""
+    if kind == 0:
+        return rng.integers(0, 4, (h, w))
+    if kind == 1:
+        return (rng.random((h, w)) < 0.5).astype(int) * 2
+    if kind in (2, 3):
+        m = ndi.gaussian_filter(rng.standard_normal((h, w)), rng.uniform(0.5, 4))
+        n = 8 if kind == 2 else int(rng.integers(2, 40))
+        return np.digitize(m, np.quantile(m, np.linspace(0, 1, n)[1:-1]))
+    if kind == 4:
+        return rng.integers(0, 10, (h, w))
+    if kind == 5:  # bicubic upsampling of a tiny map, as Grad-CAM's are scored
+        small = rng.random((int(rng.integers(2, 6)), int(rng.integers(2, 6))))
+        m = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        return np.round((m - m.min()) / (np.ptp(m) or 1) * rng.integers(3, 60)).astype(int)
+    if kind == 6:  # rings around random centres: holes inside, crossing the border
+        yy, xx = np.mgrid[:h, :w]
+        cy, cx, r = rng.uniform(-2, h + 2), rng.uniform(-2, w + 2), rng.uniform(1, max(h, w))
+        return np.round(20 * np.exp(-((np.hypot(yy - cy, xx - cx) - r) ** 2) / rng.uniform(1, 30))).astype(int)
+    if kind == 7:  # a tilted plane with steps: long runs, extremes on the border
+        yy, xx = np.mgrid[:h, :w]
+        return ((rng.uniform(-1, 1) * yy + rng.uniform(-1, 1) * xx) // rng.uniform(0.5, 3)).astype(int) % 7
+    return np.full((h, w), int(rng.integers(0, 3)))
+
+
+@pytest.mark.parametrize("path", ["runs", "pixels"])
+def test_contour_boxes_at_every_threshold_equal_opencv_retr_tree_holes_included(path):
+    """Both ways of :func:`contour_records` (unimodal runs; the pixel union-finds), forced, on 360
+    maps of 1..40 pixels a side: at every threshold the set of boxes equals that of
+    ``cv2.findContours(RETR_TREE)`` + ``boundingRect``."""
     rng = np.random.default_rng(0)
     cases = holes = 0
-    for trial in range(300):
-        h, w = (int(v) for v in rng.integers(1, 33, 2))
-        kind = trial % 4
-        if kind == 0:
-            lv = rng.integers(0, 4, (h, w))
-        elif kind == 1:
-            lv = (rng.random((h, w)) < 0.5).astype(int) * 2
-        elif kind == 2:
-            m = ndi.gaussian_filter(rng.standard_normal((h, w)), rng.uniform(0.5, 3))
-            lv = np.digitize(m, np.quantile(m, np.linspace(0, 1, 8)[1:-1]))
-        else:
-            lv = rng.integers(0, 10, (h, w))
+    for trial in range(360):
+        h, w = (int(v) for v in rng.integers(1, 41, 2))
+        lv = _level_map(rng, trial % 9, h, w)
+        lv = lv - lv.min()
         n_t = int(lv.max()) + 1
-        got = contour_boxes_by_threshold(lv[None], n_t)[0]
+        got = contour_boxes_by_threshold(lv[None], n_t, path)[0]
         for j in range(n_t):
             want = _cv2_boxes(lv > j)
             outer = _cv2_boxes_external(lv > j)
             holes += len(want - outer)
             assert got[j] == want, (trial, j)
             cases += 1
-    assert cases > 1500 and holes > 100  # holes were exercised
+    assert cases > 3000 and holes > 300  # holes were exercised
+
+
+def test_auto_scores_smooth_maps_by_runs_and_noisy_maps_by_pixels_both_as_opencv():
+    """Per map, the way is chosen by how many runs it has: bicubic-upsampled small maps and blurred
+    maps by runs, noise by pixels; all 100 thresholds of each equal OpenCV's contour boxes."""
+    rng = np.random.default_rng(1)
+    smooth = [cv2.resize(rng.random((7, 7)), (96, 96), interpolation=cv2.INTER_CUBIC),
+              ndi.gaussian_filter(rng.standard_normal((96, 96)), 6), _ring(96).astype(np.float64)]
+    noisy = [rng.random((96, 96)), ndi.gaussian_filter(rng.standard_normal((96, 96)), 0.5)]
+    s8 = wsol_scoremaps(np.stack(smooth + noisy).astype(np.float32), (96, 96))
+    lut = wsol_levels(s8)
+    took = np.zeros(len(s8), bool)
+    rows, top = contour_records(s8, lut, 100, took_runs=took)
+    assert took.tolist() == [True] * len(smooth) + [False] * len(noisy)
+    for b in range(len(s8)):
+        level = lut[b][s8[b]]
+        got = [set() for _ in range(100)]
+        for _, x1, y1, x2, y2, lo, hi in rows[rows[:, 0] == b].tolist():
+            for j in range(lo, hi + 1):
+                got[j].add((x1, y1, x2, y2))
+        for j in range(100):
+            assert got[j] == (_cv2_boxes(level > j) if j < top[b] else set()), (b, j)
 
 
 def _cv2_boxes_external(mask: np.ndarray) -> set[tuple[int, int, int, int]]:
@@ -249,6 +294,49 @@ def test_maxboxacc_takes_every_region_of_a_map_with_two_blobs():
         assert c[0, k, :50].all() and not c[0, k, 50:].any()
     # one box around all pixels (not multi-contour) would have missed: IoU well below 0.3
     assert iou_voc([2, 2, 18, 18], [10, 12, 17, 17]) < 0.3
+
+
+def test_score_maps_equal_wsolevaluations_resize_normalize_and_uint8_on_many_maps():
+    """``wsol_scoremaps`` against wsolevaluation's steps written plainly (float64, cv2 bicubic
+    resize, ``normalize_scoremap``, ``(cam * 255).astype(np.uint8)``) on 600 maps: float32 and
+    float64, resized or not, with ties on exact quarter values (products that are exact integers),
+    tiny and huge ranges, NaN (all zeros), infinities (numpy's own casts) and constant maps."""
+    rng = np.random.default_rng(3)
+
+    def reference(maps, size):
+        out = []
+        for m in maps:
+            cam = np.asarray(m, dtype=np.float64)
+            if cam.shape != size:
+                cam = cv2.resize(cam, (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
+            if np.isnan(cam).any() or cam.min() == cam.max():
+                out.append(np.zeros(size, np.uint8))
+                continue
+            cam = cam - cam.min()
+            cam = cam / cam.max()
+            out.append((cam * 255).astype(np.uint8))
+        return np.stack(out)
+
+    with np.errstate(invalid="ignore", over="ignore"):  # 1e300 as float32 is inf: a case of its own
+        for trial in range(100):
+            h, w = (int(v) for v in rng.integers(1, 40, 2))
+            m = rng.standard_normal((3, h, w))
+            kind = trial % 6
+            if kind == 1:
+                m = np.round(m * 4) / 4 * 17
+            elif kind == 2:
+                m[0] = 1.5
+                m[1] *= 1e-300
+            elif kind == 3:
+                m[1, 0, 0] = np.nan
+                m[2] *= 1e300
+            elif kind == 4:
+                m[2, -1, -1] = np.inf
+                m[0, 0, -1] = -np.inf
+            for dtype in (np.float32, np.float64):
+                for size in ((h, w), (int(rng.integers(1, 60)), int(rng.integers(1, 60)))):
+                    np.testing.assert_array_equal(wsol_scoremaps(m.astype(dtype), size),
+                                                  reference(m.astype(dtype), size), err_msg=str((trial, dtype, size)))
 
 
 def test_maxboxacc_resizes_a_small_map_with_opencv_bicubic_and_scores_a_constant_map_as_no_box():

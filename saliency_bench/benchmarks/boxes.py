@@ -950,8 +950,14 @@ def _basin_sweep(hole, n_levels, b, X, run, n, lab, border, first, eu, ev, ew, n
         v = X[cols[s, 2], cols[s, 0]]
         keys[s] = n_levels - v if hole else v
     _sort_desc(keys, nc, n_levels + 1, o_c, cnt)
-    for s in range(nc):  # (column runs keep their level: keys is reused below)
-        cols[s, 1] = keys[s]
+    for s in range(nc):  # column runs keep their level (keys is reused below) and the basin of the
+        cols[s, 1] = keys[s]  # row run through their peak (-1: a hole basin on the border)
+        x = cols[s, 0]
+        y = cols[s, 2]
+        r = first[y]
+        while run[r, 2] < x:
+            r += 1
+        cols[s, 2] = -1 if border[r] else lab[r]
     n_t = 0
     for s in range(n):
         mark[s] = -1
@@ -1058,14 +1064,10 @@ def _basin_sweep(hole, n_levels, b, X, run, n, lab, border, first, eu, ev, ew, n
         while i_c < nc and cols[o_c[i_c], 1] == lev:  # column runs: their column joins a component
             s = o_c[i_c]
             i_c += 1
-            x = cols[s, 0]
-            y = cols[s, 2]
-            r = first[y]
-            while run[r, 2] < x:  # the row run through the column run's peak
-                r += 1
-            if border[r]:
+            r = cols[s, 2]
+            if r < 0:
                 continue
-            r = lab[r]
+            x = cols[s, 0]
             while rpar[r] != r:
                 rpar[r] = rpar[rpar[r]]
                 r = rpar[r]
@@ -1251,7 +1253,8 @@ def _run_filling(kernel_name: str, args: tuple, n_img: int) -> np.ndarray:
 RUNS_PER_PIXEL = 1 / 8  # the run path takes a map with at most this many runs of a kind per pixel
 
 
-def contour_records(values: np.ndarray, lut: np.ndarray, n_t: int, path: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def contour_records(values: np.ndarray, lut: np.ndarray, n_t: int, path: str = "auto",
+                    took_runs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Bounding boxes of every contour OpenCV's ``findContours(RETR_TREE)`` returns for the binary
     maps ``{level > j}``, ``j = 0..n_t-1``, at once; ``level = lut[b, values[b]]`` (``values [B,H,W]``
     small non-negative integers such as a uint8 map, ``lut [B,V]`` non-decreasing, in ``0..n_t``).
@@ -1272,6 +1275,7 @@ def contour_records(values: np.ndarray, lut: np.ndarray, n_t: int, path: str = "
       this way.
 
     Either is O(pixels) for all thresholds, instead of one contour search per threshold.
+    ``took_runs`` (bool ``[B]``), when given, is set to which images the run path scored.
 
     Returns ``rows [R,7]`` = ``(image, x1, y1, x2, y2, lo, hi)``: the box (inclusive, the extreme
     contour points) is a contour's box at every threshold index ``lo <= j <= hi``; and ``top [B]``,
@@ -1294,6 +1298,9 @@ def contour_records(values: np.ndarray, lut: np.ndarray, n_t: int, path: str = "
         skipped = np.zeros(n_img, np.bool_)
         parts.append(_run_filling("_run_records", (vals, table, int(n_t), int(limit), skipped), n_img))
         todo = np.flatnonzero(skipped)
+    if took_runs is not None:
+        took_runs[:] = True
+        took_runs[todo] = False
     if len(todo):
         sub_vals = vals if len(todo) == n_img else np.ascontiguousarray(vals[todo])
         sub_table = table if len(todo) == n_img else np.ascontiguousarray(table[todo])
