@@ -324,12 +324,26 @@ class Benchmark:
     (method, model, dataset) into metrics. Both are pure: no model, no files.
     ``needs`` names the ground truth a sample must carry (``"boxes"``, ``"mask"``);
     ``accepts`` the method kinds that can be scored.
+
+    **The model in the loop.** A benchmark with ``uses_model = True`` (the faithfulness games)
+    gets ``probe=``, a :class:`Probe`, as a keyword of ``score_batch``: the batch's inputs on
+    the run's device and batched forward passes of perturbed inputs, timed for the runtime
+    table. ``views`` names inputs the benchmark makes from each original image (a blurred
+    image, say): :meth:`make_view` makes them in the DataLoader workers, as methods' views
+    are, and ``probe.view(name)`` hands them over preprocessed.
     """
 
     name: str = ""
     needs: tuple[str, ...] = ()
     accepts: tuple[str, ...] = (HEATMAP,)
     columns: tuple[str, ...] = ()  # leaderboard columns this benchmark fills, in order
+    uses_model: bool = False
+    views: tuple[str, ...] = ()
+
+    def make_view(self, name: str, image: Any, size: tuple[int, int]) -> torch.Tensor | None:
+        """The view ``name`` of a sample: ``uint8 [3,H,W]`` at the input ``size`` (H, W) made from
+        the original PIL ``image``, or None (``probe.view`` is then None for the batch)."""
+        raise NotImplementedError(f"benchmark '{self.name}' declares views but makes none")
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -358,3 +372,76 @@ class Benchmark:
         "n": samples used, "unit": "%" | "", "note": str}`` (``note`` e.g. ``"alpha*=0.35"``).
         """
         raise NotImplementedError
+
+
+class Probe:
+    """The model in the loop for a benchmark's ``score_batch`` (``Benchmark.uses_model``).
+
+    Row ``i`` belongs to the batch's sample ``i``. ``x`` are the preprocessed inputs
+    ``[B,3,H,W]`` on the run's device, ``targets`` their :class:`~saliency_bench.targets.Targets`.
+    :meth:`probabilities` and :meth:`scores` run the model without gradients on any number of
+    perturbed inputs, ``batch_size`` at a time, and count the passes and the seconds (device
+    synchronised), which the harness adds to the benchmark's own runtime.
+    """
+
+    def __init__(self, model: Model, x: torch.Tensor, targets: Any,
+                 views: Mapping[str, torch.Tensor | None] | None = None, batch_size: int = 16) -> None:
+        from .targets import Targets
+
+        self.model = model
+        self.x = x
+        self.targets = targets if isinstance(targets, Targets) else Targets(targets, x.device)
+        self._views = dict(views or {})
+        self.batch_size = max(1, int(batch_size))
+        self.passes = 0
+        self.seconds = 0.0
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def view(self, name: str) -> torch.Tensor | None:
+        """The benchmark's view ``name`` of every row, preprocessed ``[B,3,H,W]``, or None."""
+        return self._views.get(name)
+
+    def rows(self, rows: Sequence[int]) -> "Probe":
+        """A probe over some rows (the harness scores sample by sample when a batch fails);
+        passes and seconds still add up in the parent."""
+        idx = torch.as_tensor(list(rows), dtype=torch.long, device=self.x.device)
+        sub = Probe(self.model, self.x[idx], self.targets[idx.cpu()].to(self.x.device),
+                    {k: None if v is None else v[idx] for k, v in self._views.items()}, self.batch_size)
+        sub._parent = self
+        return sub
+
+    def _count(self, passes: int, seconds: float) -> None:
+        self.passes += passes
+        self.seconds += seconds
+        parent = getattr(self, "_parent", None)
+        if parent is not None:
+            parent._count(passes, seconds)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N,C]`` logits of ``N`` preprocessed inputs (float32, on the device)."""
+        import time
+
+        dev = self.x.device
+        out = []
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for j in range(0, x.shape[0], self.batch_size):
+                out.append(self.model.net(x[j:j + self.batch_size].to(dev)).float())
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        self._count(int(x.shape[0]), time.perf_counter() - t0)
+        return torch.cat(out) if out else torch.zeros(0, len(self.model.classes), device=dev)
+
+    def probabilities(self, x: torch.Tensor, rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """``[N]`` softmax probability of the target set of row ``rows[n]`` for input ``x[n]``."""
+        rows = torch.as_tensor(rows, dtype=torch.long).cpu()
+        return self.targets[rows].to(self.x.device).probability(self.logits(x))
+
+    def scores(self, x: torch.Tensor, rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """``[N]`` pre-softmax target score (log-sum-exp of the set's logits) of row ``rows[n]``."""
+        rows = torch.as_tensor(rows, dtype=torch.long).cpu()
+        return self.targets[rows].to(self.x.device).score(self.logits(x))

@@ -232,6 +232,11 @@ def get_method(name: str, **params: Any) -> Method:
 
 
 def get_model(name: str, **kwargs: Any):
+    """The model ``name``; ``FAMILY:ARCH`` (``timm:resnet18``) calls the factory registered as
+    ``FAMILY`` with the architecture as its first argument."""
+    family, sep, arch = name.partition(":")
+    if sep:
+        return models.get(family)(arch, **kwargs)
     return models.get(name)(**kwargs)
 
 
