@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFile
+from PIL import Image, ImageDraw, ImageFile, ImageFilter
 
 # A truncated JPEG must fail loudly, not load half grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -33,6 +33,20 @@ def to_input(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     h, w = size
     im = image.resize((w, h), Image.BILINEAR) if image.size != (w, h) else image
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def blurred_input(image: Image.Image, size: tuple[int, int], radius: float = 10.0) -> torch.Tensor:
+    """The blurred copy of Fong & Vedaldi's perturbations as their code made it
+    (``get_blurred_img`` in ``ruthcfong/perturb_explanations``, ``optimize_mask.py``): PIL
+    ``GaussianBlur(radius)`` of the **original** image at its own resolution (PIL's radius is the
+    Gaussian's standard deviation), then the run's whole-image resize to ``size`` = (H, W)
+    (:func:`to_input`): uint8 ``[3,H,W]``. ``radius <= 0``: the plain resized image.
+
+    Shared by the methods' ``blurred`` view and the faithfulness benchmarks' substrate."""
+    image = image.convert("RGB") if image.mode != "RGB" else image
+    if radius > 0:
+        image = image.filter(ImageFilter.GaussianBlur(float(radius)))
+    return to_input(image, size)
 
 
 def _jet(v: np.ndarray) -> np.ndarray:
