@@ -51,6 +51,9 @@ class Sample:
     flags: dict[str, bool] = field(default_factory=dict)  # e.g. {"difficult": True}
     split: str = "eval"  # "eval" or "heldout" (threshold selection)
     error: str | None = None  # why loading failed; the harness records it as a failure
+    # (part name, x, y) in original-image pixels (COCO keypoints, Animal Parts eyes and feet); None:
+    # the dataset has no keypoint annotation (the part-saliency benchmark skips it)
+    keypoints: list[tuple[str, float, float]] | None = None
 
     def target_in(self, label_space: str) -> tuple[int, ...]:
         return tuple(self.targets.get(label_space, ()))
