@@ -82,3 +82,73 @@ def as_bool(value: object) -> bool:
             return False
         raise ValueError(f"expected a boolean, got '{value}'")
     return bool(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Keypoints: COCO's keypoint format and the Animal Parts layout (Novotny et al., BMVC 2016)
+# --------------------------------------------------------------------------------------------
+def coco_keypoints(data: dict) -> tuple[dict, dict]:
+    """Visible keypoints of a COCO keypoint json (``person_keypoints_*.json``, or any json whose
+    annotations carry ``keypoints: [x1, y1, v1, ...]`` and whose categories name them in
+    ``keypoints: [name, ...]``): ``({annotation id: [(name, x, y)]}, {(image id, category id):
+    [(name, x, y)]})``. A keypoint with ``v = 0`` (not labelled) is left out; ``v = 1`` (labelled,
+    occluded) and ``v = 2`` (visible) are kept. Coordinates are COCO's, original-image pixels."""
+    names = {c["id"]: list(c.get("keypoints") or []) for c in data.get("categories", [])}
+    by_ann: dict = {}
+    by_pair: dict = {}
+    for a in data.get("annotations", []):
+        kp = a.get("keypoints")
+        if not kp:
+            continue
+        cat = a.get("category_id")
+        labels = names.get(cat, [])
+        pts = []
+        for k in range(len(kp) // 3):
+            x, y, v = kp[3 * k], kp[3 * k + 1], kp[3 * k + 2]
+            if v and v > 0:
+                pts.append((labels[k] if k < len(labels) else f"keypoint_{k}", float(x), float(y)))
+        if "id" in a:
+            by_ann[a["id"]] = pts
+        by_pair.setdefault((a.get("image_id"), cat), []).extend(pts)
+    return by_ann, by_pair
+
+
+ANIMAL_PARTS_LAYOUT = """  PATH/xml/eye/<image>.xml, PATH/xml/foot/<image>.xml   (or PATH/eye/, PATH/foot/)
+  each a PASCAL-VOC-style file: <object><name>WNID</name><bndbox>...</bndbox>
+  <point><x>X</x><y>Y</y><class>eye</class></point>...</object>"""
+
+
+def animal_parts_keypoints(root: str | Path) -> dict[str, list[tuple[str, float, float]]]:
+    """The Animal Parts keypoints (Novotny, Larlus & Vedaldi, "I have seen enough: transferring
+    parts across categories", BMVC 2016) as Fong & Vedaldi read them (``load_objs`` in
+    ``perturb_explanations/code/caffe/python/helpers.py``): one folder per part under
+    ``PATH/xml`` (``eye``, ``foot``), one PASCAL-VOC-style xml per image named like the image
+    (``n01531178_1234.xml``, ``ILSVRC2012_val_00000001.xml``), whose ``<object>`` elements hold
+    ``<point>`` elements with ``<x>``, ``<y>`` and ``<class>``. Returns ``{image stem: [(part, x, y)]}``;
+    the part is the point's ``<class>`` unless that is a bare number (the dataset's MATLAB
+    release numbers its keypoint classes), then the folder's name. (The dataset's ``.mat``
+    release is not read.)"""
+    import xml.etree.ElementTree as ET
+
+    root = Path(root)
+    base = root / "xml" if (root / "xml").is_dir() else root
+    require(base, "Animal Parts folder", ANIMAL_PARTS_LAYOUT)
+    out: dict[str, list[tuple[str, float, float]]] = {}
+    folders = sorted(p for p in base.iterdir() if p.is_dir())
+    if not folders:
+        raise LayoutError(f"no part folders in {base}\nexpected layout:\n{ANIMAL_PARTS_LAYOUT}")
+    for folder in folders:
+        for f in sorted(folder.glob("*.xml")):
+            try:
+                tree = ET.parse(f)
+            except ET.ParseError as e:
+                raise ValueError(f"{f} is not an xml file: {e}") from e
+            pts = out.setdefault(f.stem, [])
+            for point in tree.iter("point"):
+                x, y = point.findtext("x"), point.findtext("y")
+                if x is None or y is None:
+                    continue
+                cls = (point.findtext("class") or "").strip()
+                part = cls if cls and not cls.replace(".", "").isdigit() else folder.name
+                pts.append((part, float(x), float(y)))
+    return out

@@ -39,7 +39,7 @@ import saliency_bench
 from saliency_bench.contracts import Dataset, Sample
 from saliency_bench.imageio import ImageError, load_rgb
 
-from ._common import LayoutError, clip_boxes, require
+from ._common import LayoutError, clip_boxes, coco_keypoints, require
 from .coco_imagenet_map import COCO_TO_IMAGENET
 
 SAMPLE_ROOT = Path(__file__).parent / "sample"
@@ -77,7 +77,8 @@ class CocoDataset(Dataset):
     label_spaces = ("coco", "imagenet")
 
     def __init__(self, annotations: str | Path, images: str | Path, *, name: str = "coco",
-                 cap_per_category: int | None = None, crowd: str = "include") -> None:
+                 cap_per_category: int | None = None, crowd: str = "include",
+                 keypoints: str | Path | None = None) -> None:
         self.name = name
         self.annotation_file = Path(annotations)
         self.image_dir = Path(images)
@@ -87,7 +88,7 @@ class CocoDataset(Dataset):
             raise ValueError(f"cap_per_category must be a positive number of images, not {cap_per_category}")
         self.options = {"annotations": str(self.annotation_file), "images": str(self.image_dir),
                         "cap_per_category": None if cap_per_category is None else int(cap_per_category),
-                        "crowd": crowd}
+                        "crowd": crowd, "keypoints": None if keypoints is None else str(keypoints)}
         require(self.annotation_file, "COCO annotation file", _LAYOUT)
         require(self.image_dir, "COCO image folder", _LAYOUT)
         try:
@@ -98,6 +99,7 @@ class CocoDataset(Dataset):
             raise ValueError(f"{self.annotation_file} is not a COCO instances file "
                              f"(json with images, annotations, categories): {type(e).__name__}: {e}") from e
         self._index(images_json, anns_json, cats_json, cap_per_category, crowd)
+        self._attach_keypoints(data, keypoints)
 
     # -- indexing (once, at construction) ----------------------------------------------------
     def _index(self, images_json: list, anns_json: list, cats_json: list,
@@ -157,6 +159,38 @@ class CocoDataset(Dataset):
         # Images with no annotation give no (image, category) pair; counted so none goes unseen.
         self.unannotated = sorted(i for i in imgs if i not in per_image)
 
+    def _attach_keypoints(self, data: dict, keypoints: str | Path | None) -> None:
+        """Keypoints of each (image, category) sample: those the annotation file carries itself
+        (a ``person_keypoints_*.json``), and those of the COCO-keypoint-format file
+        ``keypoints`` (matched by annotation id, else by image and category)."""
+        sources = [data]
+        if keypoints is not None:
+            path = Path(keypoints)
+            require(path, "COCO keypoint file", "  a json in COCO's keypoint format (person_keypoints_*.json)")
+            try:
+                sources.append(json.loads(path.read_text()))
+            except ValueError as e:
+                raise ValueError(f"{path} is not a json file: {e}") from e
+        self.keypoint_count = 0
+        cat_id = {c["name"]: c["id"] for c in data.get("categories", [])}
+        for src in sources:
+            by_ann, by_pair = coco_keypoints(src)
+            if not by_pair:
+                continue
+            for rec in self._records:
+                if rec["error"]:
+                    continue
+                ids = [a.get("id") for a in rec["anns"]]
+                if any(i in by_ann for i in ids):
+                    pts = [p for i in ids for p in by_ann.get(i, [])]
+                else:
+                    pts = by_pair.get((rec["image"]["id"], cat_id.get(rec["category"])), [])
+                if pts:
+                    rec["keypoints"] = rec.get("keypoints", []) + list(pts)
+                    self.keypoint_count += len(pts)
+        if self.keypoint_count:
+            self.provides = tuple(getattr(type(self), "provides", ("mask", "boxes"))) + ("keypoints",)
+
     @property
     def ids(self) -> list[str]:
         return self._ids
@@ -192,6 +226,10 @@ class CocoDataset(Dataset):
             return sample
         sample.boxes, _, _ = clip_boxes(np.asarray(boxes, np.float32), h, w)
         sample.image, sample.size, sample.mask = image, (h, w), mask
+        if rec.get("keypoints") is not None:
+            sample.keypoints = [(str(n), float(x), float(y)) for n, x, y in rec["keypoints"]]
+        elif self.keypoint_count:
+            sample.keypoints = []  # the dataset has keypoints, this sample none
         sample.flags = {"difficult": bool(area < 0.25 * h * w and rec["others"] > 0)}
         return sample
 
@@ -214,6 +252,8 @@ class CocoDataset(Dataset):
                                            for c, why in inet_missing.items()}},
             "crowd_annotations": {"count": self.crowd_count, "handling": self.options["crowd"]},
             "crowd_only_pairs_dropped": self.crowd_only,
+            "keypoints": {"count": self.keypoint_count,
+                          "samples": sum(bool(r.get("keypoints")) for r in self._records)},
             "capped_away": dict(sorted(self.capped.items())),
             "options": dict(self.options),
         }
@@ -243,21 +283,30 @@ def _find_split(root: Path, split: str) -> tuple[Path, Path]:
 
 @saliency_bench.dataset("coco")
 def coco(path: str, *, split: str = "val2014", cap_per_category: int | None = None,
-         crowd: str = "include") -> CocoDataset:
+         crowd: str = "include", keypoints: str | None = None) -> CocoDataset:
     """COCO instances (val2014, val2017, train2017 ...) via pycocotools: pointing-game samples.
 
     ``cap_per_category=400`` keeps each category's first 400 images in image-id order (the
-    seed's COCO protocol); ``crowd`` is ``include`` (default) or ``ignore``.
+    seed's COCO protocol); ``crowd`` is ``include`` (default) or ``ignore``; ``keypoints`` a
+    COCO-keypoint-format json (``auto``: ``PATH/annotations/person_keypoints_SPLIT.json``) whose
+    keypoints the part-saliency benchmark reads.
     """
-    ann, images = _find_split(Path(path).expanduser(), str(split))
-    return CocoDataset(ann, images, name="coco", cap_per_category=cap_per_category, crowd=crowd)
+    root = Path(path).expanduser()
+    ann, images = _find_split(root, str(split))
+    if keypoints == "auto":
+        keypoints = str(require(root / "annotations" / f"person_keypoints_{split}.json",
+                                f"COCO person keypoints for split '{split}'", _LAYOUT))
+    return CocoDataset(ann, images, name="coco", cap_per_category=cap_per_category, crowd=crowd,
+                       keypoints=keypoints)
 
 
 @saliency_bench.dataset("sample")
 def sample(*, cap_per_category: int | None = None, crowd: str = "include") -> CocoDataset:
-    """The bundled sample: 39 freely licensed COCO train2017 images (see sample/CREDITS.md)."""
+    """The bundled sample: 39 freely licensed COCO train2017 images (see sample/CREDITS.md),
+    with eyes and feet of its animals marked by hand for this project (``sample/keypoints.json``)."""
+    kp = SAMPLE_ROOT / "keypoints.json"
     return CocoDataset(SAMPLE_ROOT / "instances.json", SAMPLE_ROOT / "images", name="sample",
-                       cap_per_category=cap_per_category, crowd=crowd)
+                       cap_per_category=cap_per_category, crowd=crowd, keypoints=kp if kp.exists() else None)
 
 
 __all__ = ["CocoDataset", "coco", "sample", "LayoutError"]
