@@ -67,33 +67,10 @@ def _short(value: Any) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    kinds = KINDS if args.kind == "all" else (args.kind,)
-    for kind in kinds:
-        reg = registry.REGISTRIES[kind]
-        table = Table(title=kind, show_lines=False)
-        table.add_column("name", style="bold")
-        if kind == "methods":
-            table.add_column("kind")
-            table.add_column("parameters")
-        if kind == "benchmarks":
-            table.add_column("options (-B NAME.OPTION=VALUE)")
-        table.add_column("description")
-        table.add_column("source", style="dim")
-        for e in reg.entries():
-            if not any(registry.fnmatch.fnmatchcase(e.name, p.strip()) for p in args.pattern.split(",")):
-                continue
-            if kind == "methods":
-                params = ", ".join(f"{k}={v!r}" for k, v in e.obj.defaults.items())
-                table.add_row(e.name, e.obj.kind, params, e.doc, e.source)
-            elif kind == "benchmarks":
-                options = ", ".join(f"{k}={_short(v)}" for k, v in (getattr(e.obj, "defaults", None) or {}).items())
-                table.add_row(e.name, options or "–", e.doc, e.source)
-            else:
-                table.add_row(e.name, e.doc, e.source)
-        console.print(table)
-        for name, why in reg.broken.items():
-            console.print(f"[red]broken plugin[/red] {name}: {why}")
-    return 0
+    """One line per item, fitted to the terminal; ``list KIND NAME`` (an exact name): its details."""
+    from .listing import print_list
+
+    return print_list(args.kind, args.pattern, console, short=_short)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
