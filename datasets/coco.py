@@ -75,6 +75,7 @@ class CocoDataset(Dataset):
 
     label_space = "coco"  # the native labels; targets also carry the "imagenet" mapping
     label_spaces = ("coco", "imagenet")
+    provides = ("mask", "boxes")  # instance masks (pointing game); several classes per image
 
     def __init__(self, annotations: str | Path, images: str | Path, *, name: str = "coco",
                  cap_per_category: int | None = None, crowd: str = "include",

@@ -20,7 +20,7 @@ Layouts read (``PATH`` is what the user passes):
   ``wsol`` — the wsolevaluation metadata ``localization.txt`` + ``class_labels.txt`` (+
   ``image_sizes.txt``) in ``PATH/wsol/``, ``PATH/metadata/ILSVRC/test/`` or ``PATH``;
   ``boxes`` may also be one of those names, or a path to the file or folder itself.
-* classes: the shipped table (``saliency_bench.models.imagenet_classes()``);
+* classes: the shipped table (``saliency_bench.labels.imagenet_classes()``);
   ``PATH/LOC_synset_mapping.txt``, when present, must list the same WordNet ids in the same order.
 
 Splits (``Sample.split``):
@@ -57,7 +57,7 @@ import numpy as np
 import saliency_bench
 from saliency_bench.contracts import Dataset, Sample
 from saliency_bench.imageio import ImageError, load_rgb
-from saliency_bench.models import DATA, imagenet_classes
+from saliency_bench.labels import DATA, imagenet_classes
 
 from ._common import LayoutError, as_bool, boxes_inside, heldout_ids, require
 
@@ -225,6 +225,7 @@ class ImageNetDataset(Dataset):
     """ImageNet images with boxes of their ground-truth class: weak-localization samples."""
 
     label_space = "imagenet"
+    provides = ("boxes", "single_class")  # one labelled class per image, its boxes
 
     def __init__(self, records: list[dict], *, name: str = "imagenet", options: dict | None = None,
                  excluded: int = 0) -> None:

@@ -33,6 +33,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from saliency_bench.imageio import to_input
+from saliency_bench.targets import as_target_tensor
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -229,6 +230,7 @@ def perturbation_scores(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     (per image), 1 = replaced by ``null``. The ``B*N`` perturbed copies are scored ``chunk`` at a
     time: ``score(net(copies), targets_of_copies)`` must return one value per copy.
     """
+    targets = as_target_tensor(targets, x.device)
     b = x.shape[0]
     per_image = perturb.ndim == 4
     n = perturb.shape[1] if per_image else perturb.shape[0]

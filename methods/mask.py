@@ -78,7 +78,7 @@ import torch
 import torch.nn.functional as F
 
 import saliency_bench
-from saliency_bench.targets import target_probability
+from saliency_bench.targets import Targets, target_probability
 
 from ._perturb import (blurred_jittered_original, blurred_original, check_blur_source, check_jitter_mode,
                        gaussian_blur, jittered_original, null_image, perturbation_scores, soft_discs)
@@ -217,7 +217,7 @@ def circular_init(net, x: torch.Tensor, null: torch.Tensor, targets: torch.Tenso
     f_r = perturbation_scores(net, x, null, perturb, targets, target_probability, chunk)  # [B,R]
     with torch.no_grad():
         both = net(torch.cat([x, null]))
-        f_x, f_null = target_probability(both, targets.repeat(2, 1)).float().chunk(2)
+        f_x, f_null = target_probability(both, Targets(targets).repeat(2)).float().chunk(2)
     denom = (f_x - f_null)[:, None]
     norm = (f_r - f_null[:, None]) / denom.where(denom > 0, torch.ones_like(denom))
     ok = (norm <= threshold) if game == DELETION else (norm >= 1 - threshold)
@@ -295,7 +295,7 @@ def learn_mask(model, x: torch.Tensor, targets: torch.Tensor, *, game: str = DEL
         logits0 = net(x).float()
     if top_k > 0:
         targets = logits0.topk(top_k, dim=1).indices
-    targets = targets.to(x.device)
+    targets = Targets(targets, x.device)
     score_before = target_probability(logits0, targets)
     defaults = (_layer_defaults(model, layer) if layer else None) or (1e-4, 1e-2)
     l1 = defaults[0] if l1 is None else float(l1)
@@ -461,48 +461,29 @@ _FORWARDED = ("iterations", "lr", "l1", "l2", "beta", "jitter", "jitter_mode", "
               "blurred", "jittered", "blurred_jittered")
 
 
-@saliency_bench.method("mask", views=VIEWS)
-def mask(model, x: torch.Tensor, targets: torch.Tensor, *, iterations: int = 300, lr: float = 0.1,
+@saliency_bench.method("mask", views=VIEWS, cost=lambda iterations=300, **_: iterations + 36, variants=[
+    saliency_bench.param(top_k=5, l1=1e-3, beta=2.0, id="mask_top5", doc=(
+        "Meaningful perturbation, localisation setting: delete the top-5 predicted classes' summed "
+        "probability, l1 = 1e-3, beta = 2 (Fong & Vedaldi 2017 §5.2; the released --loc_params)")),
+    saliency_bench.param(game=PRESERVATION, id="mask_preserve", doc=(
+        "Meaningful perturbation, preservation game: the smallest blur mask that keeps the target's "
+        "probability (eq. 3 with the sign of the score flipped; not in the released Caffe code)")),
+])
+def mask(model, x: torch.Tensor, targets: torch.Tensor, *, game: str = DELETION, top_k: int = 0,
+         iterations: int = 300, lr: float = 0.1,
          l1: float | None = None, l2: float | None = None, beta: float = 3.0, jitter: int = 4,
          jitter_mode: str = "resize", mask_sigma: float = 5.0, blur_sigma: float = 10.0,
          blur_source: str = "original", delta: int = 8, mask_size: int | None = None, init: str = "circle",
          layer: str | None = None, seed: int = 0, amp: bool = False, cuda_graph: bool = False, chunk: int = 128,
          blurred: torch.Tensor | None = None, jittered: torch.Tensor | None = None,
          blurred_jittered: torch.Tensor | None = None):
-    """Meaningful perturbation (Fong & Vedaldi 2017), deletion game: 1 - the learned blur mask,
+    """Meaningful perturbation (Fong & Vedaldi 2017): 1 - the learned blur mask (deletion game),
     as the authors' ``optimize_mask.py`` ran it (blur of the original image, resize jitter; the
     module docstring lists where ours differs). l1/l2 default to 1e-4/1e-2 (input) or the
-    per-layer table (layer=pool3 ...). Options: ``blur_source="input"``, ``jitter_mode="pad"``."""
+    per-layer table (layer=pool3 ...). ``game="preservation"``: the preservation game (the
+    heatmap is the kept mask ``M``); ``top_k=5``: delete the top-5 predicted classes (the
+    localisation setting). Declared variants: ``mask_top5`` (top_k=5, l1=1e-3, beta=2, as the
+    released ``--loc_params``) and ``mask_preserve``. Options: ``blur_source="input"``,
+    ``jitter_mode="pad"``."""
     kw = dict(locals())
-    return learn_mask(model, x, targets, game=DELETION, **{k: kw[k] for k in _FORWARDED})
-
-
-@saliency_bench.method("mask_top5", views=VIEWS)
-def mask_top5(model, x: torch.Tensor, targets: torch.Tensor, *, iterations: int = 300, lr: float = 0.1,
-              l1: float | None = 1e-3, l2: float | None = None, beta: float = 2.0, jitter: int = 4,
-              jitter_mode: str = "resize", mask_sigma: float = 5.0, blur_sigma: float = 10.0,
-              blur_source: str = "original", delta: int = 8, mask_size: int | None = None, init: str = "circle",
-              layer: str | None = None, seed: int = 0, amp: bool = False, cuda_graph: bool = False,
-              chunk: int = 128, blurred: torch.Tensor | None = None, jittered: torch.Tensor | None = None,
-              blurred_jittered: torch.Tensor | None = None):
-    """Meaningful perturbation, localisation setting: delete the top-5 predicted classes'
-    summed probability, l1 = 1e-3, beta = 2 (Fong & Vedaldi 2017 §5.2; the released
-    ``--loc_params``); otherwise as ``mask``."""
-    kw = dict(locals())
-    return learn_mask(model, x, targets, game=DELETION, top_k=5, **{k: kw[k] for k in _FORWARDED})
-
-
-@saliency_bench.method("mask_preserve", views=VIEWS)
-def mask_preserve(model, x: torch.Tensor, targets: torch.Tensor, *, iterations: int = 300, lr: float = 0.1,
-                  l1: float | None = None, l2: float | None = None, beta: float = 3.0, jitter: int = 4,
-                  jitter_mode: str = "resize", mask_sigma: float = 5.0, blur_sigma: float = 10.0,
-                  blur_source: str = "original", delta: int = 8, mask_size: int | None = None,
-                  init: str = "circle", layer: str | None = None, seed: int = 0, amp: bool = False,
-                  cuda_graph: bool = False, chunk: int = 128, blurred: torch.Tensor | None = None,
-                  jittered: torch.Tensor | None = None, blurred_jittered: torch.Tensor | None = None):
-    """Meaningful perturbation, preservation game: the smallest blur mask that keeps the target's
-    probability (Fong & Vedaldi 2017 eq. 3 with the sign of the score flipped). The released
-    Caffe code has no preservation game; this is ``mask`` with ``l1 ||m||`` and ``-f_c``, and the
-    radius search keeping the disc (its fallback, the largest disc, keeps nearly everything)."""
-    kw = dict(locals())
-    return learn_mask(model, x, targets, game=PRESERVATION, **{k: kw[k] for k in _FORWARDED})
+    return learn_mask(model, x, targets, game=game, top_k=top_k, **{k: kw[k] for k in _FORWARDED})

@@ -65,7 +65,8 @@ def occlusion_squares(hw: tuple[int, int], grid: str, size: int, per_side: int, 
     raise ValueError(f"grid must be one of {', '.join(map(repr, GRIDS))}, not {grid!r}")
 
 
-@saliency_bench.method("occlusion")
+@saliency_bench.method("occlusion", cost=lambda grid="authors", per_side=28, stride=8, **_: (
+    per_side ** 2 if grid == "authors" else (224 // stride) ** 2))
 def occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, size: int = 35, grid: str = "authors",
               per_side: int = 28, stride: int = 8, offset: float = 1.0, chunk: int = 256) -> torch.Tensor:
     """Occlusion (Zeiler & Fergus 2014) as Fong & Vedaldi ran it (``occlusion_mask.py``):
@@ -93,7 +94,7 @@ def occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, size: int = 35, 
     return accumulate(drops, squares) + float(offset)
 
 
-@saliency_bench.method("blur_occlusion", views={"blurred": blurred_original})
+@saliency_bench.method("blur_occlusion", views={"blurred": blurred_original}, cost=lambda stride=8, **_: (224 // stride) ** 2)
 def blur_occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, diameter: float = 35.0, stride: int = 8,
                    edge_sigma: float = 10.0, blur_sigma: float = 10.0, blur_source: str = "original",
                    chunk: int = 256, blurred: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,7 +148,8 @@ def _random_disc_maps(n: int, size: tuple[int, int], seed: int, edge_sigma: floa
     return centres, radii, soft_discs(centres, radii, size, edge_sigma)
 
 
-@saliency_bench.method("variable_occlusion", kind=POINT, views={"blurred": blurred_original})
+@saliency_bench.method("variable_occlusion", kind=POINT, views={"blurred": blurred_original},
+                       cost=lambda discs=784, **_: discs)
 def variable_occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, discs: int = 784, seed: int = 0,
                        edge_sigma: float = 10.0, blur_sigma: float = 10.0, blur_source: str = "original",
                        top_fraction: float = 0.1, chunk: int = 256, blurred: torch.Tensor | None = None):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -11,41 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from . import registry
+from .config import parse_params
 from .registry import KINDS, RegistryError
+from .variants import parse_value  # noqa: F401 - kept importable from here
 
 console = Console()
-
-
-def parse_value(text: str) -> Any:
-    """``3`` -> 3, ``0.1`` -> 0.1, ``true`` -> True, ``[1,2]`` -> [1, 2]; anything else a string."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``-p k=v`` (every method) or ``-p method.k=v`` (one method) -> {method or '*': {k: v}}."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: parameter '{item}' is not of the form name=value")
-        scope, _, name = key.rpartition(".")
-        out.setdefault(scope or "*", {})[name.strip()] = parse_value(value)
-    return out
-
-
-def params_for(method_name: str, params: dict[str, dict[str, Any]], defaults: dict[str, Any]) -> dict[str, Any]:
-    """Global params apply where the method has them; method-scoped ones must exist."""
-    p = {k: v for k, v in params.get("*", {}).items() if k in defaults}
-    p.update(params.get(method_name, {}))
-    return p
 
 
 def _load_plugins(files: Sequence[str] | None) -> None:
@@ -77,18 +46,22 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from .config import default_device
     from .contracts import POINT, check_output
     from .imageio import display_map, load_rgb, overlay, to_input
-    from .models import default_device
-    from .targets import as_target_tensor
+    from .plan import apply_params, select_methods
+    from .targets import Targets
 
     device = args.device or default_device()
     model = registry.get_model(args.model, weights=args.weights, device=device)
-    entry = registry.methods.get(args.method)
-    params = params_for(args.method, parse_params(args.param), entry.defaults)
+    params = parse_params(args.param)
     if args.layer:
-        params["layer"] = args.layer
-    method = entry.with_params(**params)
+        params.setdefault("*", {})["layer"] = args.layer
+    chosen = apply_params(select_methods(args.method), params)
+    if len(chosen) != 1:
+        raise ValueError(f"explain draws one method; '{args.method}' with these parameters gives "
+                         f"{len(chosen)}: {', '.join(m.name for m in chosen)}")
+    method = chosen[0]
     image = load_rgb(args.image)
     x = model.preprocess(to_input(image, model.input_size)[None])
     if args.target is None:
@@ -100,7 +73,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for name in method.views:  # inputs made from the original image, as the harness makes them
         v = method.make_view(name, image, model.input_size)
         views[name] = None if v is None else model.preprocess(v[None])
-    maps, info = method.explain(model, x, as_target_tensor([target], device=x.device), **views)
+    maps, info = method.explain(model, x, Targets([target], device=x.device), **views)
     bad = check_output(method, maps, 1)
     if bad:
         raise SystemExit(f"error: {bad[0]}")
@@ -123,7 +96,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .harness import run_from_args
+    from .runner import run_from_args
 
     return run_from_args(args)
 
@@ -132,7 +105,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import write_leaderboard
 
     if args.summarize:
-        from .harness import summarize_run
+        from .summary import summarize_run
 
         for model, dataset in summarize_run(Path(args.run)):
             console.print(f"summarised {model} on {dataset} from its per-sample records")
@@ -165,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--out", "-o", help="PNG to write (default: IMAGE_METHOD.png)")
     ep.set_defaults(func=cmd_explain)
 
-    from .harness import add_run_arguments
+    from .config import add_run_arguments
 
     rp = sub.add_parser("run", help="run methods x models x datasets x benchmarks -> leaderboard")
     add_run_arguments(rp)

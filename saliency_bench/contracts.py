@@ -207,10 +207,11 @@ class MethodOutputError(ValueError):
 class Method:
     """A method bound to its parameters: ``explain(model, x, targets)``, batched, on the device.
 
-    ``x`` is the normalised input ``[B,3,H,W]``; ``targets`` is a ``[B,K]`` long tensor of
-    class indices padded with -1 (one class: ``K = 1``), see :mod:`saliency_bench.targets`.
-    The function may return the maps, or ``(maps, info)`` where ``info`` maps a name to one
-    value per sample (diagnostics such as the mask's final loss).
+    ``x`` is the normalised input ``[B,3,H,W]``; ``targets`` a
+    :class:`~saliency_bench.targets.Targets` (row ``i``: the class set of sample ``i``, scored
+    as one by ``targets.score(logits)``). The function may return the maps, or ``(maps, info)``
+    where ``info`` maps a name to one value per sample (diagnostics such as the mask's final
+    loss).
 
     ``views`` names inputs that must be made from the **original** image, before the run's
     whole-image resize (the mask's blurred image is PIL's ``GaussianBlur(10)`` of the original,
@@ -222,6 +223,10 @@ class Method:
     returns None (not needed with these parameters) is passed as None. Methods still never read
     files: a direct call without the view gets None and must fall back (and say how in its
     docstring).
+
+    A **variant** (:meth:`variant`) is the method with some parameters fixed: ``base`` names the
+    registered method, ``name`` is its own name (``mask_top5``) or an id made of its fixed
+    parameters (``mask[iterations=100]``, see :mod:`saliency_bench.variants`).
     """
 
     name: str
@@ -231,27 +236,55 @@ class Method:
     defaults: dict[str, Any] = field(default_factory=dict)
     doc: str = ""
     views: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    base: str | None = None  # the registered method this is a variant of
+    root: str = ""  # the name an id is made from ("" = name)
+    id_params: dict[str, Any] = field(default_factory=dict)  # the parameters the id shows
 
     @property
     def key(self) -> str:
-        """Name plus a hash of the parameters: what a heatmap cache entry is keyed by."""
+        """The registered method plus a hash of the parameters: what a heatmap cache entry is
+        keyed by (a variant and the method run with the same parameters share it)."""
         blob = json.dumps(self.params, sort_keys=True, default=str)
-        return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+        return f"{self.base or self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
-    def with_params(self, **params: Any) -> "Method":
+    def _check(self, params: Mapping[str, Any]) -> None:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             known = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items()) or "none"
             raise TypeError(f"method '{self.name}' has no parameter {', '.join(unknown)} (it takes: {known})")
+
+    def with_params(self, **params: Any) -> "Method":
+        """The same row (same name) with other parameter values."""
+        self._check(params)
         return dataclasses.replace(self, params={**self.params, **params})
 
-    def explain(self, model: Model, x: torch.Tensor, targets: torch.Tensor,
+    def variant(self, name: str | None = None, doc: str = "", **params: Any) -> "Method":
+        """A variant with ``params`` fixed: named ``name``, or ``root[k=v,...]`` after its id
+        parameters (those of this method's id, then ``params``)."""
+        from .variants import variant_id
+
+        self._check(params)
+        if name:
+            root, idp = name, {}
+        else:
+            root = self.root or self.name
+            idp = {**self.id_params, **params}
+            name = variant_id(root, idp)
+        return dataclasses.replace(self, name=name, root=root, id_params=idp, base=self.base or self.name,
+                                   params={**self.params, **params}, doc=doc or self.doc)
+
+    def explain(self, model: Model, x: torch.Tensor, targets: Any,
                 **views: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
-        """Run the method; ``views`` are the preprocessed views (``blurred=...``), if any."""
+        """Run the method; ``views`` are the preprocessed views (``blurred=...``), if any.
+        ``targets`` may be a ``Targets``, a padded ``[B,K]`` tensor or a list of class sets."""
+        from .targets import Targets
+
         unknown = sorted(set(views) - set(self.views))
         if unknown:
             raise TypeError(f"method '{self.name}' takes no view {', '.join(unknown)} "
                             f"(its views: {', '.join(self.views) or 'none'})")
+        if not isinstance(targets, Targets):
+            targets = Targets(targets, x.device)
         out = self.fn(model, x, targets, **self.params, **views)
         maps, info = out if isinstance(out, tuple) else (out, {})
         return maps, dict(info)
@@ -274,21 +307,42 @@ def _keyword_names(fn: Callable[..., Any]) -> list[str]:
             if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
+def _where(fn: Callable[..., Any]) -> str:
+    try:
+        src = f"{inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]}"
+    except (TypeError, OSError):
+        src = getattr(fn, "__module__", "?")
+    return f"{getattr(fn, '__qualname__', fn)} ({src})"
+
+
 def method_from_function(fn: Callable[..., Any], name: str, kind: str,
                          views: Mapping[str, Callable[..., Any]] | None = None) -> Method:
-    """Defaults are the function's keyword-only parameters: ``def m(model, x, targets, *, k=1)``;
-    a keyword named like one of ``views`` is the view's slot, not a parameter."""
+    """A method from ``fn(model, x, targets, ..., param=default)``: every parameter after the
+    first three that has a default is a parameter of the method (keyword-only or not); a
+    keyword named like one of ``views`` is the view's slot. The signature is checked here, at
+    registration: a parameter that cannot be set (no default) is an error naming the plugin."""
+    if not callable(fn):
+        raise TypeError(f"method '{name}': {fn!r} is not callable")
     views = dict(views or {})
-    sig = inspect.signature(fn)
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"method '{name}' ({_where(fn)}): cannot read its signature: {e}") from e
+    ps = list(sig.parameters.values())
+    positional = [p for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 3 and not any(p.kind is p.VAR_POSITIONAL for p in ps):
+        raise TypeError(f"method '{name}' ({_where(fn)}) must take (model, x, targets) first; "
+                        f"it takes ({', '.join(p.name for p in ps)})")
     missing = [v for v in views if v not in sig.parameters]
     if missing:
-        raise TypeError(f"method '{name}': its function takes no keyword {', '.join(missing)} for its view(s)")
-    defaults = {
-        p.name: p.default
-        for p in sig.parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
-        and p.name not in views
-    }
+        raise TypeError(f"method '{name}' ({_where(fn)}): its function takes no keyword {', '.join(missing)} "
+                        "for its view(s)")
+    rest = [p for p in ps[3:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in views]
+    unset = [p.name for p in rest if p.default is inspect.Parameter.empty]
+    if unset:
+        raise TypeError(f"method '{name}' ({_where(fn)}): parameter(s) {', '.join(unset)} have no default, so "
+                        "a run cannot set them; give each a default (def m(model, x, targets, *, sigma=1.0))")
+    defaults = {p.name: p.default for p in rest}
     return Method(name=name, fn=fn, kind=kind, params=dict(defaults), defaults=defaults,
                   doc=inspect.getdoc(fn) or "", views=views)
 
@@ -342,6 +396,26 @@ class Benchmark:
     columns: tuple[str, ...] = ()  # leaderboard columns this benchmark fills, in order
     uses_model: bool = False
     views: tuple[str, ...] = ()
+    #: Column headers (``{"pointing_all": "Pointing all (%)"}``), short headers for narrow
+    #: terminals, the columns where lower is better, and those whose ``ci`` is a spread of
+    #: calls rather than a confidence interval. The leaderboard reads them from the run.
+    titles: Mapping[str, str] = {}
+    short: Mapping[str, str] = {}
+    lower_is_better: tuple[str, ...] = ()
+    no_interval: tuple[str, ...] = ()
+    #: A timing benchmark (``runtime``) is fed the run's timings instead of maps:
+    #: ``summarize_timings(timings, model_timing)`` replaces ``summarize``.
+    timing: bool = False
+    base: str | None = None  # the registered benchmark this is a variant of
+    suffix: str = ""  # a variant's id part, "[resolution=input]": appended to its column keys
+
+    def column_info(self) -> list[dict]:
+        """What the leaderboard needs to show each column, keys and titles with the suffix."""
+        sfx = f" {self.suffix}" if self.suffix else ""
+        return [{"key": c + self.suffix, "title": self.titles.get(c, c) + sfx,
+                 "short": self.short.get(c, self.titles.get(c, c)) + sfx,
+                 "better": "lower" if c in self.lower_is_better else "higher",
+                 "interval": c not in self.no_interval, "benchmark": self.name} for c in self.columns]
 
     def make_view(self, name: str, image: Any, size: tuple[int, int]) -> torch.Tensor | None:
         """The view ``name`` of a sample: ``uint8 [3,H,W]`` at the input ``size`` (H, W) made from

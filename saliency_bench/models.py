@@ -24,8 +24,6 @@ excitation on the 28x28 map) so that methods see comparable layers across models
 """
 from __future__ import annotations
 
-import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -33,41 +31,15 @@ import torch
 from torch import nn
 
 from .contracts import ClassInfo, Model, weights_digest
+from .labels import COCO_CATEGORIES, imagenet_classes  # noqa: F401 - the models' label spaces
 from .registry import model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DATA = Path(__file__).parent / "data"
-
-
-#: COCO's 80 categories in category-id order: the label space of a COCO head (index = the
-#: ``"coco"`` target of a COCO sample).
-COCO_CATEGORIES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
-    "scissors", "teddy bear", "hair drier", "toothbrush",
-)
 
 
 class WeightsNotFound(FileNotFoundError):
     pass
-
-
-@lru_cache(maxsize=1)
-def imagenet_classes() -> tuple[ClassInfo, ...]:
-    """ImageNet-1k classes in index order (sorted WordNet ids), from the shipped table."""
-    rows = (DATA / "imagenet_classes.txt").read_text().splitlines()
-    out = []
-    for i, line in enumerate(r for r in rows if r.strip()):
-        wnid, _, names = line.partition(" ")
-        out.append(ClassInfo(i, wnid, names.split(",")[0].strip()))
-    return tuple(out)
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -229,7 +201,3 @@ def alexnet(weights: str | None = None, device: str = "cpu") -> Model:
          "classifier": "classifier.6"},
         {"pool1": "features.2", "pool2": "features.5", "relu3": "features.7", "relu4": "features.9",
          "pool5": "features.12"}, weights, device)
-
-
-def default_device() -> str:
-    return os.environ.get("SALIENCY_BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -9,9 +9,14 @@ the groups ``saliency_bench.methods``, ``saliency_bench.models``, ``saliency_ben
 * an **object**: a decorated object registers under its own name; a plain function or
   ``Benchmark`` subclass registers under the entry point's name.
 
+The decorators return what they decorate unchanged (as timm's ``register_model`` does): a
+plugin calls its own method as a plain function. ``@method`` checks the signature when it
+registers, and registers the variants declared with it (``variants=[param(..., id=...)]``).
+
 ``--plugin FILE.py`` loads a single file the same way. Names are selected with shell
 wildcards (``'grad*,mask*'``). A name registered twice fails, naming both sources. A plugin
-that fails to import is remembered, not raised: it breaks only when a selection names it.
+that fails to import is remembered, not raised: it breaks only when a selection names it, and
+a selection that matches nothing names every plugin that failed to load.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .contracts import HEATMAP, Benchmark, Method, method_from_function
+from .variants import declared, param  # noqa: F401 - param is part of the public API
 
 KINDS = ("methods", "models", "datasets", "benchmarks")
 _MARK = "__saliency_bench_plugin__"
@@ -55,23 +61,46 @@ class Entry:
 # --------------------------------------------------------------------------------------------
 # Decorators: mark an object for the registry of its kind; the registry finds the mark.
 # --------------------------------------------------------------------------------------------
-def _mark(obj: Any, kind: str, name: str) -> Any:
-    setattr(obj, _MARK, (kind, name))
+def _mark(obj: Any, kind: str, name: str, entry: Any = None) -> Any:
+    """Note on ``obj`` that it registers ``entry`` (default: itself) as ``name``."""
+    marks = list(vars(obj).get(_MARK, ())) if hasattr(obj, "__dict__") else []
+    marks.append((kind, name, obj if entry is None else entry))
+    setattr(obj, _MARK, marks)
     return obj
 
 
-def method(name: str | None = None, *, kind: str = HEATMAP,
-           views: dict[str, Callable] | None = None) -> Callable[[Callable], Method]:
-    """Register ``fn(model, x, targets, *, param=default, ...)`` as a method.
+def _marks(obj: Any) -> list[tuple[str, str, Any]]:
+    """The registrations an object carries (its own, not a base class's)."""
+    try:
+        return list(vars(obj).get(_MARK, ()))
+    except TypeError:  # no __dict__
+        return []
+
+
+def method(name: str | None = None, *, kind: str = HEATMAP, views: dict[str, Callable] | None = None,
+           variants: Any = None, cost: float | Callable[..., float] | None = None) -> Callable[[Callable], Callable]:
+    """Register ``fn(model, x, targets, *, param=default, ...)`` as a method; returns ``fn``.
 
     ``kind`` is ``"heatmap"`` (returns ``[B,h,w]`` at the method's own resolution) or
     ``"point"`` (returns ``[B,2]``). ``views`` maps a keyword of ``fn`` to a function that makes
     that input from the original image (see :class:`~saliency_bench.contracts.Method`).
+    ``variants`` declares variants registered beside it: a list of
+    ``saliency_bench.param(k=v, ..., id="name", doc="...")`` (or of dicts; without ``id`` the
+    variant is named ``name[k=v,...]``), or ``{name: {k: v}}``. ``cost``: about how many
+    forward(+backward) passes per image the method takes, a number or a function of its
+    parameters (``lambda iterations, **_: iterations``); a CPU run with no ``--methods`` leaves
+    out methods of more than a hundred, and says so.
     """
 
-    def wrap(fn: Callable) -> Method:
+    def wrap(fn: Callable) -> Callable:
+        if cost is not None:
+            fn.__saliency_bench_cost__ = cost
         m = method_from_function(fn, name or fn.__name__, kind, views)
-        return _mark(m, "methods", m.name)
+        _mark(fn, "methods", m.name, m)
+        for v in declared(variants):
+            var = m.variant(v.id, v.doc, **v.values)
+            _mark(fn, "methods", var.name, var)
+        return fn
 
     return wrap
 
@@ -80,7 +109,7 @@ def _simple(kind: str) -> Callable[[str | None], Callable[[Any], Any]]:
     def decorator(name: str | None = None) -> Callable[[Any], Any]:
         def wrap(obj: Any) -> Any:
             n = name or getattr(obj, "name", "") or obj.__name__
-            if kind == "benchmarks" and not getattr(obj, "name", ""):
+            if kind == "benchmarks" and not vars(obj).get("name"):
                 obj.name = n
             return _mark(obj, kind, n)
 
@@ -123,13 +152,13 @@ class Registry:
         added: list[str] = []
         if isinstance(obj, types.ModuleType):
             for value in list(vars(obj).values()):
-                mark = None if isinstance(value, types.ModuleType) else getattr(value, _MARK, None)
-                if mark and mark[0] == self.kind:
-                    added.append(self.add(mark[1], value, source))
+                if isinstance(value, types.ModuleType):
+                    continue
+                added += [self.add(n, e, source) for k, n, e in _marks(value) if k == self.kind]
             return added
-        mark = getattr(obj, _MARK, None)
-        if mark and mark[0] == self.kind:
-            return [self.add(mark[1], obj, source)]
+        marks = [(n, e) for k, n, e in _marks(obj) if k == self.kind]
+        if marks:
+            return [self.add(n, e, source) for n, e in marks]
         name = default_name or getattr(obj, "__name__", str(obj))
         if self.kind == "methods" and callable(obj) and not isinstance(obj, Method):
             obj = method_from_function(obj, name, HEATMAP)
@@ -155,6 +184,13 @@ class Registry:
         self._load()
         return [self._entries[n] for n in sorted(self._entries)]
 
+    def broken_note(self) -> str:
+        """``; plugins that failed to load: ...`` (empty when none failed): a name a user asks
+        for may live in one of them."""
+        if not self.broken:
+            return ""
+        return "; plugins that failed to load: " + "; ".join(self._broken.values())
+
     @property
     def broken(self) -> dict[str, str]:
         self._load()
@@ -178,8 +214,8 @@ class Registry:
                 raise PluginError("; ".join(self._broken[b] for b in broken))
             hits = self.names(pat)
             if not hits and not broken:
-                raise RegistryError(
-                    f"no {self.kind[:-1]} matches '{pat}'; known: {', '.join(self.names()) or 'none'}")
+                raise RegistryError(f"no {self.kind[:-1]} matches '{pat}'; known: "
+                                    f"{', '.join(self.names()) or 'none'}{self.broken_note()}")
             chosen += [h for h in hits if h not in chosen]
         return chosen
 
@@ -227,7 +263,13 @@ def list_methods(pattern: str = "*") -> list[str]:
 
 
 def get_method(name: str, **params: Any) -> Method:
-    """The registered method ``name`` with ``params`` overriding its defaults."""
+    """The registered method ``name`` (or a variant id, ``mask[iterations=100]``) with ``params``
+    overriding its defaults."""
+    from .variants import parse_variant_id
+
+    vid = parse_variant_id(name)
+    if vid is not None and vid[0] in methods.names():
+        return methods.get(vid[0]).variant(**vid[1]).with_params(**params)
     return methods.get(name).with_params(**params)
 
 

@@ -71,7 +71,8 @@ class Targets:
     def to(self, device: torch.device | str) -> "Targets":
         return Targets(self.indices.to(device))
 
-    def repeat(self, n: int) -> "Targets":
+    def repeat(self, n: int, *_: int) -> "Targets":
+        """The batch tiled ``n`` times (``repeat(n, 1)`` as for the padded tensor works too)."""
         return Targets(self.indices.repeat(n, 1))
 
     def repeat_interleave(self, n: int) -> "Targets":

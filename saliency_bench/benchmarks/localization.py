@@ -672,9 +672,14 @@ class Localization(Benchmark):
     """
 
     name = "localization"
-    needs = ("boxes",)
+    needs = ("boxes", "single_class")  # one labelled object class per image, with its boxes
     accepts = (HEATMAP,)
     columns = ("loc_error_value", "loc_error_energy", "loc_error_mean", "maxboxacc_v2")
+    titles = {"loc_error_value": "Loc. error value (%)", "loc_error_energy": "Loc. error energy (%)",
+              "loc_error_mean": "Loc. error mean (%)", "maxboxacc_v2": "MaxBoxAccV2 (%)"}
+    short = {"loc_error_value": "Loc.val", "loc_error_energy": "Loc.en", "loc_error_mean": "Loc.mean",
+             "maxboxacc_v2": "MaxBox"}
+    lower_is_better = ("loc_error_value", "loc_error_energy", "loc_error_mean")
     defaults: dict[str, Any] = {"alphas": DEFAULT_ALPHAS, "iou": 0.5, "heldout": "split", "bootstrap": 1000,
                                 "seed": 0}
 

@@ -168,6 +168,8 @@ class Pointing(Benchmark):
     needs = ("mask",)
     accepts = (HEATMAP, POINT)
     columns = ("pointing_all", "pointing_difficult")
+    titles = {"pointing_all": "Pointing all (%)", "pointing_difficult": "Pointing difficult (%)"}
+    short = {"pointing_all": "Point.all", "pointing_difficult": "Point.dif"}
     defaults: dict[str, Any] = {"resolution": "original", "tolerance": 15.0, "tie": "mean",
                                 "bootstrap": 1000, "seed": 0}
 

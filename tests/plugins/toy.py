@@ -72,7 +72,7 @@ def _bright_corner(x: torch.Tensor) -> torch.Tensor:
 @saliency_bench.method("nan_on_corner")
 def nan_on_corner(model, x, targets):
     """Brightness, but NaN for a sample whose top-left corner is bright."""
-    out = brightness.fn(model, x, targets)
+    out = brightness(model, x, targets)
     out[_bright_corner(x)] = float("nan")
     return out
 
@@ -82,7 +82,7 @@ def raise_on_corner(model, x, targets):
     """Brightness, but raises for a batch that holds a sample with a bright top-left corner."""
     if bool(_bright_corner(x).any()):
         raise RuntimeError("bright corner")
-    return brightness.fn(model, x, targets)
+    return brightness(model, x, targets)
 
 
 @saliency_bench.method("wrong_shape")
@@ -107,7 +107,7 @@ def sleepy(model, x, targets, *, seconds: float = 0.4):
 def with_diagnostics(model, x, targets):
     """Brightness, with per-sample diagnostics as the mask methods give them."""
     bright = _bright_corner(x)
-    return brightness.fn(model, x, targets), {"converged": (~bright).tolist(), "loss": x.mean(dim=(1, 2, 3))}
+    return brightness(model, x, targets), {"converged": (~bright).tolist(), "loss": x.mean(dim=(1, 2, 3))}
 
 
 @saliency_bench.method("corner_point", kind="point")
@@ -134,7 +134,7 @@ class Fragile(saliency_bench.Benchmark):
 @saliency_bench.method("coarse")
 def coarse(model, x, targets):
     """Brightness averaged on a 4x4 grid: a map at its own coarse resolution, as Grad-CAM's 7x7."""
-    return torch.nn.functional.adaptive_avg_pool2d(brightness.fn(model, x, targets)[:, None], 4)[:, 0]
+    return torch.nn.functional.adaptive_avg_pool2d(brightness(model, x, targets)[:, None], 4)[:, 0]
 
 
 def top_left_of_original(image, size, *, crop: int = 32):

@@ -1,0 +1,128 @@
+"""Executing a batch: loading in workers, calling a method and scoring its outputs, with
+every failure isolated to the samples that caused it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .contracts import Benchmark, MethodOutputError, Probe, Sample, check_output
+from .imageio import to_input
+from .timing import timed
+
+NOT_EVALUABLE = "not evaluable"
+
+
+class _Loaded(torch.utils.data.Dataset):
+    """Decode, resize (and make the methods' views of) each sample, in DataLoader workers.
+
+    An item is ``(index, sample, x, views)``: ``x`` the uint8 input, ``views`` ``{view key:
+    uint8 tensor or None}`` made from the original image before it is dropped.
+    """
+
+    def __init__(self, ds, indices: Sequence[int], size: tuple[int, int],
+                 views: dict[tuple, tuple[Any, str]] | None = None) -> None:
+        self.ds, self.indices, self.size = ds, list(indices), size
+        self.views = views or {}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> tuple[int, Sample, torch.Tensor | None, dict]:
+        i = self.indices[k]
+        try:
+            s = self.ds.load(i)
+        except Exception as e:  # an adapter bug must cost one sample, not the run
+            s = Sample(id=self.ds.ids[i], image=None, size=(0, 0), targets={}, category="?",
+                       error=f"loading failed: {type(e).__name__}: {e}")
+        x = None
+        views: dict[tuple, torch.Tensor | None] = {}
+        if s.error is None:
+            try:
+                x = to_input(s.image, self.size)
+                for key, (maker, name) in self.views.items():  # a method's or a benchmark's view
+                    views[key] = maker.make_view(name, s.image, self.size)
+            except Exception as e:
+                s.error = f"resizing failed: {type(e).__name__}: {e}"
+        s.image = None  # the decoded original stays in the worker
+        return i, s, x, views
+
+
+def _collate(batch: list) -> list:
+    return batch
+
+
+# --------------------------------------------------------------------------------------------
+# Calling a method, with failures isolated to the samples that caused them
+# --------------------------------------------------------------------------------------------
+@dataclass
+class CallResult:
+    outputs: list[np.ndarray | None]
+    reasons: list[str | None]
+    info: list[dict]
+    timing: tuple[float, int] | None  # (seconds, peak bytes) of the whole batch call
+
+
+def call_method(method, model, x: torch.Tensor, targets,
+                views: dict[str, torch.Tensor | None] | None = None) -> CallResult:
+    """Call a method on a batch; maps come back at the method's own resolution (no resizing:
+    each benchmark brings them to its scoring resolution, PROTOCOLS.md §1)."""
+    b = x.shape[0]
+    views = views or {}
+    try:
+        (maps, info), seconds, peak = timed(lambda: method.explain(model, x, targets, **views), x.device)
+        bad = check_output(method, maps, b)
+    except MethodOutputError as e:
+        return CallResult([None] * b, [str(e)] * b, [{} for _ in range(b)], None)
+    except Exception as e:
+        if b == 1:
+            reason = f"method '{method.name}' raised {type(e).__name__}: {e}"
+            return CallResult([None], [reason], [{}], None)
+        parts = [call_method(method, model, x[i:i + 1], targets[i:i + 1],
+                             {k: None if v is None else v[i:i + 1] for k, v in views.items()}) for i in range(b)]
+        return CallResult([p.outputs[0] for p in parts], [p.reasons[0] for p in parts],
+                          [p.info[0] for p in parts], None)
+    arr = maps.detach().float().cpu().numpy()
+    per_info = [{} for _ in range(b)]
+    for k, v in info.items():
+        vals = v.detach().cpu().tolist() if isinstance(v, torch.Tensor) else list(v)
+        if len(vals) == b:
+            for i in range(b):
+                per_info[i][k] = vals[i]
+    outputs = [None if i in bad else arr[i] for i in range(b)]
+    reasons = [bad.get(i) for i in range(b)]
+    return CallResult(outputs, reasons, per_info, (seconds, peak))
+
+
+def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.ndarray],
+                   input_size: tuple[int, int], probe: Probe | None = None
+                   ) -> tuple[list[tuple[str, dict]], dict[str, str]]:
+    """Score a batch; if the benchmark raises, score sample by sample so that only the sample
+    whose ground truth or output it cannot handle fails, with the reason. ``probe`` (rows
+    aligned with ``samples``) goes to a benchmark that runs the model."""
+
+    def score(ss: list[Sample], arr: np.ndarray, rows: list[int]) -> list[dict]:
+        if not bench.uses_model:
+            return bench.score_batch(ss, arr, input_size)
+        if probe is None:
+            raise RuntimeError(f"benchmark '{bench.name}' runs the model, and no probe was given")
+        return bench.score_batch(ss, arr, input_size,
+                                 probe=probe if len(rows) == len(probe) else probe.rows(rows))
+
+    same = len({o.shape for o in outputs}) <= 1
+    try:
+        if not same:
+            raise ValueError("maps of different shapes")
+        recs = score(samples, np.stack(outputs), list(range(len(samples))))
+        return [(s.id, r) for s, r in zip(samples, recs)], {}
+    except Exception:
+        pass
+    scored, failed = [], {}
+    for k, (s, o) in enumerate(zip(samples, outputs)):
+        try:
+            scored.append((s.id, score([s], o[None], [k])[0]))
+        except Exception as e:
+            failed[s.id] = f"benchmark '{bench.name}' could not score it: {type(e).__name__}: {e}"
+    return scored, failed

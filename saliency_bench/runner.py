@@ -1,0 +1,337 @@
+"""The run: plan it, compute every heatmap once (cached, resumable), score, store, publish.
+
+One pass over each (model, dataset) decodes every sample once (in DataLoader workers) and
+hands each batch to every method that still needs it; each method's outputs go to the heatmap
+cache and are scored at once by every benchmark that applies to the dataset; outcomes, records
+and timings of a batch are written to the store in one transaction. The store's outcomes are
+the unit of resume: a run killed at any moment and started again with the same settings (same
+run id) computes only what has no outcome yet, reading heatmaps that reached the cache instead
+of recomputing them.
+
+The rooms: :mod:`.config` (settings), :mod:`.plan` (rows, columns, variants),
+:mod:`.execute` (a batch, failures isolated), :mod:`.distributed`, :mod:`.summary`,
+:mod:`.gallery`; this module only runs them in order.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__, registry
+from .cache import HeatmapCache
+from .config import RunConfig, config_from_args, default_device
+from .contracts import Method, Probe
+from .distributed import Distributed
+from .execute import NOT_EVALUABLE, _collate, _Loaded, call_method, score_isolated
+from .gallery import draw_gallery
+from .plan import benchmark_applies, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
+from .store import Store
+from .summary import PROBE, summarize_into
+from .targets import Targets
+from .timing import model_forward_backward
+
+
+def _meta(device: torch.device) -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+    except Exception:
+        commit = ""
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {"saliency_bench": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "git_commit": commit, "device": str(device), "device_name": dev}
+
+
+class Runner:
+    def __init__(self, cfg: RunConfig, console=None) -> None:
+        from rich.console import Console
+
+        self.cfg = cfg
+        self.console = console or Console()
+        device = torch.device(cfg.device or default_device())
+        self.plan = make_plan(cfg, cpu_default=cpu_default(cfg, device))
+        check_dataset_options(cfg)
+        self.run_id = cfg.run_id or cfg.default_run_id()
+        self.runs_dir = Path(cfg.runs_dir)
+        self.run_dir = self.runs_dir / self.run_id
+        self.dist = Distributed(torch.device(cfg.device or default_device()))
+        self.device = self.dist.device
+        self.rank, self.world = self.dist.rank, self.dist.world
+        if self.rank != 0:
+            self.cfg.quiet = True
+
+    @property
+    def shard_dir(self) -> Path:
+        return self.run_dir / "shards"
+
+    def _merge_shards(self, store: Store, delete: bool) -> None:
+        for f in sorted(self.shard_dir.glob("*.sqlite")) if self.shard_dir.is_dir() else []:
+            store.merge_from(f)
+            if delete:
+                for g in (f, f.with_name(f.name + "-wal"), f.with_name(f.name + "-shm")):
+                    g.unlink(missing_ok=True)
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        settings = asdict(cfg) | {
+            "run_id": self.run_id,
+            "methods_resolved": {m.name: m.params for m in self.plan.methods},
+            "methods_plan": [{"name": m.name, "base": m.base, "id_params": m.id_params, "params": m.params}
+                             for m in self.plan.methods],
+            "methods_left_out": [m.name for m in self.plan.left_out],
+            "benchmarks_resolved": [b.name for b in self.plan.benchmarks],
+            "benchmark_options_resolved": {b.name: {k: v for k, v in b.options.items() if k != "seed"}
+                                           for b in self.plan.benchmarks}}
+        if self.rank == 0:
+            store = Store(self.runs_dir / "store.sqlite")
+            store.start_run(self.run_id, settings, _meta(self.device) | {"world_size": self.world,
+                                                                        "backend": self.dist.backend})
+            self._merge_shards(store, delete=True)  # what an interrupted distributed attempt left
+            for line in self.plan.skipped:
+                self.console.print(f"[yellow]skipped[/yellow] {line}")
+        self.dist.barrier()
+        if self.rank != 0:
+            store = Store(self.runs_dir / "store.sqlite", create=False)
+        writer = store
+        if self.world > 1:
+            import uuid
+
+            self.shard_dir.mkdir(parents=True, exist_ok=True)
+            writer = Store(self.shard_dir / f"rank{self.rank}-{uuid.uuid4().hex[:8]}.sqlite")
+        torch.manual_seed(cfg.seed)
+        for model_name in cfg.models:
+            model = registry.get_model(model_name, weights=cfg.weights.get(model_name), device=str(self.device))
+            for spec in cfg.datasets:
+                ds, display, ds_key = open_dataset(spec, cfg)
+                skipped = {b.name: why for b in self.plan.benchmarks if (why := benchmark_applies(b, ds))}
+                if self.rank == 0:
+                    for why in skipped.values():
+                        self.console.print(f"[yellow]skipped[/yellow] on {display}: {why}", highlight=False)
+                self.pass_over(store, writer, model, ds, display, ds_key, skipped)
+                self.dist.barrier()
+                if self.rank == 0:
+                    self._merge_shards(store, delete=False)
+                    self.summarize(store, model, display, skipped)
+                    self.draw_gallery(store, model, ds, display, ds_key)
+                    self._left_out_note(store, model, display, len(ds) if not cfg.limit else min(len(ds), cfg.limit))
+                self.dist.barrier()
+        if writer is not store:
+            writer.close()
+        self.dist.barrier()
+        if self.rank == 0:
+            self._merge_shards(store, delete=True)
+            if self.shard_dir.is_dir() and not any(self.shard_dir.iterdir()):
+                self.shard_dir.rmdir()
+            store.finish_run(self.run_id)
+        store.close()
+        if self.rank == 0:
+            from .leaderboard import write_leaderboard
+
+            written = write_leaderboard(self.run_dir, out=cfg.leaderboard_dir, console=self.console)
+            self.console.print(f"run {self.run_id}: leaderboard written to "
+                               + ", ".join(str(p) for p in written))
+        self.dist.close()
+        return self.run_dir
+
+    def _left_out_note(self, store: Store, model, display: str, n: int) -> None:
+        """Say which heavy methods the CPU default left out, and about how long they would take."""
+        if not self.plan.left_out:
+            return
+        fb = next((m["metrics"] for m in store.metrics(self.run_id)
+                   if m["model"] == model.name and m["dataset"] == display and m["method"] == "__model__"), None)
+        rate = (fb or {}).get("images_per_s")
+        parts = []
+        for m in self.plan.left_out:
+            c = cost(m) or 0
+            est = f", about {_duration(c * n / rate)} here" if rate else ""
+            parts.append(f"{m.name} (~{c:.0f} passes/image{est})")
+        self.console.print(f"[yellow]left out on this CPU[/yellow] (hundreds of passes per image): "
+                           + "; ".join(parts) + f" for the {n} samples of {display}. Name them "
+                           "(--methods 'mask*,occlusion'), or --all-methods; on a GPU the default runs them all.",
+                           highlight=False)
+
+    def pass_over(self, store: Store, writer: Store, model, ds, display: str, ds_key: str,
+                  skipped: dict[str, str] | None = None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        cfg = self.cfg
+        n = len(ds) if not cfg.limit else min(len(ds), cfg.limit)
+        ids = list(ds.ids[:n])
+        model_key = f"{model.name}-{model.digest}"
+        caches = {m.name: HeatmapCache(self.runs_dir / "cache", model_key, ds_key, m.key, cfg.cache_dtype)
+                  for m in self.plan.methods}
+        # Batches lie on a fixed grid over the dataset, and ranks take whole batches: every sample
+        # is computed in the same batch whatever the number of ranks or interruptions, so the
+        # floating-point results (which depend on the batch a sample is in) are the same too.
+        grid = [range(j, min(j + cfg.batch_size, n)) for j in range(0, n, cfg.batch_size)]
+        todo = {}
+        for m in self.plan.methods:
+            done = store.done_ids(self.run_id, model.name, display, m.name)
+            todo[m.name] = {i for i, sid in enumerate(ids) if sid not in done}
+        mine = [b for b in grid if any(i in t for t in todo.values() for i in b)][self.rank::self.world]
+        indices = [i for b in mine for i in b]
+        todo = {name: t & set(indices) for name, t in todo.items()}
+        if not indices:
+            return
+        if self.rank == 0:
+            self._measure_model(writer, model, display, ds, indices)
+        benches = [b for b in self.plan.benchmarks if b.name not in (skipped or {})]
+        loader = torch.utils.data.DataLoader(
+            _Loaded(ds, indices, model.input_size, view_plan(self.plan.methods, benches)), batch_size=cfg.batch_size,
+            shuffle=False,
+            num_workers=cfg.workers, collate_fn=_collate, pin_memory=self.device.type == "cuda")
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("left"), TimeRemainingColumn())
+        # One bar per (model, dataset): samples x methods done, the method being run, time left;
+        # only on a terminal (a pipe or a log file gets the summary, not redraws).
+        quiet = cfg.quiet or not self.console.is_terminal
+        with Progress(*columns, console=self.console, disable=quiet, transient=False) as progress:
+            task = progress.add_task(f"{model.name} | {display}", total=sum(len(t) for t in todo.values()))
+            for batch in loader:
+                self._batch(writer, model, display, batch, todo, caches, progress, task, benches)
+            progress.update(task, description=f"{model.name} | {display} | done")
+
+    def _measure_model(self, store: Store, model, display: str, ds, indices: list[int]) -> None:
+        """The model's own forward+backward at the run's batch size, on real inputs."""
+        if not any(b.timing for b in self.plan.benchmarks) and not self.plan.left_out:
+            return
+        xs, ts = [], []
+        for i in indices:
+            s = _Loaded(ds, [i], model.input_size)[0]
+            t = s[1].target_in(model.label_space)
+            if s[2] is not None and t:
+                xs.append(s[2])
+                ts.append(t)
+            if len(xs) == min(self.cfg.batch_size, len(indices)):
+                break
+        if not xs:
+            return
+        reps = self.cfg.batch_size
+        x = model.preprocess(torch.stack([xs[k % len(xs)] for k in range(reps)]))
+        targets = Targets([ts[k % len(ts)] for k in range(reps)], device=x.device)
+        fb = model_forward_backward(model, x, targets)
+        store.set_metrics(self.run_id, model.name, display, "__model__", "runtime",
+                          fb | {"device": str(self.device), "rank": self.rank})
+
+    def _batch(self, store: Store, model, display: str, batch: list, todo: dict, caches: dict, progress,
+               task, benches: list) -> None:
+        samples = [s for _, s, _, _ in batch]
+        store.add_samples(self.run_id, model.name, display,
+                          [(s.id, i, s.category, s.split, s.flags) for i, s, _, _ in batch])
+        pre_fail: dict[int, str] = {}
+        for k, (_, s, x, _) in enumerate(batch):
+            if s.error is not None:
+                pre_fail[k] = s.error
+            elif not s.target_in(model.label_space):
+                pre_fail[k] = (f"{NOT_EVALUABLE}: category '{s.category}' has no class in the label space "
+                               f"'{model.label_space}' of model '{model.name}'")
+        good = [k for k in range(len(batch)) if k not in pre_fail]
+        x_all = model.preprocess(torch.stack([batch[k][2] for k in good])) if good else None
+        t_all = Targets([samples[k].target_in(model.label_space) for k in good],
+                        device=self.device) if good else None
+        for method in self.plan.methods:
+            mine = [k for k, (i, _, _, _) in enumerate(batch) if i in todo[method.name]]
+            if not mine:
+                continue
+            progress.update(task, description=f"{method.name} | {model.name} | {display}")
+            cache = caches[method.name]
+            outcomes: list[tuple] = [(samples[k].id, False, pre_fail[k], {}) for k in mine if k in pre_fail]
+            run_ks = [k for k in mine if k not in pre_fail]
+            # Maps another run left in the cache are re-scored from it (a later re-scoring may use
+            # the lossy float16 cache; the run that computes a map scores it as computed, and
+            # writes the cache only after the store, so its own resume never reads it back).
+            cached = cache.get_many([samples[k].id for k in run_ks])
+            outputs: dict[int, np.ndarray] = {k: cached[samples[k].id] for k in run_ks if samples[k].id in cached}
+            lossy = {"rescored_from_float16_cache": True} if cache.lossy else {}
+            outcomes += [(samples[k].id, True, None, dict(lossy)) for k in outputs]
+            missing = [k for k in run_ks if k not in outputs]
+            timing = None
+            fresh: list[int] = []
+            if missing:
+                # The whole batch goes through the method, as in an uninterrupted run.
+                views = {name: self._view_batch(model, batch, good, method, name) for name in method.views}
+                res = call_method(method, model, x_all, t_all, views)
+                fresh = [k for k in missing if res.outputs[good.index(k)] is not None]
+                for k in missing:
+                    j = good.index(k)
+                    outcomes.append((samples[k].id, res.outputs[j] is not None, res.reasons[j], res.info[j]))
+                outputs.update((k, res.outputs[good.index(k)]) for k in fresh)
+                if res.timing is not None:
+                    timing = (str(self.device), samples[good[0]].id, len(good), res.timing[0],
+                              res.timing[1], self.rank)
+            records = []
+            scored_ks = sorted(outputs)
+            for bench in benches:
+                if bench.timing or method.kind not in bench.accepts:
+                    continue
+                ks = [k for k in scored_ks if bench.applies_to(samples[k])]
+                if not ks:
+                    continue
+                probe = self._probe(model, batch, good, x_all, t_all, ks, bench) if bench.uses_model else None
+                scored, failed = score_isolated(bench, [samples[k] for k in ks], [outputs[k] for k in ks],
+                                                model.input_size, probe)
+                if probe is not None and scored:  # its cost, shared by the samples it scored
+                    share = {"seconds": probe.seconds / len(scored), "passes": probe.passes / len(scored)}
+                    scored = [(sid, {**r, PROBE: share}) for sid, r in scored]
+                records += [(bench.name, sid, r) for sid, r in scored]
+                for sid, reason in failed.items():  # the sample counts as failed, with the reason
+                    outcomes = [(o[0], False, reason, o[3]) if o[0] == sid else o for o in outcomes]
+            store.write_batch(self.run_id, model.name, display, method.name, outcomes, records, timing)
+            if fresh:
+                cache.put([samples[k].id for k in fresh], np.stack([outputs[k] for k in fresh]))
+            progress.advance(task, len(mine))
+
+    def _probe(self, model, batch: list, good: list[int], x_all, t_all, ks: list[int], bench) -> Probe:
+        """The model in the loop for ``bench`` over the batch's samples ``ks``."""
+        rows = [good.index(k) for k in ks]
+        views = {v: self._view_batch(model, batch, ks, None, v, bench_view_key(bench, v))
+                 for v in getattr(bench, "views", ()) or ()}
+        idx = torch.as_tensor(rows, device=x_all.device)
+        return Probe(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)
+
+    @staticmethod
+    def _view_batch(model, batch: list, good: list[int], method: Method | None, name: str,
+                    key: tuple | None = None) -> torch.Tensor | None:
+        """The preprocessed view ``name`` of ``method`` for the batch's good samples (None if a
+        sample's view is None: the method then falls back for the whole batch)."""
+        key = key or method.view_key(name)
+        parts = [batch[k][3].get(key) for k in good]
+        if not parts or any(p is None for p in parts):
+            return None
+        return model.preprocess(torch.stack(parts))
+
+    def draw_gallery(self, store: Store, model, ds, display: str, ds_key: str) -> None:
+        if self.rank == 0:
+            draw_gallery(store, self.run_id, self.run_dir, self.runs_dir, self.plan.methods, self.cfg.gallery,
+                         self.cfg.cache_dtype, model, ds, display, ds_key)
+
+    def summarize(self, store: Store, model, display: str, skipped: dict[str, str]) -> None:
+        summarize_into(store, self.run_id, model.name, display, self.plan, skipped)
+
+
+def cpu_default(cfg: RunConfig, device: torch.device) -> bool:
+    """A run that named no methods, on a CPU, without ``--all-methods``: methods that cost
+    hundreds of passes per image are left out (and listed, with the time they would take)."""
+    return device.type == "cpu" and cfg.methods is None and not cfg.all_methods
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    Runner(config_from_args(args)).run()
+    return 0
