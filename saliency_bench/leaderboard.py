@@ -97,6 +97,7 @@ def load_run(run_dir: Path) -> dict:
     protocols: dict[tuple[str, str], dict[str, str]] = {}
     declared: dict[tuple[str, str], dict[str, list[dict]]] = {}  # (model, dataset) -> benchmark -> columns
     seen: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> metric key -> benchmark
+    skipped: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> benchmark -> why
     for r in rows:
         key = (r["model"], r["dataset"])
         if r["method"] == "__model__":
@@ -104,6 +105,9 @@ def load_run(run_dir: Path) -> dict:
             continue
         if r["method"] == "__protocol__":
             protocols.setdefault(key, {}).update({k: str(v) for k, v in r["metrics"].items()})
+            continue
+        if r["method"] == "__skipped__":  # a benchmark the dataset cannot feed, and why
+            skipped.setdefault(key, {})[r["benchmark"]] = str((r["metrics"] or {}).get("why", ""))
             continue
         if r["method"] == COLUMNS_ROW:
             declared.setdefault(key, {})[r["benchmark"]] = list((r["metrics"] or {}).get("columns") or [])
@@ -128,6 +132,7 @@ def load_run(run_dir: Path) -> dict:
         all_columns += [c for c in cols if all(c["key"] != x["key"] for x in all_columns)]
         out.append({"model": model, "dataset": dataset, "model_forward_backward": model_fb.get((model, dataset)),
                     "protocols": protocols.get((model, dataset), {}), "columns": cols,
+                    "skipped": skipped.get((model, dataset), {}),
                     "rows": [{"method": m, **methods[m]} for m in names]})
     return {"run_id": run_id, "settings": info["settings"], "meta": info["meta"], "tables": out,
             "finished": info.get("finished") is not None, "columns": all_columns,
@@ -217,6 +222,26 @@ def _why_not_all(row: dict) -> str | None:
     return f"{row['method']} {c.get('scored', 0)}/{c.get('total', 0)}: " + "; ".join(parts) if parts else None
 
 
+def empty_notes(table: dict) -> list[str]:
+    """Why a table lacks some columns: benchmarks skipped for the dataset, and columns that no
+    method has a value in, with the note their benchmark gave and how many samples it had."""
+    out = [f"{b}: skipped: {why}" for b, why in (table.get("skipped") or {}).items()]
+    total = max([(r.get("coverage") or {}).get("total") or 0 for r in table["rows"]] + [0])
+    groups: dict[tuple[str, str], list[str]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for c in _columns_of(table):
+        ms = [r.get(c["key"]) for r in table["rows"] if isinstance(r.get(c["key"]), dict)]
+        if not ms or any(m.get("value") is not None for m in ms):
+            continue
+        notes = sorted({str(m.get("note") or "no value") for m in ms})
+        key = (str(c.get("benchmark") or ""), "; ".join(notes))
+        groups.setdefault(key, []).append(c["title"])
+        counts[key] = max([counts.get(key, 0)] + [int(m.get("n") or 0) for m in ms])
+    for (bench, note), titles in groups.items():
+        out.append(f"{bench}: no {', '.join(titles)}: {note} ({counts[(bench, note)]}/{total} samples)")
+    return out
+
+
 def _used_columns(table: dict, extra: dict[str, str] | None = None) -> list[dict]:
     """The table's columns that some method has a value in."""
     cols = table.get("columns")
@@ -268,7 +293,7 @@ def to_markdown(run: dict) -> str:
         if fb:
             out += ["", f"Model forward+backward: {fb['images_per_s']:.1f} images/s at batch {fb['batch_size']}."]
         out += [""] + [f"alpha*: {why}." for why in _table_notes(t)]
-        why = [w for w in map(_why_not_all, t["rows"]) if w]
+        why = [w for w in map(_why_not_all, t["rows"]) if w] + empty_notes(t)
         if why:
             out += ["", "Coverage:", ""] + [f"- {w}" for w in why]
         notes = _protocol_notes(t, cols)
@@ -466,7 +491,7 @@ def to_html(run: dict) -> str:
         if fb:
             parts.append(f"<p>Model forward+backward: {fb['images_per_s']:.1f} images/s at batch {fb['batch_size']}.</p>")
         parts += [f"<p>alpha*: {e(why)}.</p>" for why in _table_notes(t)]
-        why = [w for w in map(_why_not_all, t["rows"]) if w]
+        why = [w for w in map(_why_not_all, t["rows"]) if w] + empty_notes(t)
         if why:
             parts.append("<details><summary>Coverage</summary><ul>"
                          + "".join(f"<li>{e(w)}</li>" for w in why) + "</ul></details>")
@@ -634,7 +659,7 @@ def print_tables(run: dict, console) -> None:
                 say(_legend([c for c in cols if c not in hidden], hidden))
             for why in _table_notes(t):
                 say(f"alpha*: {why}.")
-            for why in filter(None, map(_why_not_all, t["rows"])):
+            for why in [w for w in map(_why_not_all, t["rows"]) if w] + empty_notes(t):
                 say(f"coverage: {why}", style="yellow")
         for line in _settings_lines(run):
             say(line)
