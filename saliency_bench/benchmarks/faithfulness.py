@@ -253,6 +253,9 @@ class DeletionGame(_ModelInTheLoop):
     name = "deletion_game"
     columns = ("deletion_game",)
     column = "deletion_game"
+    titles = {"deletion_game": "Deletion game box (%)"}
+    short = {"deletion_game": "DelGame"}
+    lower_is_better = ("deletion_game",)
     unit = "%"
     scale = 100.0
     defaults: dict[str, Any] = {"alphas": GAME_ALPHAS, "threshold": 0.01, "box": "authors",
@@ -447,6 +450,9 @@ class Deletion(_Causal):
     mode = "del"
     columns = ("deletion_auc",)
     column = "deletion_auc"
+    titles = {"deletion_auc": "Deletion AUC"}
+    short = {"deletion_auc": "Del.AUC"}
+    lower_is_better = ("deletion_auc",)
     defaults: dict[str, Any] = {**_CAUSAL_DEFAULTS, "substrate": "zeros"}
 
 
@@ -460,6 +466,8 @@ class Insertion(_Causal):
     mode = "ins"
     columns = ("insertion_auc",)
     column = "insertion_auc"
+    titles = {"insertion_auc": "Insertion AUC"}
+    short = {"insertion_auc": "Ins.AUC"}
     defaults: dict[str, Any] = {**_CAUSAL_DEFAULTS, "substrate": "gkern"}
 
 

@@ -134,6 +134,8 @@ class Parts(Benchmark):
     needs = ("keypoints",)
     accepts = (HEATMAP,)
     columns = ("parts_ratio",)
+    titles = {"parts_ratio": "Feet:eyes"}
+    short = {"parts_ratio": "Feet:eyes"}
     defaults: dict[str, Any] = {"ratio": ("feet", "eyes"), "parts": DEFAULT_PARTS, "quantity": "mask",
                                 "resize": "authors", "window": "square", "size": 5, "groups": None,
                                 "bootstrap": 1000, "seed": 0}
