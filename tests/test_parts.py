@@ -59,8 +59,8 @@ def test_groups_pool_categories_and_overall_pools_keypoints():
     recs = [bench.score(s1, block_map(), (224, 224)), bench.score(s2, block_map(), (224, 224)),
             bench.score(s3, flipped, (224, 224))]
     out = bench.summarize(recs, meta([s1, s2, s3]))
-    assert out["parts_ratio[mammal]"]["value"] == pytest.approx(159 / 64)
-    assert out["parts_ratio[bird]"]["value"] == pytest.approx(1.0)  # mask 1 at eyes and feet
+    assert out["parts_ratio"]["per_group"]["mammal"]["ratio"] == pytest.approx(159 / 64)
+    assert out["parts_ratio"]["per_group"]["bird"]["ratio"] == pytest.approx(1.0)  # mask 1 at eyes and feet
     # overall: feet (2 x (191 + 127) + 2 x 255) / 6, eyes (4 x 64 + 2 x 255) / 6, both over 255
     assert out["parts_ratio"]["value"] == pytest.approx((2 * 318 + 510) / (4 * 64 + 510))
     lo, hi = out["parts_ratio"]["ci"]

@@ -240,10 +240,7 @@ class Parts(Benchmark):
                      f"keypoints of {n} samples; quantity={self._option('quantity')}; per group: {groups_txt}"
                      if r is not None else f"no {a} or {b} keypoints in {n} samples"),
         }}
-        for g, v in per_group.items():
-            out[f"parts_ratio[{g}]"] = {"value": v["ratio"], "ci": None, "n": v["samples"], "unit": "",
-                                        "se": v["se"], "note": "" if v["se"] is None else f"±{v['se']:.3f} (SE)"}
-        return out
+        return out  # per-group ratios ride in "per_group" and the note, not as table columns
 
 
 __all__ = ["Parts", "bytescale_resize", "bilinear_resize", "window_mean", "ratio_with_se", "DEFAULT_PARTS"]
