@@ -21,6 +21,12 @@ biased layer and of the input, scaled inside the library: it returns the library
 (the input's resolution) in both cases. The layer is the model's ``gradcam`` role unless
 ``layer=`` names another (a role, an alias or a module path).
 
+Not included: ``ShapleyCAM``, whose Hessian-vector term is zero for the score every method
+here explains (a logit is linear in the last feature map of a global-pooling head), where the
+library raises instead of returning Grad-CAM (its paper pairs it with another target,
+``ClassifierOutputReST``); ``RandomCAM`` (a baseline, not a method); ``FinerCAM``, ``SESS``,
+``RefineCAM`` and ``DeepFeatureFactorization`` (wrappers or other outputs).
+
 Parameters named like the library's have its defaults (``aug_smooth=False``,
 ``eigen_smooth=False``, ScoreCAM's ``batch_size=16``, AblationCAM's ``batch_size=32`` and
 ``ratio_channels_to_ablate=1.0``, FEM's ``k=2``, KPCA-CAM's ``kernel="sigmoid"``).
@@ -197,15 +203,6 @@ def eigen_grad_cam(model, x, targets, *, layer: str = "gradcam", resolution: str
     """pytorch-grad-cam ``EigenGradCAM``: first principal component of activations times
     gradient (class-discriminative Eigen-CAM); the layer's resolution. Its sign is SVD's."""
     return run_cam(_cls("EigenGradCAM"), model, x, targets, layer=layer, resolution=resolution,
-                   aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
-
-
-@_register("gradcam.shapley_cam")
-def shapley_cam(model, x, targets, *, layer: str = "gradcam", resolution: str = "layer",
-                aug_smooth: bool = False, eigen_smooth: bool = False) -> torch.Tensor:
-    """pytorch-grad-cam ``ShapleyCAM`` (Cai 2025): channel weights from the gradient and a
-    Hessian-vector product (a second backward pass); the layer's resolution."""
-    return run_cam(_cls("ShapleyCAM"), model, x, targets, layer=layer, resolution=resolution,
                    aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
 
 
