@@ -63,7 +63,7 @@ def _register(name: str, needs_sklearn: bool = False):
 
     def wrap(fn):
         if AVAILABLE and (HAVE_SKLEARN or not needs_sklearn):
-            return saliency_bench.method(name)(fn)
+            return saliency_bench.method(name, default=False)(fn)
         return fn
 
     return wrap

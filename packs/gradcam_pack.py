@@ -56,7 +56,7 @@ RESOLUTIONS = ("layer", "input")
 
 def _register(name: str):
     def wrap(fn):
-        return saliency_bench.method(name)(fn) if AVAILABLE else fn
+        return saliency_bench.method(name, default=False)(fn) if AVAILABLE else fn
 
     return wrap
 
