@@ -167,6 +167,12 @@ def test_captum_guided_backprop_equals_ours_on_a_relu_network(cnn, x40):
     torch.testing.assert_close(pack, attr.sum(1))
 
 
+def test_captum_guided_backprop_with_max_abs_equals_our_guided_backprop(cnn, x40):
+    t = Targets([[1, 2], [4], [5]])
+    torch.testing.assert_close(run("captum.guided_backprop", cnn, x40, t, channels="max_abs"),
+                               run("guided_backprop", cnn, x40, t), rtol=1e-4, atol=1e-6)
+
+
 def test_every_captum_method_gives_finite_maps_for_singles_and_sets(cnn, x40):
     fast = {"n_steps": 4, "nt_samples": 2, "n_samples": 6, "patch": 10, "window": 10, "stride": 10}
     for name in methods.names("captum.*"):
