@@ -277,7 +277,8 @@ def layer_gradcam(model, x: torch.Tensor, targets, *, layer: str = "gradcam", re
                   sign: str = "all") -> torch.Tensor:
     """Captum ``LayerGradCam`` (Selvaraju et al. 2017) at the model's ``gradcam`` layer, at that
     layer's resolution; ``relu_attributions=False`` (Captum's default; True is the paper's ReLU
-    and our ``grad_cam``); map as Captum's tutorials show it (``sign="all"``)."""
+    and our ``grad_cam``); the signed map, as Captum's segmentation tutorial shows it
+    (``visualize_image_attr(..., sign="all")``)."""
     fwd, kw = forward_and_target(model, targets, x.device)
     with quiet():
         attr = ca.LayerGradCam(fwd, model.layer(layer)).attribute(
