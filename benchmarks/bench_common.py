@@ -5,7 +5,7 @@ results file that is rewritten after every measurement (an interrupted run keeps
 The ceilings follow PERFORMANCE.md: forward+backward is the input gradient of the target's
 pre-softmax score (what every backprop method needs at least), forward-only is the logits under
 ``no_grad`` (what every occlusion copy needs at least). Timings go through the runtime
-benchmark's :func:`~saliency_bench.benchmarks.runtime.timed` (the device is synchronised before
+:func:`saliency_bench.timing.timed` (the device is synchronised before
 each clock read); a measurement reports the median and the best of its repeats.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from saliency_bench.benchmarks.runtime import synchronize, timed
+from saliency_bench.timing import synchronize, timed
 from saliency_bench.registry import get_method
 from saliency_bench.targets import target_score
 

@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 from PIL import Image, ImageFilter
 
-from saliency_bench.imageio import to_input
+from saliency_bench.imageio import blurred_input, to_input
 from saliency_bench.targets import as_target_tensor
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -68,7 +68,7 @@ def blurred_original(image: Image.Image, size: tuple[int, int], *, blur_sigma: f
     check_blur_source(blur_source)
     if blur_source != "original":
         return None
-    return to_input(_pil_blur(image.convert("RGB"), blur_sigma), size)
+    return blurred_input(image, size, blur_sigma)
 
 
 def jittered_original(image: Image.Image, size: tuple[int, int], *, jitter: int = 4,

@@ -53,7 +53,7 @@ class RunConfig:
     split: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
-    benchmarks: str | list[str] = "*"
+    benchmarks: str | list[str] | None = None  # None: those that run by default
     benchmark_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # benchmark -> options
     # method (name, pattern or variant id; "*": every method that has the parameter) -> params;
     # a list of values for a scalar parameter is a grid (one row each); in TOML a list of

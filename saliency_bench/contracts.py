@@ -406,6 +406,11 @@ class Benchmark:
     #: A timing benchmark (``runtime``) is fed the run's timings instead of maps:
     #: ``summarize_timings(timings, model_timing)`` replaces ``summarize``.
     timing: bool = False
+    #: Forward passes per scored sample (a benchmark that runs the model); a CPU run that names
+    #: no benchmarks leaves out those of a hundred or more, and says so.
+    cost: float | None = None
+    #: False: run only when asked for by name or pattern (not by the default selection).
+    default: bool = True
     base: str | None = None  # the registered benchmark this is a variant of
     suffix: str = ""  # a variant's id part, "[resolution=input]": appended to its column keys
 

@@ -27,6 +27,7 @@ class Plan:
     benchmarks: list[Benchmark]
     skipped: list[str]
     left_out: list[Method] = field(default_factory=list)  # heavy methods the CPU default leaves out
+    left_out_benchmarks: list[Benchmark] = field(default_factory=list)  # likewise, benchmarks
 
 
 # --------------------------------------------------------------------------------------------
@@ -41,8 +42,9 @@ def _tokens(request: str | Sequence[str] | None) -> list[str]:
 
 
 def is_default(request: str | Sequence[str] | None) -> bool:
-    """No request (every plugin that loads; broken ones are reported, not raised)."""
-    return request is None or request == "" or request == "*"
+    """No request: the default selection (every plugin that loads and runs by default; broken
+    ones are reported, not raised). ``'*'`` is a request: everything, heavy or not."""
+    return request is None or request == ""
 
 
 def _matches(scope: str, name: str, root: str | None) -> bool:
@@ -61,6 +63,9 @@ def select_methods(request: str | Sequence[str] | None, *, skip_broken: bool = F
     of a registered method (``mask[iterations=100]``) means that variant; any other token is a
     shell pattern over the registered names (declared variants included)."""
     out: dict[str, Method] = {}
+    if is_default(request):  # every method that runs by default
+        return [registry.methods.get(n) for n in registry.methods.select("*", skip_broken=True)
+                if getattr(registry.methods.get(n).fn, "__saliency_bench_default__", True)]
     for tok in _tokens(request):
         vid = parse_variant_id(tok)
         if vid is not None and vid[0] in registry.methods.names():
@@ -143,8 +148,13 @@ def make_benchmark(name: str, seed: int, options: dict[str, Any]) -> Benchmark:
 
 def select_benchmarks(request: str | Sequence[str] | None, options: dict[str, dict[str, Any]], seed: int,
                       *, skip_broken: bool = False) -> list[Benchmark]:
+    """The benchmarks a request names (names, patterns, variant ids) with their options. With no
+    request, those that run by default (``Benchmark.default``)."""
     names: list[str] = []
-    for tok in _tokens(request):
+    if is_default(request):
+        names = [n for n in registry.benchmarks.select("*", skip_broken=True)
+                 if getattr(registry.benchmarks.get(n), "default", True)]
+    for tok in [] if is_default(request) else _tokens(request):
         vid = parse_variant_id(tok)
         if vid is not None and vid[0] in registry.benchmarks.names():
             names.append(variant_id(*vid))
@@ -172,24 +182,29 @@ def select_benchmarks(request: str | Sequence[str] | None, options: dict[str, di
 # The plan
 # --------------------------------------------------------------------------------------------
 def make_plan(cfg: RunConfig, *, cpu_default: bool = False) -> Plan:
-    """Methods x benchmarks of a run. ``cpu_default``: the run was asked for no methods and runs
-    on a CPU, so methods that declare a cost of hundreds of passes per image are left out
-    (listed in ``left_out``; named, by pattern or with ``--methods '*'``, they run)."""
+    """Methods x benchmarks of a run. ``cpu_default``: the run is on a CPU without
+    ``--all-methods``; where it names no methods (benchmarks), those that declare a cost of a
+    hundred passes per image or more are left out (listed in ``left_out``,
+    ``left_out_benchmarks``; asked for by name or pattern, they run)."""
     default_m = is_default(cfg.methods)
     methods = apply_params(select_methods(cfg.methods, skip_broken=default_m), cfg.params)
     left_out: list[Method] = []
-    if cpu_default:
+    if cpu_default and default_m:
         left_out = [m for m in methods if heavy(m)]
         methods = [m for m in methods if not heavy(m)]
     benches = select_benchmarks(cfg.benchmarks, cfg.benchmark_options, cfg.seed,
                                 skip_broken=is_default(cfg.benchmarks))
+    left_out_b: list[Benchmark] = []
+    if cpu_default and is_default(cfg.benchmarks):
+        left_out_b = [b for b in benches if (b.cost or 0) >= HEAVY_PASSES]
+        benches = [b for b in benches if (b.cost or 0) < HEAVY_PASSES]
     skipped = [f"{m.name} x {b.name}: a {m.kind} method cannot be scored by {b.name}"
                for m in methods for b in benches if m.kind not in b.accepts]
     broken = [f"plugin {k}: {v}" for reg in (registry.methods, registry.benchmarks) for k, v in reg.broken.items()]
-    return Plan(methods, benches, skipped + broken, left_out)
+    return Plan(methods, benches, skipped + broken, left_out, left_out_b)
 
 
-HEAVY_PASSES = 100  # a method costing more passes per image than this is left out of the CPU default
+HEAVY_PASSES = 100  # a method (benchmark) of this many passes per image (sample) or more is left out of the CPU default
 
 
 def cost(m: Method) -> float | None:
@@ -203,7 +218,7 @@ def cost(m: Method) -> float | None:
 
 def heavy(m: Method) -> bool:
     c = cost(m)
-    return c is not None and c > HEAVY_PASSES
+    return c is not None and c >= HEAVY_PASSES
 
 
 def benchmark_applies(bench: Benchmark, ds) -> str | None:

@@ -78,7 +78,8 @@ def _marks(obj: Any) -> list[tuple[str, str, Any]]:
 
 
 def method(name: str | None = None, *, kind: str = HEATMAP, views: dict[str, Callable] | None = None,
-           variants: Any = None, cost: float | Callable[..., float] | None = None) -> Callable[[Callable], Callable]:
+           variants: Any = None, cost: float | Callable[..., float] | None = None,
+           default: bool = True) -> Callable[[Callable], Callable]:
     """Register ``fn(model, x, targets, *, param=default, ...)`` as a method; returns ``fn``.
 
     ``kind`` is ``"heatmap"`` (returns ``[B,h,w]`` at the method's own resolution) or
@@ -89,12 +90,16 @@ def method(name: str | None = None, *, kind: str = HEATMAP, views: dict[str, Cal
     variant is named ``name[k=v,...]``), or ``{name: {k: v}}``. ``cost``: about how many
     forward(+backward) passes per image the method takes, a number or a function of its
     parameters (``lambda iterations, **_: iterations``); a CPU run with no ``--methods`` leaves
-    out methods of more than a hundred, and says so.
+    out methods of a hundred or more, and says so. ``default=False``: the method runs only when
+    a request names it (by name or pattern), not in a run that names no methods (the method
+    packs: the field's methods beside ours when asked for).
     """
 
     def wrap(fn: Callable) -> Callable:
         if cost is not None:
             fn.__saliency_bench_cost__ = cost
+        if not default:
+            fn.__saliency_bench_default__ = False
         m = method_from_function(fn, name or fn.__name__, kind, views)
         _mark(fn, "methods", m.name, m)
         for v in declared(variants):

@@ -143,7 +143,7 @@ class Runner:
 
     def _left_out_note(self, store: Store, model, display: str, n: int) -> None:
         """Say which heavy methods the CPU default left out, and about how long they would take."""
-        if not self.plan.left_out:
+        if not self.plan.left_out and not self.plan.left_out_benchmarks:
             return
         fb = next((m["metrics"] for m in store.metrics(self.run_id)
                    if m["model"] == model.name and m["dataset"] == display and m["method"] == "__model__"), None)
@@ -153,10 +153,18 @@ class Runner:
             c = cost(m) or 0
             est = f", about {_duration(c * n / rate)} here" if rate else ""
             parts.append(f"{m.name} (~{c:.0f} passes/image{est})")
-        self.console.print(f"[yellow]left out on this CPU[/yellow] (hundreds of passes per image): "
-                           + "; ".join(parts) + f" for the {n} samples of {display}. Name them "
-                           "(--methods 'mask*,occlusion'), or --all-methods; on a GPU the default runs them all.",
-                           highlight=False)
+        if parts:
+            self.console.print(f"[yellow]left out on this CPU[/yellow] (a hundred passes per image or more): "
+                               + "; ".join(parts) + f" for the {n} samples of {display}. Name them "
+                               "(--methods 'mask*,occlusion') or add --all-methods; on a GPU the default runs "
+                               "them all.", highlight=False)
+        per_method = [f"{b.name} (~{b.cost:.0f} passes/sample"
+                      + (f", about {_duration(b.cost * n / rate)} per method here)" if rate else ")")
+                      for b in self.plan.left_out_benchmarks]
+        if per_method:
+            self.console.print("[yellow]benchmarks left out on this CPU[/yellow]: " + "; ".join(per_method)
+                               + ". Name them (--benchmarks 'deletion*,insertion') or add --all-methods.",
+                               highlight=False)
 
     def pass_over(self, store: Store, writer: Store, model, ds, display: str, ds_key: str,
                   skipped: dict[str, str] | None = None) -> None:
@@ -319,9 +327,10 @@ class Runner:
 
 
 def cpu_default(cfg: RunConfig, device: torch.device) -> bool:
-    """A run that named no methods, on a CPU, without ``--all-methods``: methods that cost
-    hundreds of passes per image are left out (and listed, with the time they would take)."""
-    return device.type == "cpu" and cfg.methods is None and not cfg.all_methods
+    """A run on a CPU without ``--all-methods``: where it names no methods (benchmarks), those
+    that cost a hundred passes per image or more are left out (and listed, with the time they
+    would take)."""
+    return device.type == "cpu" and not cfg.all_methods
 
 
 def _duration(seconds: float) -> str:

@@ -190,6 +190,14 @@ class Store:
             c.execute("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?)",
                       (run_id, model, dataset, method, benchmark, _dumps(metrics)))
 
+    def clear_summaries(self, run_id: str, model: str, dataset: str, keep: Iterable[str] = ("__model__",)) -> None:
+        """Drop the summaries of one (model, dataset) before they are written again, so that no
+        row of an earlier pass (a benchmark since skipped, a method since left out) lingers."""
+        keep = list(keep)
+        with self.transaction() as c:
+            c.execute(f"DELETE FROM metrics WHERE run_id=? AND model=? AND dataset=? AND method NOT IN "
+                      f"({','.join('?' * len(keep))})", (run_id, model, dataset, *keep))
+
     def metrics(self, run_id: str) -> list[dict]:
         cur = self._conn.execute(
             "SELECT model, dataset, method, benchmark, metrics FROM metrics WHERE run_id=? "

@@ -63,6 +63,7 @@ def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Pl
     benchmarks that do not apply to the dataset, with why (no columns, a note)."""
     meta = store.samples(run_id, model, dataset)
     skipped = skipped or {}
+    store.clear_summaries(run_id, model, dataset)
     for bench in plan.benchmarks:
         if bench.name in skipped:
             store.set_metrics(run_id, model, dataset, "__skipped__", bench.name, {"why": skipped[bench.name]})

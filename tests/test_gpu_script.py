@@ -48,9 +48,9 @@ def clock(bench, monkeypatch) -> list[float]:
     """A fake clock for the timers: a call advances it by what it says it costs."""
     now = [0.0]
     fake = types.SimpleNamespace(perf_counter=lambda: now[0])
-    from saliency_bench.benchmarks import runtime
+    from saliency_bench import timing
 
-    for mod in (runtime, bench.common, bench.perturbation):
+    for mod in (timing, bench.common, bench.perturbation):
         monkeypatch.setattr(mod, "time", fake)
     return now
 

@@ -251,6 +251,7 @@ class DeletionGame(_ModelInTheLoop):
     """
 
     name = "deletion_game"
+    cost = 100  # up to one forward pass per threshold (equal boxes share one)
     columns = ("deletion_game",)
     column = "deletion_game"
     titles = {"deletion_game": "Deletion game box (%)"}
@@ -447,6 +448,7 @@ class Deletion(_Causal):
     """
 
     name = "deletion"
+    cost = 225  # one forward pass per step (224 pixels a step on a 224x224 input)
     mode = "del"
     columns = ("deletion_auc",)
     column = "deletion_auc"
@@ -463,6 +465,7 @@ class Insertion(_Causal):
     the default substrate is RISE's ``gkern`` blur."""
 
     name = "insertion"
+    cost = 225
     mode = "ins"
     columns = ("insertion_auc",)
     column = "insertion_auc"

@@ -131,6 +131,7 @@ class Parts(Benchmark):
     """
 
     name = "parts"
+    default = False  # asked for by name: the bundled sample's hand-marked keypoints are a handful
     needs = ("keypoints",)
     accepts = (HEATMAP,)
     columns = ("parts_ratio",)
