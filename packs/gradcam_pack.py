@@ -19,7 +19,8 @@ activations and gradients, then its ReLU, at the layer's resolution (7x7 at 224 
 returns the library's own output exactly. ``gradcam.full_grad`` sums gradient maps of every
 biased layer and of the input, scaled inside the library: it returns the library's output
 (the input's resolution) in both cases. The layer is the model's ``gradcam`` role unless
-``layer=`` names another (a role, an alias or a module path).
+``layer=`` names another (a role, an alias or a module path); a transformer's token layer is
+brought to ``[B,C,h,w]`` by the library's ``reshape_transform`` (:func:`tokens_to_maps`).
 
 Not included: ``ShapleyCAM``, whose Hessian-vector term is zero for the score every method
 here explains (a logit is linear in the last feature map of a global-pooling head), where the
@@ -113,6 +114,24 @@ def _layer_resolution(cam) -> None:
     cam.aggregate_multi_layers = lambda cams: np.mean(np.stack(cams), axis=0)
 
 
+def tokens_to_maps(model) -> Callable[[torch.Tensor], torch.Tensor]:
+    """pytorch-grad-cam's ``reshape_transform`` for vision transformers, as its ViT tutorial
+    writes it: a token layer's ``[B, prefix + h*w, C]`` -> ``[B, C, h, w]`` without the prefix
+    (class and register) tokens; a ``[B,C,h,w]`` layer passes unchanged."""
+    prefix = int(getattr(model.net, "num_prefix_tokens", 1))
+
+    def reshape(t: torch.Tensor) -> torch.Tensor:
+        if t.ndim != 3:
+            return t
+        n = t.shape[1] - prefix
+        side = int(round(n ** 0.5))
+        if side * side != n:
+            raise ValueError(f"{t.shape[1]} tokens ({prefix} prefix) do not make a square map")
+        return t[:, prefix:].reshape(t.shape[0], side, side, t.shape[2]).permute(0, 3, 1, 2)
+
+    return reshape
+
+
 def run_cam(cls, model, x: torch.Tensor, targets: Any, *, layer: str | None, resolution: str,
             aug_smooth: bool = False, eigen_smooth: bool = False, options: dict | None = None,
             attrs: dict | None = None) -> torch.Tensor:
@@ -123,7 +142,8 @@ def run_cam(cls, model, x: torch.Tensor, targets: Any, *, layer: str | None, res
     # The model's parameters are frozen: the input must require grad for the layer's output
     # to require it (the library hooks its gradient there).
     xi = x.detach().clone().requires_grad_(True)
-    with cls(model=model.net, target_layers=layers, **(options or {})) as cam:
+    with cls(model=model.net, target_layers=layers, reshape_transform=tokens_to_maps(model),
+             **(options or {})) as cam:
         for k, v in (attrs or {}).items():
             setattr(cam, k, v)
         if resolution == "layer" and layer is not None:

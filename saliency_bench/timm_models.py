@@ -30,7 +30,9 @@ it. ``weights="random"`` builds the architecture with random weights (timing and
 
 Aliases ``stage0`` ... name the ``feature_info`` stages. ``-p layer=...`` picks any other
 module by role, alias or path. Vision transformers' features are token sequences
-``[B,N,C]``; methods that need a ``[B,C,h,w]`` layer say so when they fail.
+``[B,N,C]``: their ``gradcam`` role is the last block's ``norm1`` (as pytorch-grad-cam's ViT
+tutorial), which the ``gradcam.*`` methods bring to ``[B,C,h,w]``; methods that need a
+``[B,C,h,w]`` layer themselves (our ``grad_cam``) say so when they fail.
 """
 from __future__ import annotations
 
@@ -114,6 +116,19 @@ def _outermost_module_of(net: nn.Module, x: torch.Tensor, target_fn) -> tuple[st
     return (hits[-1] if hits else ""), [(n, tuple(o.shape)) for n, o in done if isinstance(o, torch.Tensor)]
 
 
+def _output_ndim(net: nn.Module, module: nn.Module | None, x: torch.Tensor) -> int:
+    if module is None:
+        return 0
+    seen: list[int] = []
+    h = module.register_forward_hook(lambda m, i, o: seen.append(o.ndim if isinstance(o, torch.Tensor) else 0))
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        h.remove()
+    return seen[0] if seen else 0
+
+
 def infer_roles(net: nn.Module, input_size: tuple[int, int]) -> tuple[dict[str, str], dict[str, str]]:
     """Roles and aliases of a timm network (see the module docstring)."""
     modules = dict(net.named_modules())
@@ -125,6 +140,12 @@ def infer_roles(net: nn.Module, input_size: tuple[int, int]) -> tuple[dict[str, 
     classifier = net.pretrained_cfg.get("classifier") or ""
     if classifier not in modules:
         classifier = next((n for n, m in reversed(list(modules.items())) if isinstance(m, nn.Linear)), "")
+    out_ndim = _output_ndim(net, modules.get(gradcam), x) if gradcam else 4
+    if out_ndim == 3 and isinstance(getattr(net, "blocks", None), nn.Sequential) and len(net.blocks):
+        # Tokens: past the last block only the class token reaches the head, so the patch tokens'
+        # gradient is 0 there; pytorch-grad-cam's ViT tutorial reads the last block's norm1.
+        last = f"blocks.{len(net.blocks) - 1}"
+        gradcam = f"{last}.norm1" if f"{last}.norm1" in modules else last
     pools = [n for n in modules if n.rsplit(".", 1)[-1] == "global_pool"]
     roles = {"gradcam": gradcam or (stages[-1]["module"] if stages else ""),
              "excitation": stride8[-1] if stride8 else "",

@@ -140,3 +140,27 @@ def test_the_layer_parameter_overrides_the_role(tmp_path):
 def test_an_unknown_architecture_is_a_clear_error():
     with pytest.raises(ValueError, match="timm has no model 'no_such_net'"):
         get_model("timm:no_such_net", weights="random")
+
+
+def test_a_vision_transformer_gets_the_tutorials_layer_and_token_maps():
+    """pytorch-grad-cam's ViT tutorial: target layer blocks[-1].norm1, tokens without the class
+    token reshaped to 14x14. The pack's map at the input resolution is the library's output
+    with that tutorial's reshape_transform."""
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    m = get_model("timm:vit_tiny_patch16_224", weights="random")
+    assert m.roles["gradcam"] == "blocks.11.norm1"
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    t = Targets([3, 7])
+    ours = get_method("gradcam.grad_cam").explain(m, x, t)[0]
+    assert ours.shape == (2, 14, 14) and ours.sum() > 0
+
+    def reshape_transform(tensor, height=14, width=14):  # the library's ViT tutorial
+        result = tensor[:, 1:, :].reshape(tensor.size(0), height, width, tensor.size(2))
+        return result.transpose(2, 3).transpose(1, 2)
+
+    with pgc.GradCAM(model=m.net, target_layers=[m.net.blocks[-1].norm1], reshape_transform=reshape_transform) as cam:
+        ref = cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(3), ClassifierOutputTarget(7)])
+    got = get_method("gradcam.grad_cam", resolution="input").explain(m, x, t)[0]
+    torch.testing.assert_close(got, torch.as_tensor(ref), rtol=1e-5, atol=1e-5)
