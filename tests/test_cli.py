@@ -15,7 +15,10 @@ TOY = str(Path(__file__).parent / "plugins" / "toy.py")
 def test_list_methods_shows_builtins_and_a_plugin_file(capsys):
     assert main(["--plugin", TOY, "list", "methods"]) == 0
     out = capsys.readouterr().out
-    assert "gradient" in out and "brightness" in out and "plugin file" in out
+    assert "gradient" in out and "brightness" in out
+    assert main(["--plugin", TOY, "list", "methods", "brightness"]) == 0  # details name the source
+    out = capsys.readouterr().out
+    assert "plugin file" in out and "power" in out
 
 
 def test_list_everything_shows_each_kind(capsys):
@@ -63,9 +66,11 @@ def test_list_benchmarks_shows_their_options_with_grids_in_short(capsys):
 
     os.environ["COLUMNS"] = "300"
     try:
-        assert main(["list", "benchmarks"]) == 0
+        assert main(["list", "benchmarks", "pointing"]) == 0
+        out = capsys.readouterr().out
+        assert main(["list", "benchmarks", "localization"]) == 0
     finally:
         del os.environ["COLUMNS"]
-    out = capsys.readouterr().out
-    assert "resolution='original'" in out and "tie='mean'" in out
+    out += capsys.readouterr().out
+    assert "resolution" in out and "'original'" in out and "'mean'" in out
     assert "{value: 0:0.05:0.95, energy: 0:0.05:0.95, mean: 0:0.5:10}" in out
