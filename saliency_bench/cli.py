@@ -14,7 +14,7 @@ from .config import parse_params
 from .registry import KINDS, RegistryError
 from .variants import parse_value  # noqa: F401 - kept importable from here
 
-console = Console()
+console = Console(emoji=False)
 
 
 def _load_plugins(files: Sequence[str] | None) -> None:
@@ -163,7 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (RegistryError, FileNotFoundError, ValueError, TypeError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        console.print(f"[red]error:[/red] {msg}", highlight=False)
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/red] {escape(str(msg))}", highlight=False)
         return 2
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.markup import escape
 
 from . import __version__, registry
 from .cache import HeatmapCache
@@ -54,7 +55,7 @@ class Runner:
         from rich.console import Console
 
         self.cfg = cfg
-        self.console = console or Console()
+        self.console = console or Console(emoji=False)
         device = torch.device(cfg.device or default_device())
         self.plan = make_plan(cfg, cpu_default=cpu_default(cfg, device))
         check_dataset_options(cfg)
@@ -96,7 +97,7 @@ class Runner:
                                                                         "backend": self.dist.backend})
             self._merge_shards(store, delete=True)  # what an interrupted distributed attempt left
             for line in self.plan.skipped:
-                self.console.print(f"[yellow]skipped[/yellow] {line}")
+                self.console.print(f"[yellow]skipped[/yellow] {escape(line)}")
         self.dist.barrier()
         if self.rank != 0:
             store = Store(self.runs_dir / "store.sqlite", create=False)
@@ -114,7 +115,8 @@ class Runner:
                 skipped = {b.name: why for b in self.plan.benchmarks if (why := benchmark_applies(b, ds))}
                 if self.rank == 0:
                     for why in skipped.values():
-                        self.console.print(f"[yellow]skipped[/yellow] on {display}: {why}", highlight=False)
+                        self.console.print(f"[yellow]skipped[/yellow] on {escape(display)}: {escape(why)}",
+                                           highlight=False)
                 self.pass_over(store, writer, model, ds, display, ds_key, skipped)
                 self.dist.barrier()
                 if self.rank == 0:
@@ -155,14 +157,14 @@ class Runner:
             parts.append(f"{m.name} (~{c:.0f} passes/image{est})")
         if parts:
             self.console.print(f"[yellow]left out on this CPU[/yellow] (a hundred passes per image or more): "
-                               + "; ".join(parts) + f" for the {n} samples of {display}. Name them "
+                               + escape("; ".join(parts)) + f" for the {n} samples of {display}. Name them "
                                "(--methods 'mask*,occlusion') or add --all-methods; on a GPU the default runs "
                                "them all.", highlight=False)
         per_method = [f"{b.name} (~{b.cost:.0f} passes/sample"
                       + (f", about {_duration(b.cost * n / rate)} per method here)" if rate else ")")
                       for b in self.plan.left_out_benchmarks]
         if per_method:
-            self.console.print("[yellow]benchmarks left out on this CPU[/yellow]: " + "; ".join(per_method)
+            self.console.print("[yellow]benchmarks left out on this CPU[/yellow]: " + escape("; ".join(per_method))
                                + ". Name them (--benchmarks 'deletion*,insertion') or add --all-methods.",
                                highlight=False)
 
