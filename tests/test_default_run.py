@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from saliency_bench import registry
 from saliency_bench.cli import main
 from saliency_bench.config import RunConfig
 from saliency_bench.plan import make_plan
@@ -11,6 +14,15 @@ from saliency_bench.plan import make_plan
 HEAVY = {"mask", "mask_top5", "mask_preserve", "occlusion", "blur_occlusion", "variable_occlusion"}
 CHEAP = {"center", "gradient", "guided_backprop", "grad_cam", "excitation_backprop",
          "contrastive_excitation_backprop"}
+
+
+@pytest.fixture(autouse=True)
+def installed_only(monkeypatch):
+    """Registries with what is installed only (other tests load plugin files into the global ones)."""
+    for kind in ("methods", "benchmarks"):
+        fresh = registry.Registry(kind)
+        monkeypatch.setattr(registry, kind, fresh)
+        monkeypatch.setitem(registry.REGISTRIES, kind, fresh)
 
 
 def test_the_cpu_default_leaves_out_heavy_methods_and_benchmarks_and_the_packs():
