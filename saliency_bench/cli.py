@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
-from rich.table import Table
 
 from . import registry
 from .config import parse_params
 from .registry import KINDS, RegistryError
-from .variants import parse_value  # noqa: F401 - kept importable from here
 
 console = Console(emoji=False)
 

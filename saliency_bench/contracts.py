@@ -477,6 +477,7 @@ class Probe:
         self.batch_size = max(1, int(batch_size))
         self.passes = 0
         self.seconds = 0.0
+        self._parent: Probe | None = None  # a probe over some rows adds its cost to its parent's
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -497,9 +498,8 @@ class Probe:
     def _count(self, passes: int, seconds: float) -> None:
         self.passes += passes
         self.seconds += seconds
-        parent = getattr(self, "_parent", None)
-        if parent is not None:
-            parent._count(passes, seconds)
+        if self._parent is not None:
+            self._parent._count(passes, seconds)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """``[N,C]`` logits of ``N`` preprocessed inputs (float32, on the device)."""

@@ -64,8 +64,8 @@ def select_methods(request: str | Sequence[str] | None, *, skip_broken: bool = F
     shell pattern over the registered names (declared variants included)."""
     out: dict[str, Method] = {}
     if is_default(request):  # every method that runs by default
-        return [registry.methods.get(n) for n in registry.methods.select("*", skip_broken=True)
-                if getattr(registry.methods.get(n).fn, "__saliency_bench_default__", True)]
+        every = (registry.methods.get(n) for n in registry.methods.select("*", skip_broken=True))
+        return [m for m in every if getattr(m.fn, "__saliency_bench_default__", True)]
     for tok in _tokens(request):
         vid = parse_variant_id(tok)
         if vid is not None and vid[0] in registry.methods.names():

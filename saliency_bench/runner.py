@@ -15,7 +15,6 @@ The rooms: :mod:`.config` (settings), :mod:`.plan` (rows, columns, variants),
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import subprocess
 from dataclasses import asdict
@@ -156,7 +155,7 @@ class Runner:
             est = f", about {_duration(c * n / rate)} here" if rate else ""
             parts.append(f"{m.name} (~{c:.0f} passes/image{est})")
         if parts:
-            self.console.print(f"[yellow]left out on this CPU[/yellow] (a hundred passes per image or more): "
+            self.console.print("[yellow]left out on this CPU[/yellow] (a hundred passes per image or more): "
                                + escape("; ".join(parts)) + f" for the {n} samples of {display}. Name them "
                                "(--methods 'mask*,occlusion') or add --all-methods; on a GPU the default runs "
                                "them all.", highlight=False)
@@ -248,6 +247,7 @@ class Runner:
         x_all = model.preprocess(torch.stack([batch[k][2] for k in good])) if good else None
         t_all = Targets([samples[k].target_in(model.label_space) for k in good],
                         device=self.device) if good else None
+        views_made: dict = {}  # benchmark views, preprocessed once per batch
         for method in self.plan.methods:
             mine = [k for k, (i, _, _, _) in enumerate(batch) if i in todo[method.name]]
             if not mine:
@@ -286,7 +286,8 @@ class Runner:
                 ks = [k for k in scored_ks if bench.applies_to(samples[k])]
                 if not ks:
                     continue
-                probe = self._probe(model, batch, good, x_all, t_all, ks, bench) if bench.uses_model else None
+                probe = self._probe(model, batch, good, x_all, t_all, ks, bench, views_made) \
+                    if bench.uses_model else None
                 scored, failed = score_isolated(bench, [samples[k] for k in ks], [outputs[k] for k in ks],
                                                 model.input_size, probe)
                 if probe is not None and scored:  # its cost, shared by the samples it scored
@@ -300,11 +301,17 @@ class Runner:
                 cache.put([samples[k].id for k in fresh], np.stack([outputs[k] for k in fresh]))
             progress.advance(task, len(mine))
 
-    def _probe(self, model, batch: list, good: list[int], x_all, t_all, ks: list[int], bench) -> Probe:
-        """The model in the loop for ``bench`` over the batch's samples ``ks``."""
+    def _probe(self, model, batch: list, good: list[int], x_all, t_all, ks: list[int], bench,
+               views_made: dict) -> Probe:
+        """The model in the loop for ``bench`` over the batch's samples ``ks``; its views are
+        preprocessed once per batch (``views_made``), whichever method's maps it scores."""
         rows = [good.index(k) for k in ks]
-        views = {v: self._view_batch(model, batch, ks, None, v, bench_view_key(bench, v))
-                 for v in getattr(bench, "views", ()) or ()}
+        views = {}
+        for v in getattr(bench, "views", ()) or ():
+            key = (bench_view_key(bench, v), tuple(ks))
+            if key not in views_made:
+                views_made[key] = self._view_batch(model, batch, ks, None, v, key[0])
+            views[v] = views_made[key]
         idx = torch.as_tensor(rows, device=x_all.device)
         return Probe(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)
 

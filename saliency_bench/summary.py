@@ -116,10 +116,15 @@ def _empty_metrics(bench: Benchmark, why: str) -> dict[str, dict]:
 PROBE = "_probe"  # the record field where a benchmark that runs the model gets its cost
 
 
+def _cost_column(bench: Benchmark) -> str:
+    """The column of a model-running benchmark's own seconds per image (before its suffix)."""
+    return f"{bench.base or bench.name}_s_per_image"
+
+
 def columns_of(bench: Benchmark) -> list[dict]:
     cols = bench.column_info()
     if bench.uses_model:  # its own runtime, beside the methods'
-        cols.append({"key": f"{bench.base or bench.name}_s_per_image{bench.suffix}",
+        cols.append({"key": _cost_column(bench) + bench.suffix,
                      "title": f"{bench.name} s/image", "short": f"{bench.name} s/img", "better": "lower",
                      "interval": False, "benchmark": bench.name})
     return cols
@@ -132,7 +137,7 @@ def _probe_cost(bench: Benchmark, records: list[dict]) -> dict[str, dict]:
         return {}
     sec = float(np.mean([c["seconds"] for c in costs]))
     passes = float(np.mean([c["passes"] for c in costs]))
-    return {f"{bench.base or bench.name}_s_per_image": {
+    return {_cost_column(bench): {
         "value": sec, "ci": None, "n": len(costs), "unit": "s",
         "note": f"scoring by {bench.name}: {passes:.0f} forward passes per image"}}
 

@@ -13,7 +13,6 @@ from typing import Sequence
 
 from ..contracts import HEATMAP, POINT, Benchmark
 from ..registry import benchmark
-from ..timing import model_forward_backward, synchronize, timed  # noqa: F401 - also importable from here
 
 
 @benchmark("runtime")
