@@ -10,7 +10,7 @@ of recomputing them.
 
 The rooms: :mod:`.config` (settings), :mod:`.plan` (rows, columns, variants),
 :mod:`.execute` (a batch, failures isolated), :mod:`.distributed`, :mod:`.summary`,
-:mod:`.gallery`; this module only runs them in order.
+:mod:`.report.gallery`; this module only runs them in order.
 """
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ from rich.markup import escape
 from . import __version__, registry
 from .cache import HeatmapCache
 from .config import RunConfig, config_from_args, default_device
-from .contracts import Method, Probe
+from .contracts import Method, ModelQuery, Row
 from .distributed import Distributed
 from .execute import NOT_EVALUABLE, _collate, _Loaded, call_method, score_isolated
-from .gallery import draw_gallery
+from .report.gallery import draw_gallery
 from .plan import benchmark_applies, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
 from .store import Store
-from .summary import PROBE, summarize_into
+from .summary import SCORING_COST, summarize_into
 from .targets import Targets
 from .timing import model_forward_backward
 
@@ -134,7 +134,7 @@ class Runner:
             store.finish_run(self.run_id)
         store.close()
         if self.rank == 0:
-            from .leaderboard import write_leaderboard
+            from .report import write_leaderboard
 
             written = write_leaderboard(self.run_dir, out=cfg.leaderboard_dir, console=self.console)
             self.console.print(f"run {self.run_id}: leaderboard written to "
@@ -147,7 +147,7 @@ class Runner:
         if not self.plan.left_out and not self.plan.left_out_benchmarks:
             return
         fb = next((m["metrics"] for m in store.metrics(self.run_id)
-                   if m["model"] == model.name and m["dataset"] == display and m["method"] == "__model__"), None)
+                   if m["model"] == model.name and m["dataset"] == display and m["method"] == Row.MODEL), None)
         rate = (fb or {}).get("images_per_s")
         parts = []
         for m in self.plan.left_out:
@@ -228,7 +228,7 @@ class Runner:
         x = model.preprocess(torch.stack([xs[k % len(xs)] for k in range(reps)]))
         targets = Targets([ts[k % len(ts)] for k in range(reps)], device=x.device)
         fb = model_forward_backward(model, x, targets)
-        store.set_metrics(self.run_id, model.name, display, "__model__", "runtime",
+        store.set_metrics(self.run_id, model.name, display, Row.MODEL, "runtime",
                           fb | {"device": str(self.device), "rank": self.rank})
 
     def _batch(self, store: Store, model, display: str, batch: list, todo: dict, caches: dict, progress,
@@ -286,13 +286,13 @@ class Runner:
                 ks = [k for k in scored_ks if bench.applies_to(samples[k])]
                 if not ks:
                     continue
-                probe = self._probe(model, batch, good, x_all, t_all, ks, bench, views_made) \
+                query = self._model_query(model, batch, good, x_all, t_all, ks, bench, views_made) \
                     if bench.uses_model else None
                 scored, failed = score_isolated(bench, [samples[k] for k in ks], [outputs[k] for k in ks],
-                                                model.input_size, probe)
-                if probe is not None and scored:  # its cost, shared by the samples it scored
-                    share = {"seconds": probe.seconds / len(scored), "passes": probe.passes / len(scored)}
-                    scored = [(sid, {**r, PROBE: share}) for sid, r in scored]
+                                                model.input_size, query)
+                if query is not None and scored:  # its cost, shared by the samples it scored
+                    share = {"seconds": query.seconds / len(scored), "passes": query.passes / len(scored)}
+                    scored = [(sid, {**r, SCORING_COST: share}) for sid, r in scored]
                 records += [(bench.name, sid, r) for sid, r in scored]
                 for sid, reason in failed.items():  # the sample counts as failed, with the reason
                     outcomes = [(o[0], False, reason, o[3]) if o[0] == sid else o for o in outcomes]
@@ -301,8 +301,8 @@ class Runner:
                 cache.put([samples[k].id for k in fresh], np.stack([outputs[k] for k in fresh]))
             progress.advance(task, len(mine))
 
-    def _probe(self, model, batch: list, good: list[int], x_all, t_all, ks: list[int], bench,
-               views_made: dict) -> Probe:
+    def _model_query(self, model, batch: list, good: list[int], x_all, t_all, ks: list[int], bench,
+                     views_made: dict) -> ModelQuery:
         """The model in the loop for ``bench`` over the batch's samples ``ks``; its views are
         preprocessed once per batch (``views_made``), whichever method's maps it scores."""
         rows = [good.index(k) for k in ks]
@@ -313,7 +313,7 @@ class Runner:
                 views_made[key] = self._view_batch(model, batch, ks, None, v, key[0])
             views[v] = views_made[key]
         idx = torch.as_tensor(rows, device=x_all.device)
-        return Probe(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)
+        return ModelQuery(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)
 
     @staticmethod
     def _view_batch(model, batch: list, good: list[int], method: Method | None, name: str,

@@ -19,7 +19,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -48,6 +48,8 @@ def _dumps(v: Any) -> str:
 
 
 def _default(o: Any) -> Any:
+    if isinstance(o, Mapping):  # a Metric: stored as the dict it reads as
+        return dict(o)
     try:
         import numpy as np
 
@@ -190,9 +192,10 @@ class Store:
             c.execute("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?)",
                       (run_id, model, dataset, method, benchmark, _dumps(metrics)))
 
-    def clear_summaries(self, run_id: str, model: str, dataset: str, keep: Iterable[str] = ("__model__",)) -> None:
+    def clear_summaries(self, run_id: str, model: str, dataset: str, keep: Iterable[str] = ()) -> None:
         """Drop the summaries of one (model, dataset) before they are written again, so that no
-        row of an earlier pass (a benchmark since skipped, a method since left out) lingers."""
+        row of an earlier pass (a benchmark since skipped, a method since left out) lingers; the rows
+        of the methods ``keep`` names stay."""
         keep = list(keep)
         with self.transaction() as c:
             c.execute(f"DELETE FROM metrics WHERE run_id=? AND model=? AND dataset=? AND method NOT IN "

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 import saliency_bench
-from saliency_bench.contracts import HEATMAP, POINT, Benchmark, Sample
+from saliency_bench.contracts import HEATMAP, POINT, Benchmark, Column, Metric, Sample
 
 from .stats import bootstrap_ci
 
@@ -167,9 +167,8 @@ class Pointing(Benchmark):
     name = "pointing"
     needs = ("mask",)
     accepts = (HEATMAP, POINT)
-    columns = ("pointing_all", "pointing_difficult")
-    titles = {"pointing_all": "Pointing all (%)", "pointing_difficult": "Pointing difficult (%)"}
-    short = {"pointing_all": "Point.all", "pointing_difficult": "Point.dif"}
+    columns = (Column("pointing_all", "Pointing all (%)", "Point.all", "%"),
+               Column("pointing_difficult", "Pointing difficult (%)", "Point.dif", "%"))
     defaults: dict[str, Any] = {"resolution": "original", "tolerance": 15.0, "tie": "mean",
                                 "bootstrap": 1000, "seed": 0}
 
@@ -184,20 +183,17 @@ class Pointing(Benchmark):
         if not self.tolerance > 0:
             raise ValueError(f"pointing: tolerance must be positive, not {self.tolerance!r}")
 
-    def _option(self, key: str) -> Any:
-        return self.options.get(key, self.defaults[key])
-
     @property
     def resolution(self) -> str:
-        return str(self._option("resolution"))
+        return str(self.option("resolution"))
 
     @property
     def tolerance(self) -> float:
-        return float(self._option("tolerance"))
+        return float(self.option("tolerance"))
 
     @property
     def tie(self) -> str:
-        return str(self._option("tie"))
+        return str(self.option("tie"))
 
     def protocol(self) -> dict[str, str]:
         """One line per column: the protocol these options follow."""
@@ -253,23 +249,20 @@ class Pointing(Benchmark):
         return [{"hit": int(is_hit(p, self.region(s, self.scoring_size(s, input_size)), self.tolerance)),
                  "x": round(float(p[0]), 2), "y": round(float(p[1]), 2)} for s, p in zip(samples, pts)]
 
-    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
-        replicates = int(self._option("bootstrap"))
-        seed = int(self._option("seed"))
+    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, Metric]:
+        replicates = int(self.option("bootstrap"))
+        seed = int(self.option("seed"))
         hits = np.array([r["hit"] for r in records], dtype=np.float64)
         cats = [str(s["category"]) for s in samples]
         difficult = np.array([bool((s.get("flags") or {}).get("difficult", False)) for s in samples], dtype=bool)
         out = {}
-        for column, sel in (("pointing_all", np.ones(len(hits), bool)), ("pointing_difficult", difficult)):
+        for column, sel in zip(self.columns, (np.ones(len(hits), bool), difficult)):
             h = hits[sel]
             c = [cats[i] for i in np.flatnonzero(sel)]
             value, n_cat = category_mean_accuracy(h, c)
             ci = bootstrap_ci(_category_mean_statistic(h, c), len(h), replicates, seed) if len(h) else None
-            out[column] = {
-                "value": None if value is None else 100.0 * value,
-                "ci": None if ci is None else [100.0 * ci[0], 100.0 * ci[1]],
-                "n": int(len(h)), "unit": "%",
-                "note": f"mean over {n_cat} categories; {int(len(h))} samples; "
-                        f"resolution={self.resolution}, tie={self.tie}, hit if d<{self.tolerance:g}px",
-            }
+            out[str(column)] = column.metric(
+                None if value is None else 100.0 * value, None if ci is None else [100.0 * ci[0], 100.0 * ci[1]],
+                int(len(h)), f"mean over {n_cat} categories; {int(len(h))} samples; "
+                             f"resolution={self.resolution}, tie={self.tie}, hit if d<{self.tolerance:g}px")
         return out

@@ -1,16 +1,8 @@
-"""The four contracts every part of saliency-bench speaks: Sample, Model, Method, Benchmark.
+"""The Method contract: a saliency method bound to its parameters, and the checks on what it returns.
 
-A run moves data along these arrows (see ARCHITECTURE.md)::
-
-    Dataset -> Sample -> Model.preprocess -> Method.explain -> heatmaps [B,h,w] | points [B,2]
-            -> Benchmark.score (per sample) -> Benchmark.summarize (per dataset)
-
-Coordinates: images are ``[B,3,H,W]`` tensors, heatmaps ``[B,h,w]`` at the method's own
-resolution (Grad-CAM 7x7, gradient 224x224; higher = more salient; the harness never resizes
-them: each benchmark does, as its protocol says),
-points ``[B,2]`` as ``(x, y)`` in the pixel coordinates of the *network input*.
-Boxes are ``[N,4]`` arrays ``(x1, y1, x2, y2)`` in inclusive integer pixel coordinates of the
-*original* image (the VOC convention, ``w = x2 - x1 + 1``).
+Heatmaps are ``[B,h,w]`` at the method's own resolution (Grad-CAM 7x7, gradient 224x224;
+higher = more salient; the harness never resizes them: each benchmark does, as its protocol
+says); points ``[B,2]`` as ``(x, y)`` in the pixel coordinates of the *network input*.
 """
 from __future__ import annotations
 
@@ -19,186 +11,16 @@ import hashlib
 import inspect
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
-import numpy as np
 import torch
-from torch import nn
+
+from .model import Model
 
 HEATMAP = "heatmap"
 POINT = "point"
 
 
-# --------------------------------------------------------------------------------------------
-# Sample
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Sample:
-    """One scored unit: an image and one target (a class, or a set of classes scored as one).
-
-    ``targets`` maps a label space (``"imagenet"``, ``"coco"``) to the class indices that make
-    the target in that space; a model reads the entry of its own ``label_space``. An empty or
-    missing entry means "not evaluable by this model" and is reported, never dropped.
-    """
-
-    id: str
-    image: Any  # PIL.Image (RGB) once loaded; None for a sample that failed to load
-    size: tuple[int, int]  # original (height, width)
-    targets: Mapping[str, tuple[int, ...]]
-    category: str  # the group per-category metrics average over (wnid, COCO category name)
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    mask: np.ndarray | None = None  # bool [H, W] ground-truth region (COCO instance masks)
-    flags: dict[str, bool] = field(default_factory=dict)  # e.g. {"difficult": True}
-    split: str = "eval"  # "eval" or "heldout" (threshold selection)
-    error: str | None = None  # why loading failed; the harness records it as a failure
-    # (part name, x, y) in original-image pixels (COCO keypoints, Animal Parts eyes and feet); None:
-    # the dataset has no keypoint annotation (the part-saliency benchmark skips it)
-    keypoints: list[tuple[str, float, float]] | None = None
-
-    def target_in(self, label_space: str) -> tuple[int, ...]:
-        return tuple(self.targets.get(label_space, ()))
-
-
-class Dataset:
-    """A dataset adapter: an indexed list of samples with stable ids.
-
-    ``load(i)`` decodes sample ``i`` (image and ground truth). Per-sample problems (a corrupt
-    JPEG, an annotation that does not parse, a category no model can score) do not raise:
-    the sample comes back with ``error`` set, and the harness records it as failed. Only a
-    problem with the whole dataset (missing folder or annotation file) raises, at construction,
-    naming the path and the layout expected. Adapters are picklable (DataLoader workers).
-    """
-
-    name: str = ""
-    label_space: str = "imagenet"
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def ids(self) -> list[str]:
-        raise NotImplementedError
-
-    def load(self, i: int) -> Sample:
-        raise NotImplementedError
-
-    def describe(self) -> dict:
-        """Counts for the run's report: samples, per category, failed/not evaluable, options."""
-        return {"samples": len(self)}
-
-
-# --------------------------------------------------------------------------------------------
-# Model
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ClassInfo:
-    index: int
-    wnid: str
-    name: str
-
-
-@dataclass
-class Model:
-    """A classifier with what methods and benchmarks need to know about it.
-
-    ``roles`` names the module that fills each method role (``"gradcam"``, ``"excitation"``,
-    ``"contrast"``, ``"classifier"``); ``aliases`` gives short names to other layers
-    (``"pool3"``) for the intermediate-layer mask. ``net`` maps normalised input to
-    **pre-softmax logits**.
-    """
-
-    name: str
-    net: nn.Module
-    input_size: tuple[int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    classes: Sequence[ClassInfo]
-    label_space: str = "imagenet"
-    roles: Mapping[str, str] = field(default_factory=dict)
-    aliases: Mapping[str, str] = field(default_factory=dict)
-    weights: str = ""  # where the weights came from
-    digest: str = ""  # short content hash of the weights, part of every cache key
-
-    def __post_init__(self) -> None:
-        self.net.eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-        # In-place activations break backward hooks (and modified backward rules).
-        for m in self.net.modules():
-            if hasattr(m, "inplace"):
-                m.inplace = False
-
-    @property
-    def device(self) -> torch.device:
-        p = next(self.net.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
-
-    def to(self, device: str | torch.device) -> "Model":
-        # channels-last: oneDNN and cuDNN run these convnets 2-3x faster in that layout
-        # (EfficientNet-Lite0 forward on 2 CPU cores: 4.6 -> 11.7 images/s).
-        self.net.to(device=device, memory_format=torch.channels_last)
-        return self
-
-    def layer_name(self, role_or_name: str) -> str:
-        """Resolve a role (``gradcam``), an alias (``pool3``) or a module path (``features.16``)."""
-        name = self.roles.get(role_or_name) or self.aliases.get(role_or_name) or role_or_name
-        modules = dict(self.net.named_modules())
-        if name not in modules:
-            known = sorted(set(self.roles) | set(self.aliases))
-            raise KeyError(
-                f"model '{self.name}' has no layer '{role_or_name}'; roles and aliases: "
-                f"{', '.join(known)}; or give a module path such as "
-                f"'{next(iter(n for n in modules if n), '')}'"
-            )
-        return name
-
-    def layer(self, role_or_name: str) -> nn.Module:
-        return dict(self.net.named_modules())[self.layer_name(role_or_name)]
-
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[B,3,H,W]`` (already at ``input_size``) -> normalised float on the model's device.
-
-        The dataset's mean pixel is 0 after this, so "fill with the mean pixel" is "fill with 0".
-        """
-        x = images.to(self.device, non_blocking=True).float().div_(255.0)
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-
-    def class_index(self, spec: str | int) -> int:
-        """A class given as an index, a WordNet id, or (a unique part of) its name."""
-        if isinstance(spec, int) or str(spec).isdigit():
-            i = int(spec)
-            if not 0 <= i < len(self.classes):
-                raise ValueError(f"class index {i} is outside 0..{len(self.classes) - 1}")
-            return i
-        s = str(spec).strip().lower()
-        exact = [c.index for c in self.classes if s in (c.wnid.lower(), c.name.lower())]
-        if exact:
-            return exact[0]
-        part = [c.index for c in self.classes if s in c.name.lower()]
-        if len(part) == 1:
-            return part[0]
-        if not part:
-            raise ValueError(f"no class of model '{self.name}' matches '{spec}'")
-        names = ", ".join(f"{i}:{self.classes[i].name}" for i in part[:8])
-        raise ValueError(f"'{spec}' matches several classes ({names}...): give the index")
-
-
-def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """A short, stable content hash of a state dict (cache keys depend on the weights)."""
-    h = hashlib.sha256()
-    for k in sorted(state_dict):
-        t = state_dict[k]
-        h.update(k.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().float().flatten()[:4096].cpu().numpy().tobytes())
-    return h.hexdigest()[:12]
-
-
-# --------------------------------------------------------------------------------------------
-# Method
-# --------------------------------------------------------------------------------------------
 class MethodOutputError(ValueError):
     """A method returned something that is not a valid batch of heatmaps or points."""
 
@@ -261,7 +83,7 @@ class Method:
     def variant(self, name: str | None = None, doc: str = "", **params: Any) -> "Method":
         """A variant with ``params`` fixed: named ``name``, or ``root[k=v,...]`` after its id
         parameters (those of this method's id, then ``params``)."""
-        from .variants import variant_id
+        from ..variants import variant_id
 
         self._check(params)
         if name:
@@ -277,7 +99,7 @@ class Method:
                 **views: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         """Run the method; ``views`` are the preprocessed views (``blurred=...``), if any.
         ``targets`` may be a ``Targets``, a padded ``[B,K]`` tensor or a list of class sets."""
-        from .targets import Targets
+        from ..targets import Targets
 
         unknown = sorted(set(views) - set(self.views))
         if unknown:
@@ -368,162 +190,3 @@ def check_output(method: Method, out: Any, batch_size: int) -> dict[int, str]:
     finite = torch.isfinite(out.reshape(batch_size, -1)).all(dim=1).cpu().tolist()
     return {i: f"{who} returned non-finite values (NaN or inf)" for i, ok in enumerate(finite) if not ok}
 
-
-# --------------------------------------------------------------------------------------------
-# Benchmark
-# --------------------------------------------------------------------------------------------
-class Benchmark:
-    """Scores one method's outputs against ground truth.
-
-    ``score`` turns one sample's output (a heatmap **at the resolution its method returned**,
-    ``[h,w]``, which the benchmark brings to its own scoring resolution the way its reference
-    program does; or a point ``(x, y)`` in input pixels) into a JSON-able record; ``summarize`` turns all records of a
-    (method, model, dataset) into metrics. Both are pure: no model, no files.
-    ``needs`` names the ground truth a sample must carry (``"boxes"``, ``"mask"``);
-    ``accepts`` the method kinds that can be scored.
-
-    **The model in the loop.** A benchmark with ``uses_model = True`` (the faithfulness games)
-    gets ``probe=``, a :class:`Probe`, as a keyword of ``score_batch``: the batch's inputs on
-    the run's device and batched forward passes of perturbed inputs, timed for the runtime
-    table. ``views`` names inputs the benchmark makes from each original image (a blurred
-    image, say): :meth:`make_view` makes them in the DataLoader workers, as methods' views
-    are, and ``probe.view(name)`` hands them over preprocessed.
-    """
-
-    name: str = ""
-    needs: tuple[str, ...] = ()
-    accepts: tuple[str, ...] = (HEATMAP,)
-    columns: tuple[str, ...] = ()  # leaderboard columns this benchmark fills, in order
-    uses_model: bool = False
-    views: tuple[str, ...] = ()
-    #: Column headers (``{"pointing_all": "Pointing all (%)"}``), short headers for narrow
-    #: terminals, the columns where lower is better, and those whose ``ci`` is a spread of
-    #: calls rather than a confidence interval. The leaderboard reads them from the run.
-    titles: Mapping[str, str] = {}
-    short: Mapping[str, str] = {}
-    lower_is_better: tuple[str, ...] = ()
-    no_interval: tuple[str, ...] = ()
-    #: A timing benchmark (``runtime``) is fed the run's timings instead of maps:
-    #: ``summarize_timings(timings, model_timing)`` replaces ``summarize``.
-    timing: bool = False
-    #: Forward passes per scored sample (a benchmark that runs the model); a CPU run that names
-    #: no benchmarks leaves out those of a hundred or more, and says so.
-    cost: float | None = None
-    #: False: run only when asked for by name or pattern (not by the default selection).
-    default: bool = True
-    base: str | None = None  # the registered benchmark this is a variant of
-    suffix: str = ""  # a variant's id part, "[resolution=input]": appended to its column keys
-
-    def column_info(self) -> list[dict]:
-        """What the leaderboard needs to show each column, keys and titles with the suffix."""
-        sfx = f" {self.suffix}" if self.suffix else ""
-        return [{"key": c + self.suffix, "title": self.titles.get(c, c) + sfx,
-                 "short": self.short.get(c, self.titles.get(c, c)) + sfx,
-                 "better": "lower" if c in self.lower_is_better else "higher",
-                 "interval": c not in self.no_interval, "benchmark": self.name} for c in self.columns]
-
-    def make_view(self, name: str, image: Any, size: tuple[int, int]) -> torch.Tensor | None:
-        """The view ``name`` of a sample: ``uint8 [3,H,W]`` at the input ``size`` (H, W) made from
-        the original PIL ``image``, or None (``probe.view`` is then None for the batch)."""
-        raise NotImplementedError(f"benchmark '{self.name}' declares views but makes none")
-
-    def __init__(self, **options: Any) -> None:
-        self.options = options
-
-    def applies_to(self, sample: Sample) -> bool:
-        if "boxes" in self.needs and len(sample.boxes) == 0:
-            return False
-        if "mask" in self.needs and sample.mask is None and len(sample.boxes) == 0:
-            return False
-        return True
-
-    def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int]) -> dict:
-        raise NotImplementedError
-
-    def score_batch(self, samples: Sequence[Sample], outputs: np.ndarray,
-                    input_size: tuple[int, int]) -> list[dict]:
-        """Score a batch (``outputs[i]`` belongs to ``samples[i]``); override to vectorise."""
-        return [self.score(s, o, input_size) for s, o in zip(samples, outputs)]
-
-    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
-        """Metrics of one (method, model, dataset).
-
-        ``samples[i]`` is the metadata of the sample behind ``records[i]``: ``id``,
-        ``category``, ``split``, ``flags``. Returns ``{column: metric}`` for the columns in
-        ``self.columns``, each metric a dict ``{"value": float | None, "ci": [lo, hi] | None,
-        "n": samples used, "unit": "%" | "", "note": str}`` (``note`` e.g. ``"alpha*=0.35"``).
-        """
-        raise NotImplementedError
-
-
-class Probe:
-    """The model in the loop for a benchmark's ``score_batch`` (``Benchmark.uses_model``).
-
-    Row ``i`` belongs to the batch's sample ``i``. ``x`` are the preprocessed inputs
-    ``[B,3,H,W]`` on the run's device, ``targets`` their :class:`~saliency_bench.targets.Targets`.
-    :meth:`probabilities` and :meth:`scores` run the model without gradients on any number of
-    perturbed inputs, ``batch_size`` at a time, and count the passes and the seconds (device
-    synchronised), which the harness adds to the benchmark's own runtime.
-    """
-
-    def __init__(self, model: Model, x: torch.Tensor, targets: Any,
-                 views: Mapping[str, torch.Tensor | None] | None = None, batch_size: int = 16) -> None:
-        from .targets import Targets
-
-        self.model = model
-        self.x = x
-        self.targets = targets if isinstance(targets, Targets) else Targets(targets, x.device)
-        self._views = dict(views or {})
-        self.batch_size = max(1, int(batch_size))
-        self.passes = 0
-        self.seconds = 0.0
-        self._parent: Probe | None = None  # a probe over some rows adds its cost to its parent's
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
-    def view(self, name: str) -> torch.Tensor | None:
-        """The benchmark's view ``name`` of every row, preprocessed ``[B,3,H,W]``, or None."""
-        return self._views.get(name)
-
-    def rows(self, rows: Sequence[int]) -> "Probe":
-        """A probe over some rows (the harness scores sample by sample when a batch fails);
-        passes and seconds still add up in the parent."""
-        idx = torch.as_tensor(list(rows), dtype=torch.long, device=self.x.device)
-        sub = Probe(self.model, self.x[idx], self.targets[idx.cpu()].to(self.x.device),
-                    {k: None if v is None else v[idx] for k, v in self._views.items()}, self.batch_size)
-        sub._parent = self
-        return sub
-
-    def _count(self, passes: int, seconds: float) -> None:
-        self.passes += passes
-        self.seconds += seconds
-        if self._parent is not None:
-            self._parent._count(passes, seconds)
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N,C]`` logits of ``N`` preprocessed inputs (float32, on the device)."""
-        import time
-
-        dev = self.x.device
-        out = []
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            for j in range(0, x.shape[0], self.batch_size):
-                out.append(self.model.net(x[j:j + self.batch_size].to(dev)).float())
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        self._count(int(x.shape[0]), time.perf_counter() - t0)
-        return torch.cat(out) if out else torch.zeros(0, len(self.model.classes), device=dev)
-
-    def probabilities(self, x: torch.Tensor, rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        """``[N]`` softmax probability of the target set of row ``rows[n]`` for input ``x[n]``."""
-        rows = torch.as_tensor(rows, dtype=torch.long).cpu()
-        return self.targets[rows].to(self.x.device).probability(self.logits(x))
-
-    def scores(self, x: torch.Tensor, rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        """``[N]`` pre-softmax target score (log-sum-exp of the set's logits) of row ``rows[n]``."""
-        rows = torch.as_tensor(rows, dtype=torch.long).cpu()
-        return self.targets[rows].to(self.x.device).score(self.logits(x))
