@@ -8,7 +8,7 @@ Register a method (the decorator returns the function unchanged)::
     def my_method(model, x, targets, *, sigma: float = 1.0):
         ...  # return [B, h, w] heatmaps on x.device; targets.score(logits) is the target score
 """
-from .contracts import HEATMAP, POINT, Benchmark, ClassInfo, Method, Model, Sample
+from .contracts import HEATMAP, POINT, Benchmark, ClassInfo, Column, Method, Metric, Model, Sample
 from .registry import (benchmark, dataset, get_benchmark, get_dataset, get_method, get_model,
                        list_methods, load_plugin_file, method, model)
 from .targets import Targets
@@ -16,7 +16,7 @@ from .variants import param
 
 __version__ = "0.1.0"
 __all__ = [
-    "HEATMAP", "POINT", "Benchmark", "ClassInfo", "Method", "Model", "Sample",
+    "HEATMAP", "POINT", "Benchmark", "ClassInfo", "Column", "Method", "Metric", "Model", "Sample",
     "benchmark", "dataset", "method", "model", "get_benchmark", "get_dataset", "get_method",
     "get_model", "list_methods", "load_plugin_file", "param", "Targets",
 ]

@@ -682,10 +682,10 @@ class Localization(Benchmark):
                                 "seed": 0}
 
     def alphas(self, kind: str) -> tuple[float, ...]:
-        return tuple((self.options.get("alphas") or {}).get(kind, DEFAULT_ALPHAS[kind]))
+        return tuple((self.option("alphas") or {}).get(kind, DEFAULT_ALPHAS[kind]))
 
     def protocol(self) -> dict[str, str]:
-        iou = float(self.options.get("iou", self.defaults["iou"]))
+        iou = float(self.option("iou"))
         tail = (f"at the map's own resolution, then the authors' imresize (bytescale to uint8, PIL bilinear "
                 f"to the original size), box of all non-zero pixels (1-based; none: [1, 1, H, W]), "
                 f"hit at IoU>={iou:g} (+1) with a box as annotated; alpha* on the held-out split")
@@ -704,7 +704,7 @@ class Localization(Benchmark):
 
     def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int]) -> list[dict]:
         maps = np.stack([np.asarray(o, dtype=np.float32) for o in outputs])
-        iou = float(self.options.get("iou", self.defaults["iou"]))
+        iou = float(self.option("iou"))
         alphas = {kind: self.alphas(kind) for kind in THRESHOLDINGS}
         gt = [scale_boxes_wsol(s.boxes, s.size, input_size) for s in samples]
         mba = maxboxacc_correct(maps, gt, input_size)
@@ -718,9 +718,9 @@ class Localization(Benchmark):
         return records
 
     def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
-        replicates = int(self.options.get("bootstrap", self.defaults["bootstrap"]))
-        seed = int(self.options.get("seed", self.defaults["seed"]))
-        mode = str(self.options.get("heldout", self.defaults["heldout"]))
+        replicates = int(self.option("bootstrap"))
+        seed = int(self.option("seed"))
+        mode = str(self.option("heldout"))
         split = np.array([str(s.get("split", "eval")) for s in samples])
         held = split == "heldout"
         evals = split == "eval"
