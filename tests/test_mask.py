@@ -147,7 +147,7 @@ def test_the_blurred_view_is_the_perturbation_and_a_direct_call_falls_back_to_bl
 
 
 def reference_radius(model: Model, x: torch.Tensor, radii: np.ndarray, game: str) -> float:
-    """PROTOCOLS.md §6, written out one radius at a time with SciPy's filter."""
+    """docs/PROTOCOLS.md §6, written out one radius at a time with SciPy's filter."""
     from scipy.ndimage import gaussian_filter
 
     h, w = x.shape[-2:]

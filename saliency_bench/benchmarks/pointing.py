@@ -1,5 +1,5 @@
 """The pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop",
-ECCV 2016, §4.1; PROTOCOLS.md §2).
+ECCV 2016, §4.1; docs/PROTOCOLS.md §2).
 
 A method points at the maximum of its heatmap (ties -> the mean location of the tied maxima,
 or plain argmax with ``tie="first"``). It scores a hit when some ground-truth pixel lies
