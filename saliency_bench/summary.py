@@ -68,7 +68,7 @@ def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Pl
             store.set_metrics(run_id, model, dataset, Row.SKIPPED, bench.name, {"why": skipped[bench.name]})
             continue
         # The columns (titles, direction) and the protocol each follows, for the leaderboard.
-        store.set_metrics(run_id, model, dataset, Row.COLUMNS, bench.name, {"columns": columns_of(bench)})
+        store.set_metrics(run_id, model, dataset, Row.COLUMNS, bench.name, {"columns": bench.column_info()})
         protocol = getattr(bench, "protocol", None)
         if callable(protocol):
             store.set_metrics(run_id, model, dataset, Row.PROTOCOL, bench.name,
@@ -116,20 +116,6 @@ def _empty_metrics(bench: Benchmark, why: str) -> dict[str, Metric]:
 SCORING_COST = "_probe"
 
 
-def _cost_column(bench: Benchmark) -> str:
-    """The column of a model-running benchmark's own seconds per image (before its suffix)."""
-    return f"{bench.base or bench.name}_s_per_image"
-
-
-def columns_of(bench: Benchmark) -> list[dict]:
-    cols = bench.column_info()
-    if bench.uses_model:  # its own runtime, beside the methods'
-        cols.append({"key": _cost_column(bench) + bench.suffix,
-                     "title": f"{bench.name} s/image", "short": f"{bench.name} s/img", "better": "lower",
-                     "interval": False, "benchmark": bench.name})
-    return cols
-
-
 def _scoring_cost(bench: Benchmark, records: list[dict]) -> dict[str, Metric]:
     """Seconds and forward passes per image that scoring took (from the records' ``SCORING_COST``)."""
     costs = [r[SCORING_COST] for r in records if isinstance(r.get(SCORING_COST), dict)]
@@ -137,8 +123,8 @@ def _scoring_cost(bench: Benchmark, records: list[dict]) -> dict[str, Metric]:
         return {}
     sec = float(np.mean([c["seconds"] for c in costs]))
     passes = float(np.mean([c["passes"] for c in costs]))
-    return {_cost_column(bench): Metric(sec, None, len(costs), "s",
-                                        f"scoring by {bench.name}: {passes:.0f} forward passes per image")}
+    return {bench.cost_column(): bench.cost_column().metric(
+        sec, None, len(costs), f"scoring by {bench.name}: {passes:.0f} forward passes per image")}
 
 
 def _diagnostics(infos: list[dict]) -> dict:

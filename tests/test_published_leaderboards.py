@@ -13,7 +13,6 @@ import pytest
 from saliency_bench.cli import build_parser
 from saliency_bench.config import config_from_args
 from saliency_bench.plan import benchmark_applies, make_plan, open_dataset
-from saliency_bench.summary import columns_of
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = sorted(p.parent.name for p in (ROOT / "leaderboard").glob("*/COMMAND"))
@@ -62,7 +61,7 @@ def expected(folder: str) -> tuple[dict, dict[tuple[str, str], dict]]:
         for spec in cfg.datasets:
             ds, display, _ = open_dataset(spec, cfg)
             skipped = [b.name for b in plan.benchmarks if benchmark_applies(b, ds)]
-            cols = [c for b in plan.benchmarks if b.name not in skipped for c in columns_of(b)]
+            cols = [c for b in plan.benchmarks if b.name not in skipped for c in b.column_info()]
             tables[(model, display)] = {"columns": cols, "skipped": skipped}
     return json.loads(json.dumps(settings, default=str)), tables
 

@@ -151,11 +151,20 @@ class Benchmark:
         """The declared column ``key``."""
         return next(Column.of(c) for c in self.columns if c == key)
 
+    def cost_column(self) -> Column:
+        """A benchmark that runs the model: the column of its own seconds per image (before the
+        suffix), beside the methods' runtime."""
+        return Column(f"{self.base or self.name}_s_per_image", f"{self.name} s/image", f"{self.name} s/img", "s",
+                      lower_is_better=True, interval=False)
+
     def column_info(self) -> list[dict]:
-        """What the leaderboard needs to show each column, keys and titles with the suffix."""
+        """What the leaderboard needs to show each column (the declared ones, then the scoring
+        cost of a benchmark that runs the model), keys and titles with the variant's suffix
+        (the cost column's title names the benchmark, suffix and all)."""
         sfx = f" {self.suffix}" if self.suffix else ""
-        return [{"key": c + self.suffix, "title": c.title + sfx, "short": c.short + sfx, "better": c.better,
-                 "interval": c.interval, "benchmark": self.name} for c in map(Column.of, self.columns)]
+        titled = [(Column.of(c), sfx) for c in self.columns] + ([(self.cost_column(), "")] if self.uses_model else [])
+        return [{"key": c + self.suffix, "title": c.title + t, "short": c.short + t, "better": c.better,
+                 "interval": c.interval, "benchmark": self.name} for c, t in titled]
 
     def make_view(self, name: str, image: Any, size: tuple[int, int]) -> torch.Tensor | None:
         """The view ``name`` of a sample: ``uint8 [3,H,W]`` at the input ``size`` (H, W) made from

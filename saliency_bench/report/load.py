@@ -75,11 +75,10 @@ def _declared_columns(name: str, settings: dict) -> list[dict] | None:
     """The columns the registered benchmark ``name`` declares with the run's options; None if
     it is not registered (a plugin not loaded) or does not take those options any more."""
     from ..plan import make_benchmark
-    from ..summary import columns_of
 
     options = (settings.get("benchmark_options_resolved") or {}).get(name, {})
     try:
-        return columns_of(make_benchmark(name, int(settings.get("seed", 0)), options))
+        return make_benchmark(name, int(settings.get("seed", 0)), options).column_info()
     except Exception:
         return None
 
