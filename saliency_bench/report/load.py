@@ -8,6 +8,7 @@ place that knows older runs: nothing after it has a fallback.
 from __future__ import annotations
 
 from pathlib import Path
+
 from ..contracts.benchmark import Row
 from ..store import Store
 
@@ -33,12 +34,13 @@ def open_run(run_dir: Path) -> tuple[dict, list[dict]]:
 # --------------------------------------------------------------------------------------------
 def migrate_settings(settings: dict) -> dict:
     """Settings of an older run with what later runs store: ``methods_plan`` (the method rows
-    with their variant origin; older runs stored ``methods_resolved`` only)."""
+    with their variant origin; older runs stored ``methods_resolved`` only) and a
+    ``benchmarks_resolved`` list."""
     s = dict(settings)
     if not s.get("methods_plan"):
         s["methods_plan"] = [{"name": n, "base": None, "id_params": {}, "params": p}
                              for n, p in (s.get("methods_resolved") or {}).items()]
-    s["benchmarks_resolved"] = [str(b) for b in s.get("benchmarks_resolved") or []]
+    s["benchmarks_resolved"] = list(s.get("benchmarks_resolved") or [])
     return s
 
 
