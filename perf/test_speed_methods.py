@@ -1,5 +1,5 @@
-"""The methods' CPU proxies of their GPU targets (PERFORMANCE.md): in the same rounds, a backprop
-method's batch beside the model's own forward+backward on it (target >= 0.8 of it), occlusion's
+"""The methods' CPU proxies of their GPU targets (docs/PERFORMANCE.md §1): in the same rounds,
+a backprop method's batch beside the model's own forward+backward on it (target >= 0.8 of it), occlusion's
 forward passes per second beside Captum's ``Occlusion`` on the same model and batch (target: at
 least as many). GoogLeNet with random weights (speed does not depend on them), small inputs,
 one thread (a loaded 2-core machine runs one thread more steadily than two)."""
