@@ -86,6 +86,25 @@ def _score(index: int, samples: list[Sample], outputs: list[np.ndarray], input_s
     return score_isolated(_BENCHES[index], samples, outputs, input_size)
 
 
+class _InFlight:
+    """A job in the pool. Should it fail there as a whole (outside the per-sample isolation of
+    ``score_isolated``, or a record that cannot be sent back), it is scored here instead: the
+    same call, so the same records."""
+
+    def __init__(self, result, job: tuple, benches: Sequence[Benchmark]) -> None:
+        self.result, self.job, self.benches = result, job, benches
+
+    def ready(self) -> bool:
+        return self.result.ready()
+
+    def get(self) -> Result:
+        try:
+            return self.result.get()
+        except Exception:
+            index, samples, outputs, input_size = self.job
+            return score_isolated(self.benches[index], samples, outputs, input_size)
+
+
 class Scorer:
     """Scores jobs here (``workers=0``) or in ``workers`` forked processes; see the module."""
 
@@ -110,8 +129,8 @@ class Scorer:
             if self._pool is None or bench.uses_model or probe is not None:
                 parts.append(score_isolated(bench, samples, outputs, input_size, probe))
             else:
-                parts.append(self._pool.apply_async(_score, (self.benches.index(bench), samples, outputs,
-                                                             input_size)))
+                job = (self.benches.index(bench), samples, outputs, input_size)
+                parts.append(_InFlight(self._pool.apply_async(_score, job), job, self.benches))
         self._pending.append((parts, finish))
         self.flush(block=len(self._pending) > self.max_pending)
 
@@ -120,10 +139,9 @@ class Scorer:
         the head first (the queue stays at most ``max_pending`` long)."""
         while self._pending:
             parts, finish = self._pending[0]
-            waiting = [p for p in parts if hasattr(p, "ready") and not p.ready()]
-            if waiting and not block:
+            if not block and any(isinstance(p, _InFlight) and not p.ready() for p in parts):
                 return
-            results = [p.get() if hasattr(p, "get") else p for p in parts]
+            results = [p.get() if isinstance(p, _InFlight) else p for p in parts]
             self._pending.popleft()
             finish(results)
             block = len(self._pending) > self.max_pending
