@@ -62,7 +62,7 @@ def tiny_run(tmp_path_factory):
     (tmp / "site" / "sitecustomize.py").write_text(NOT_INSTALLED)
     env = dict(os.environ, PYTHONPATH=str(tmp / "site"), PYTHON=sys.executable)
     done = subprocess.run(["bash", str(BENCH / "gpu.sh"), "--device", "cpu", "--tiny", "--out-dir", str(tmp / "out")],
-                          cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=tmp, env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     files = sorted((tmp / "out").glob("gpu-cpu-*.json"))
     assert len(files) == 1, list((tmp / "out").iterdir())
