@@ -8,21 +8,16 @@ twice as many pixels as the width. A kept set is "the first ``c`` pixels in desc
 (ties cut in raster order): :func:`kept_set_boxes` boxes many of them at once."""
 from __future__ import annotations
 
-import math
 import threading
 from collections import namedtuple
-from functools import lru_cache
 
 import numpy as np
 
 from .jit import Kernels
+from .pil_taps import PIL_PRECISION_BITS, Taps, pil_bilinear_taps
 
 jit = Kernels(__name__)
 
-PIL_PRECISION_BITS = 32 - 8 - 2  # Pillow's libImaging/Resample.c: fixed-point coefficients
-
-Taps = namedtuple("Taps", "start count taps first last")
-Taps.__doc__ = """Pillow's coefficients for one axis (:func:`pil_bilinear_taps`)."""
 Kept = namedtuple("Kept", "m v closed tie_mark stamp cmin scale f0")
 Kept.__doc__ = """A bytescaled kept map: pixels of ``m`` above ``v``, or equal to ``v`` and ``closed`` or
 marked ``stamp`` in ``tie_mark``, keep ``uint8(clip((a - cmin) * scale, 0, 255) + 0.5)``; the others
@@ -30,49 +25,6 @@ read ``f0`` (what a rejected 0 bytescales to)."""
 Scratch = namedtuple("Scratch", "tval tstamp rmax rstamp")
 Scratch.__doc__ = """Horizontal-pass values and row maxima computed so far, valid where their stamp is the
 kept set's."""
-
-
-@lru_cache(maxsize=512)
-def pil_bilinear_taps(n_in: int, n_out: int) -> Taps:
-    """Pillow's coefficients for one axis of ``Image.resize(..., BILINEAR)`` from ``n_in`` to
-    ``n_out`` pixels (``precompute_coeffs`` then ``normalize_coeffs_8bpc`` of Resample.c, in the
-    same double-precision operations): ``start [n_out]``, ``count [n_out]``, the integer taps
-    ``[n_out, K]`` (output ``i`` is ``clip8((2^21 + sum_k taps[i,k] * in[start[i]+k]) >> 22)``), and
-    for each input pixel the first and last output its tap reaches with a non-zero weight."""
-    scale = float(n_in) / n_out
-    filterscale = max(scale, 1.0)
-    support = 1.0 * filterscale  # the bilinear filter's support is 1
-    ksize = int(math.ceil(support)) * 2 + 1
-    start = np.zeros(n_out, np.int64)
-    count = np.zeros(n_out, np.int64)
-    taps = np.zeros((n_out, ksize), np.int64)
-    ss = 1.0 / filterscale
-    for xx in range(n_out):
-        center = 0.0 + (xx + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)  # C's (int) truncates toward zero, as int()
-        xmax = min(int(center + support + 0.5), n_in) - xmin
-        ws = []
-        ww = 0.0
-        for x in range(xmax):
-            t = abs((x + xmin - center + 0.5) * ss)
-            w = 1.0 - t if t < 1.0 else 0.0
-            ws.append(w)
-            ww += w
-        for x, w in enumerate(ws):
-            k = w / ww if ww != 0.0 else w
-            taps[xx, x] = int(0.5 + k * (1 << PIL_PRECISION_BITS)) if k >= 0 else \
-                int(-0.5 + k * (1 << PIL_PRECISION_BITS))
-        start[xx] = xmin
-        count[xx] = xmax
-    first = np.full(n_in, n_out, np.int64)
-    last = np.full(n_in, -1, np.int64)
-    for xx in range(n_out):
-        for x in range(count[xx]):
-            if taps[xx, x] != 0:
-                i = start[xx] + x
-                first[i] = min(first[i], xx)
-                last[i] = max(last[i], xx)
-    return Taps(start, count, taps, first, last)
 
 
 @jit.helper
@@ -117,11 +69,11 @@ def _t_value(kp, yy, xx, need_h, th):  # pragma: no cover
 
 
 @jit.kernel
-def _resized_box(kp, r0, r1, q0, q1, H, W, need_h, th, need_v, tv, sc, bounds, fast, out):  # pragma: no cover
+def _resized_box(kp, r0, r1, q0, q1, H, W, th, tv, sc, bounds, fast, out):  # pragma: no cover - numba
     """Tight box ``out = (x1, y1, x2, y2)`` (0-based) of the non-zero pixels of Pillow's bilinear
     resize to ``H x W`` of the bytescaled kept map ``kp`` (a :class:`Kept`) whose non-zero pixels
     lie in rows ``r0..r1`` and columns ``q0..q1``; returns False when the resized map is all zero.
-    ``th``/``tv``: the horizontal and vertical :class:`Taps` (used when ``need_h``/``need_v``),
+    ``th``/``tv``: the horizontal and vertical :class:`Taps` (used where the width, the height changes),
     ``sc``: a :class:`Scratch`. ``bounds = (rowbyte, colbyte, rowarg, colarg, hsum)``: upper bounds
     of the kept map's bytes per row and per column, where each row's and column's maximum lies,
     and the largest sum of horizontal taps of an output column.
@@ -142,6 +94,8 @@ def _resized_box(kp, r0, r1, q0, q1, H, W, need_h, th, need_v, tv, sc, bounds, f
     tried at the output rows (columns) of the input pixel that bounds it most, the maximum of its
     most weighted input column (row): when one of those is non-zero, the scan stops there.
     """
+    need_h = W != kp.m.shape[1]
+    need_v = H != kp.m.shape[0]
     hs, hn, hk, hf, hl = th
     vs, vn, vk, vf, vl = tv
     tval, tstamp, rmax, rstamp = sc
@@ -352,8 +306,8 @@ def _resized_box(kp, r0, r1, q0, q1, H, W, need_h, th, need_v, tv, sc, bounds, f
 
 
 @jit.kernel
-def _kept_set_boxes(m, asc, extremes, counts, H, W, need_h, th, need_v, tv, vertical_first, tie_mark, tval,
-                    tstamp, stamp0, hsums, fast):  # pragma: no cover - compiled by numba
+def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_mark, tval, tstamp, stamp0,
+                    hsums, fast):  # pragma: no cover - compiled by numba
     """1-based boxes ``[A,4]`` of ``getbb_from_heatmap`` for the kept sets of ``counts`` (each
     distinct count resized once). ``m [h,w]`` float32, ``asc`` its values in ascending order,
     ``extremes`` its row maxima, column maxima, row minima and column minima, and where the row
@@ -489,12 +443,12 @@ def _kept_set_boxes(m, asc, extremes, counts, H, W, need_h, th, need_v, tv, vert
             for x in range(w):
                 colbyte[x] = max(_byte(colmax[x], cmin, scale) if colmax[x] >= v else 0, fz)
         if vertical_first:  # the same scan on the transposed map, axes swapped
-            if _resized_box(kp, q0, q1, r0, r1, W, H, need_v, tv, need_h, th, sc, bounds, fast, box):
+            if _resized_box(kp, q0, q1, r0, r1, W, H, tv, th, sc, bounds, fast, box):
                 out[a, 0] = box[1] + 1
                 out[a, 1] = box[0] + 1
                 out[a, 2] = box[3] + 1
                 out[a, 3] = box[2] + 1
-        elif _resized_box(kp, r0, r1, q0, q1, H, W, need_h, th, need_v, tv, sc, bounds, fast, box):
+        elif _resized_box(kp, r0, r1, q0, q1, H, W, th, tv, sc, bounds, fast, box):
             out[a, 0] = box[0] + 1
             out[a, 1] = box[1] + 1
             out[a, 2] = box[2] + 1
@@ -524,7 +478,7 @@ def _scratch_buffers(n_map: int, n_resized: int, n_sets: int) -> tuple[np.ndarra
 
 def kept_set_boxes(m: np.ndarray, asc: np.ndarray, counts: np.ndarray, size: tuple[int, int],
                    fast: bool = True) -> np.ndarray:
-    """0-based-plus-one boxes ``[A,4]`` (the authors' 1-based ``(x1, y1, x2, y2)``) of the non-zero
+    """Boxes ``[A,4]`` (the authors' 1-based ``(x1, y1, x2, y2)``) of the non-zero
     pixels of ``imresize(kept, size)`` for each kept set "the first ``counts[a]`` pixels of ``m`` in
     descending order" (ties in raster order, the rest set to 0); ``[1, 1, H, W]`` when nothing is
     non-zero. ``m [h,w]`` float32 C-contiguous, ``asc`` its values sorted ascending. ``fast=False``
@@ -539,5 +493,5 @@ def kept_set_boxes(m: np.ndarray, asc: np.ndarray, counts: np.ndarray, size: tup
     tie_mark, tval, tstamp, stamp0 = _scratch_buffers(h * w, max(h * W, w * H), len(counts))
     extremes = (m.max(axis=1), m.max(axis=0), m.min(axis=1), m.min(axis=0), m.argmax(axis=1), m.argmax(axis=0))
     hsums = (int(th.taps.sum(axis=1).max()), int(tv.taps.sum(axis=1).max()))
-    return jit.compiled("_kept_set_boxes")(m, asc, extremes, counts, H, W, W != w, th, H != h, tv, vertical_first,
-                                           tie_mark, tval, tstamp, stamp0, hsums, bool(fast))
+    return jit.compiled("_kept_set_boxes")(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_mark, tval,
+                                           tstamp, stamp0, hsums, bool(fast))
