@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from saliency_bench.ops.contours import contour_records
+from saliency_bench.ops.contours import contour_record_parts
 from saliency_bench.ops.jit import Kernels
 from saliency_bench.ops.resize import resize_map
 
@@ -156,7 +156,7 @@ def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray], input_si
     s8 = wsol_scoremaps(maps, size)
     b, H, W = s8.shape
     n_t = len(WSOL_THRESHOLDS)
-    rec, top = contour_records(s8, wsol_levels(s8), n_t)
+    parts, top = contour_record_parts(s8, wsol_levels(s8), n_t)
     g = max((len(np.asarray(x).reshape(-1, 4)) for x in gt_boxes), default=0)
     gt = np.zeros((b, max(g, 1), 4))
     n_gt = np.zeros(b, np.int64)
@@ -164,4 +164,11 @@ def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray], input_si
         x = np.asarray(x, dtype=np.float64).reshape(-1, 4)
         gt[i, :len(x)] = x
         n_gt[i] = len(x)
-    return jit.compiled("_record_hits")(rec, top, gt, n_gt, np.array([d / 100.0 for d in ious]), b, n_t, W, H)
+    hits = jit.compiled("_record_hits")
+    thresholds = np.array([d / 100.0 for d in ious])
+    # The records' coverage counts add up, so a hit of any part is a hit (images without foreground
+    # at t score the same box in every part).
+    out = hits(parts[0], top, gt, n_gt, thresholds, b, n_t, W, H)
+    for rec in parts[1:]:
+        out |= hits(rec, top, gt, n_gt, thresholds, b, n_t, W, H)
+    return out

@@ -635,11 +635,16 @@ def _run_records(values, lut, n_levels, limit, skipped, rec):  # pragma: no cove
             dst = F[y]
             for x in range(w):
                 dst[x] = lb[src[x]]
+        skipped[b] = True
+        n_p, n_v = _line_runs(F, limit, st, evt, ev64, cols[0], cols[1])  # along the columns (a noisy
+        if n_p < 0:  # map gives up here, before the transpose)
+            continue
+        n_cols[0] = n_p
+        n_cols[1] = n_v
         for x in range(w):
             dst = FT[x]
             for y in range(h):
                 dst[y] = F[y, x]
-        skipped[b] = True
         n_p, n_v = _line_runs(FT, limit, st, evt, ev64, raw_p, raw_v)  # runs along the rows
         if n_p < 0:
             continue
@@ -647,11 +652,6 @@ def _run_records(values, lut, n_levels, limit, skipped, rec):  # pragma: no cove
         _group_runs(raw_v, n_v, F, True, n_levels, firsts[1], runs[1])
         n_runs[0] = n_p
         n_runs[1] = n_v
-        n_p, n_v = _line_runs(F, limit, st, evt, ev64, cols[0], cols[1])  # along the columns
-        if n_p < 0:
-            continue
-        n_cols[0] = n_p
-        n_cols[1] = n_v
         skipped[b] = False
         for hole in range(2):  # regions: peaks, 8-connected; holes: valleys (mirrored), 4-connected
             mirror = hole == 1

@@ -29,6 +29,13 @@ RUNS_PER_PIXEL = 1 / 8  # the run path takes a map with at most this many runs o
 
 def contour_records(values: np.ndarray, lut: np.ndarray, n_t: int, path: str = "auto",
                     took_runs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`contour_record_parts` in one array."""
+    parts, top = contour_record_parts(values, lut, n_t, path, took_runs)
+    return (np.concatenate(parts) if len(parts) > 1 else parts[0]), top
+
+
+def contour_record_parts(values: np.ndarray, lut: np.ndarray, n_t: int, path: str = "auto",
+                         took_runs: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """Bounding boxes of every contour OpenCV's ``findContours(RETR_TREE)`` returns for the binary
     maps ``{level > j}``, ``j = 0..n_t-1``, at once; ``level = lut[b, values[b]]`` (``values [B,H,W]``
     small non-negative integers such as a uint8 map, ``lut [B,V]`` non-decreasing, in ``0..n_t``).
@@ -51,9 +58,10 @@ def contour_records(values: np.ndarray, lut: np.ndarray, n_t: int, path: str = "
     Either is O(pixels) for all thresholds, instead of one contour search per threshold.
     ``took_runs`` (bool ``[B]``), when given, is set to which images the run path scored.
 
-    Returns ``rows [R,7]`` = ``(image, x1, y1, x2, y2, lo, hi)``: the box (inclusive, the extreme
-    contour points) is a contour's box at every threshold index ``lo <= j <= hi``; and ``top [B]``,
-    each image's highest level (foreground exists at ``j`` iff ``j < top``).
+    Returns ``parts``, one or more arrays of rows ``[R,7]`` = ``(image, x1, y1, x2, y2, lo, hi)``
+    (one per sweep, not concatenated: noisy maps have many records): the box (inclusive, the
+    extreme contour points) is a contour's box at every threshold index ``lo <= j <= hi``; and
+    ``top [B]``, each image's highest level (foreground exists at ``j`` iff ``j < top``).
     """
     vals = np.ascontiguousarray(values)
     if vals.ndim != 3:
@@ -81,11 +89,12 @@ def contour_records(values: np.ndarray, lut: np.ndarray, n_t: int, path: str = "
         for name, args in (("_component_records", (sub_vals, sub_table, int(n_t), *contour_pixels.neighbour_groups())),
                            ("_hole_records", (sub_vals, sub_table, int(n_t)))):
             rows = _run_filling(contour_pixels.jit, name, args, len(todo))
-            rows[:, 0] = todo[rows[:, 0]]
+            if len(todo) < n_img:
+                rows[:, 0] = todo[rows[:, 0]]
             parts.append(rows)
     top = table[np.arange(n_img), vals.reshape(n_img, -1).max(axis=1)].astype(np.int64) if h * w else \
         np.zeros(n_img, np.int64)  # lut is non-decreasing
-    return (np.concatenate(parts) if parts else np.zeros((0, 7), np.int64)), top
+    return (parts if parts else [np.zeros((0, 7), np.int64)]), top
 
 
 def contour_boxes_by_threshold(levels: np.ndarray, n_t: int, path: str = "auto"
