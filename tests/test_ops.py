@@ -169,3 +169,54 @@ def test_imresize_box_shortcuts_equal_the_plain_scans_and_pil_on_adversarial_map
         assert np.array_equal(flat, plain), (m.shape, size)
         ref = [_pil_getbb(m, a, k, size) for k in THRESHOLDINGS for a in DEFAULT_ALPHAS[k]]
         assert flat.tolist() == [[int(v) for v in r] for r in ref], (m.shape, size)
+
+
+# ---------------------------------------------------------------------- MaxBoxAccV2 records
+def _wsolevaluation(maps: np.ndarray, gts: list[np.ndarray], size=(224, 224)) -> np.ndarray:
+    """wsolevaluation's inference.py + BoxEvaluator (multi_contour_eval) per map, with OpenCV."""
+    H, W = size
+    out = np.zeros((len(maps), 3, 100), bool)
+    for i, (m, gt) in enumerate(zip(maps, gts)):
+        cam = cv2.resize(m.astype(np.float64), (W, H), interpolation=cv2.INTER_CUBIC)
+        if np.isnan(cam).any() or cam.min() == cam.max():
+            cam = np.zeros_like(cam)
+        else:
+            cam -= cam.min()
+            cam /= cam.max()
+        s = np.expand_dims((cam * 255).astype(np.uint8), 2)
+        for j, t in enumerate(np.arange(0, 1, 0.01)):
+            _, thr = cv2.threshold(s, int(t * np.max(s)), 255, cv2.THRESH_BINARY)
+            contours = cv2.findContours(thr, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+            boxes = [[0, 0, 0, 0]] if len(contours) == 0 else []
+            for c in contours:
+                x, y, w, h = cv2.boundingRect(c)
+                boxes.append([x, y, min(x + w, W - 1), min(y + h, H - 1)])
+            b = np.asarray(boxes, np.float64)[:, None, :]
+            g = np.asarray(gt, np.float64)[None]
+            iw = np.clip(np.minimum(b[..., 2], g[..., 2]) - np.maximum(b[..., 0], g[..., 0]) + 1, 0, None)
+            ih = np.clip(np.minimum(b[..., 3], g[..., 3]) - np.maximum(b[..., 1], g[..., 1]) + 1, 0, None)
+            inter = iw * ih
+            union = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1) + \
+                (g[..., 2] - g[..., 0] + 1) * (g[..., 3] - g[..., 1] + 1) - inter
+            best = (inter / union).max()
+            out[i, :, j] = [best >= d for d in (0.3, 0.5, 0.7)]
+    return out
+
+
+def test_maxboxacc_of_a_batch_mixing_both_sweeps_and_degenerate_maps_equals_wsolevaluation():
+    """One batch with smooth maps (the run sweep), noisy maps (the pixel sweeps, whose records
+    are scored part by part), and zeros, a constant, 1x1 and tied 7x7 maps: every cell equals
+    wsolevaluation's loop with OpenCV."""
+    from saliency_bench.benchmarks.maxboxacc import maxboxacc_correct
+
+    rng = np.random.default_rng(7)
+    small = [np.zeros((7, 7)), np.full((7, 7), 0.3), rng.integers(0, 3, (7, 7)),
+             np.maximum(rng.standard_normal((7, 7)), 0), np.ones((1, 1))]
+    big = [ndi.gaussian_filter(rng.standard_normal((224, 224)), 10), np.abs(rng.standard_normal((224, 224))),
+           ndi.gaussian_filter(rng.standard_normal((224, 224)), 3) ** 2, np.zeros((224, 224)),
+           rng.integers(0, 4, (224, 224)).astype(np.float64)]
+    gts = [np.array([[20, 30, 180, 200]]), np.array([[0, 0, 223, 223]]), np.array([[100, 100, 120, 130], [5, 5, 60, 60]])]
+    for group in (small[:4], small[4:], big):  # a batch's maps share one shape
+        maps = np.stack(group).astype(np.float32)
+        g = [gts[i % len(gts)] for i in range(len(maps))]
+        assert np.array_equal(maxboxacc_correct(maps, g, (224, 224)), _wsolevaluation(maps, g)), maps.shape
