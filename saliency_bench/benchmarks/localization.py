@@ -36,11 +36,11 @@ the height shrinks by more than twice as many pixels as the width), which the te
 thousands of random cases; the authors ran a 2017 Pillow, whose resize differed in such details.
 
 Speed: per sample, the alphas of the three thresholdings select few distinct kept sets (all
-"the first ``c`` pixels in descending order"), and each is resized once, by an exact emulation
-of Pillow's fixed-point bilinear resize that computes only the output columns and rows the
-box needs (:func:`saliency_bench.ops.pil_resize.kept_set_boxes`): no image is resized. MaxBoxAccV2 lives in
-:mod:`.maxboxacc`.
-Loops are compiled with numba at first use.
+"the first ``c`` pixels in descending order"), and each is boxed once by an exact emulation of
+Pillow's fixed-point bilinear resize that computes only the output pixels the box needs, and
+skips the columns and rows whose byte bounds cannot reach 1
+(:func:`saliency_bench.ops.pil_resize.kept_set_boxes`): no image is resized. MaxBoxAccV2 lives in
+:mod:`.maxboxacc`. Loops are compiled with numba at first use.
 """
 from __future__ import annotations
 
