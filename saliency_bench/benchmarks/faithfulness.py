@@ -42,7 +42,11 @@ raster order (RISE's ``np.flip(np.argsort(...))`` breaks them in an unspecified 
 Every benchmark here runs the model through the :class:`~saliency_bench.contracts.Probe`: the
 perturbed inputs of **all** samples of the batch (and all thresholds or steps) are built chunk
 by chunk and scored in one ``probe.probabilities`` call per chunk; the probe counts the passes
-and seconds for the runtime table.
+and seconds for the runtime table. The probe's model is the pristine one: the harness verifies
+the model and the process state after every method call and puts back what a method changed
+before any benchmark scores its maps, and verifies again after each benchmark with the model in
+the loop (:mod:`saliency_bench.isolation`); a benchmark that changed the model fails that
+batch, named, and the next one scores on the restored model.
 
 Comparable published numbers: the deletion game, Fong & Vedaldi 2017 §5 (GoogLeNet, 5,000
 annotated ImageNet train images held out by the authors: the mean smallest deleting box per
