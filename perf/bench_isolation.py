@@ -62,7 +62,7 @@ def bench_model(name: str, methods: list[str], device: torch.device, batch: int,
         weight.mul_(2)
     what, restore_s, _ = timed(guard.verify, device)
     assert what and "modified in place" in what and guard.verify() is None
-    n_params = sum(t.numel() for t in guard.model.tensors)
+    n_params = sum(t.obj.numel() for t in guard.model.tensors)
     out = {"model": name, "batch": batch, "parameters_and_buffers": n_params,
            "tensors": len(guard.model.tensors), "modules": len(guard.model.modules),
            "pristine_copy_at_load_s": load_s, "verify_unchanged_ms": _median_ms(verify_s),

@@ -163,8 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # one line, no traceback: what was kept, how to go on
         kept = getattr(e, "kept", None)
         words = argv if argv is not None else sys.argv[1:]
-        line = (f"interrupted: {kept}; resume with: saliency-bench {shlex.join(words)}" if kept
-                else "interrupted")
+        if args.command == "run":
+            line = (f"interrupted: {kept or 'nothing stored yet'}; resume with: "
+                    f"saliency-bench {shlex.join(words)}")
+        else:
+            line = "interrupted"
         Console(stderr=True, emoji=False).print(line, markup=False, highlight=False, soft_wrap=True)
         return 130
     except (RegistryError, FileNotFoundError, ValueError, TypeError, KeyError) as e:
