@@ -214,7 +214,13 @@ class ModelState:
         self._attr_mods = [rec for rec in self.modules if rec.attrs]
         self._tree_dicts = [d for m in self._mods for d in (m._modules, m._parameters, m._buffers)]
         self._hook_dicts = [getattr(rec.module, a) for rec in self.modules for a in _HOOKS if hasattr(rec.module, a)]
-        self._floats = [t for t in self.tensors if t.data.is_floating_point()]
+        groups: dict = {}
+        for t in self.tensors:
+            if t.data.is_floating_point():
+                groups.setdefault((t.data.device, t.data.dtype), []).append(t)
+        self._fp_groups = list(groups.values())
+        self._fp_order = [t for ts in self._fp_groups for t in ts]
+        self.fingerprint = None
         self._mark()
         self.fingerprint = self._fingerprint()
 
@@ -241,13 +247,12 @@ class ModelState:
         self.signature = self._signature()
 
     def _fingerprint(self) -> torch.Tensor | None:
-        if not self._floats:
+        """The L2 norm of every floating-point tensor (in ``self._fp_order``), one fused
+        ``_foreach_norm`` per (device, dtype) and one transfer each."""
+        if not self._fp_groups:
             return None
         with torch.no_grad():
-            by_dev: dict = {}
-            for t in self._floats:
-                by_dev.setdefault((t.data.device, t.data.dtype), []).append(t.data)
-            norms = [torch.stack(torch._foreach_norm(ts)).float().cpu() for ts in by_dev.values()]
+            norms = [torch.stack(torch._foreach_norm([t.data for t in ts])).float().cpu() for ts in self._fp_groups]
         return torch.cat(norms)
 
     def check(self) -> list[str]:
@@ -333,8 +338,19 @@ class ModelState:
         return out
 
     def _changed_contents(self) -> list[_Tensor]:
+        """The tensors whose contents differ from the pristine copy, compared exactly; only
+        candidates are compared: a version counter or data pointer that moved, a norm that
+        differs from the fingerprint's (an exact comparison of every tensor costs 100x more)."""
+        fp = self._fingerprint()
+        suspects = {id(t) for t in self.tensors if t.obj._version != t.version or t.obj.data_ptr() != t.ptr}
+        if fp is None or self.fingerprint is None or fp.shape != self.fingerprint.shape:
+            suspects = {id(t) for t in self.tensors}
+        else:
+            suspects |= {id(t) for t, a, b in zip(self._fp_order, fp.tolist(), self.fingerprint.tolist()) if a != b}
         changed = []
         for t in self.tensors:
+            if id(t) not in suspects:
+                continue
             d = t.data
             if d.shape != t.pristine.shape or d.dtype != t.pristine.dtype or not torch.equal(d.cpu(), t.pristine):
                 changed.append(t)
