@@ -35,20 +35,23 @@ def _median_ms(times: list[float]) -> float:
     return 1e3 * statistics.median(times)
 
 
-def bench_model(name: str, methods: list[str], device: torch.device, batch: int, repeats: int) -> dict:
-    model = get_model(name, weights="random", device=str(device))
+def isolation_section(model, x: torch.Tensor, t: torch.Tensor, *, methods=("gradient", "grad_cam"), repeats: int = 5,
+                      max_s: float = float("inf")) -> dict:
+    """The guard's verify of an unchanged model beside each method's batch, interleaved round by
+    round (``t``: ``[B,1]`` classes); then one detected change (a weight scaled in place)."""
+    device = x.device
     t0 = time.perf_counter()
     guard = Guard(model)
     load_s = time.perf_counter() - t0
-    x, t = random_inputs(model, batch)
-    targets = Targets([tuple(r) for r in t.tolist()], device=x.device)
+    targets = Targets([tuple(r) for r in t.tolist()], device=device)
     calls = {m: get_method(m) for m in methods}
     for m in calls.values():  # warm-up
         call_method(m, model, x, targets)
         guard.verify()
     method_s: dict[str, list[float]] = {m: [] for m in calls}
     verify_s, verify_cpu_s = [], []
-    for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(max(1, repeats)):
         for m, meth in calls.items():
             _, s, _ = timed(lambda: call_method(meth, model, x, targets), device)
             method_s[m].append(s)
@@ -57,21 +60,35 @@ def bench_model(name: str, methods: list[str], device: torch.device, batch: int,
             verify_cpu_s.append(time.thread_time() - c0)
             assert what is None, what
             verify_s.append(s)
+        if time.perf_counter() - start > max_s:
+            break
     weight = next(p for p in model.net.parameters() if p.dim() == 4)
     with torch.no_grad():
         weight.mul_(2)
     what, restore_s, _ = timed(guard.verify, device)
     assert what and "modified in place" in what and guard.verify() is None
-    n_params = sum(t.obj.numel() for t in guard.model.tensors)
-    out = {"model": name, "batch": batch, "parameters_and_buffers": n_params,
+    out = {"batch": int(x.shape[0]), "parameters_and_buffers": sum(t.obj.numel() for t in guard.model.tensors),
            "tensors": len(guard.model.tensors), "modules": len(guard.model.modules),
            "pristine_copy_at_load_s": load_s, "verify_unchanged_ms": _median_ms(verify_s),
            "verify_unchanged_cpu_thread_ms": _median_ms(verify_cpu_s),
-           "detect_and_restore_ms": 1e3 * restore_s, "methods": {}}
+           "detect_and_restore_ms": 1e3 * restore_s, "rounds": len(verify_s) // max(1, len(calls)), "methods": {}}
     for m, times in method_s.items():
         ms = _median_ms(times)
         out["methods"][m] = {"batch_ms": ms, "verify_fraction": out["verify_unchanged_ms"] / ms}
     return out
+
+
+def describe(r: dict) -> str:
+    return (f"verify {r['verify_unchanged_ms']:.2f} ms (CPU thread {r['verify_unchanged_cpu_thread_ms']:.2f} ms), "
+            f"detect+restore {r['detect_and_restore_ms']:.1f} ms, pristine copy {r['pristine_copy_at_load_s']:.2f} s; "
+            + ", ".join(f"{m} batch {v['batch_ms']:.1f} ms ({100 * v['verify_fraction']:.2f}%)"
+                        for m, v in r["methods"].items()))
+
+
+def bench_model(name: str, methods: list[str], device: torch.device, batch: int, repeats: int) -> dict:
+    model = get_model(name, weights="random", device=str(device))
+    x, t = random_inputs(model, batch)
+    return {"model": name, **isolation_section(model, x, t, methods=methods, repeats=repeats)}
 
 
 def main(argv=None) -> int:
@@ -95,10 +112,7 @@ def main(argv=None) -> int:
         res.data["models"].append(r)
         res.save()
         print(f"{name} (batch {args.batch}, {r['tensors']} tensors, {r['parameters_and_buffers'] / 1e6:.1f} M values): "
-              f"verify {r['verify_unchanged_ms']:.2f} ms (CPU thread {r['verify_unchanged_cpu_thread_ms']:.2f} ms), "
-              f"detect+restore {r['detect_and_restore_ms']:.1f} ms, pristine copy {r['pristine_copy_at_load_s']:.2f} s; "
-              + ", ".join(f"{m} batch {v['batch_ms']:.0f} ms ({100 * v['verify_fraction']:.2f}%)"
-                          for m, v in r["methods"].items()), flush=True)
+              + describe(r), flush=True)
     print(f"wrote {path}")
     return 0
 
