@@ -15,7 +15,6 @@ from collections import defaultdict
 from typing import Any, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 import saliency_bench
@@ -113,6 +112,8 @@ def category_mean_accuracy(hits: np.ndarray, categories: Sequence[str]) -> tuple
 
 def _category_mean_statistic(hits: np.ndarray, categories: Sequence[str]):
     """The per-category mean as a function of bootstrap weights ``[r, n]`` (for the CI)."""
+    import scipy.sparse as sp  # here, not at import: listing and planning a run do not need SciPy
+
     names, codes = np.unique(np.asarray(categories, dtype=object).astype(str), return_inverse=True)
     n = len(codes)
     onehot = sp.csr_matrix((np.ones(n), (np.arange(n), codes)), shape=(n, len(names)))
