@@ -54,8 +54,8 @@ def test_maxboxacc_v2_beside_wsolevaluations_loop(benchmark, bench_scoring, kind
     import cv2
     import torch
 
-    from saliency_bench.benchmarks.boxes import scale_boxes_wsol
-    from saliency_bench.benchmarks.localization import maxboxacc_correct
+    from saliency_bench.ops.geometry import scale_boxes_wsol
+    from saliency_bench.benchmarks.maxboxacc import maxboxacc_correct
 
     if kind == "smooth_224":
         maps, samples = _maps(bench_scoring, (375, 500))
