@@ -166,8 +166,12 @@ def run_cli(args: list[str], env: dict | None = None, timeout: float = 600) -> d
     children, its output's tail."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--cli", *args], capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    try:
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--cli", *args], capture_output=True,
+                              text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"returncode": None, "wall_s": time.perf_counter() - t,
+                "error": f"stopped after {timeout:.0f} s (the section's time allowance)"}
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -258,7 +262,8 @@ def e2e_section(out: dict, save: Callable[[], None], *, device, work: Path, imag
         for k, v in params.items():
             args += ["-p", f"{name}.{k}={v}"]
         r: dict = {"images": n, "params": params, "command": "saliency-bench " + " ".join(args)}
-        r.update(run_cli(args, env))
+        left = max_s - (time.perf_counter() - t0)
+        r.update(run_cli(args, env, timeout=min(1800.0, left + 60.0)))
         if "error" not in r:
             r.update(pass_of(runs))
             r["samples"] = 2 * n  # the images once in each data set
