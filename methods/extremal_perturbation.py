@@ -21,7 +21,9 @@ resizing to the original image; here the map stays at the input size (the benchm
 it), so the smoothing is at input resolution. There is no randomness to reproduce: a batch of
 images is optimised at once (one parameter tensor, one SGD, per-element updates, so each image
 follows TorchRay's trajectory), and the result equals TorchRay's per-image function to float
-round-off (tests). ``chunk`` bounds the masked copies per forward pass (gradients accumulate).
+round-off (tests). ``chunk`` bounds the masked copies per forward pass (gradients accumulate;
+0: 64 on a GPU, one image's masks on a CPU, where larger batches of these memory-bound masks
+ran slower).
 """
 from __future__ import annotations
 
@@ -167,11 +169,13 @@ def area_list(areas) -> tuple[float, ...]:
                        cost=lambda iterations=800, areas="voc", **_: iterations * len(area_list(areas)))
 def extremal_perturbation(model, x: torch.Tensor, targets: torch.Tensor, *, areas="voc", iterations: int = 800,
                           levels: int = 8, step: int = 7, sigma: float = 21.0, smooth: float = 0.09,
-                          jitter: bool = True, chunk: int = 64) -> torch.Tensor:
+                          jitter: bool = True, chunk: int = 0) -> torch.Tensor:
     """Extremal perturbation (Fong et al. 2019), preservation game: the sum of the optimal
     smooth masks of areas 2.5, 5, 10 and 20% (``areas="coco"``: 1.8, 2.5, 5, 10%), 800 steps,
     smoothed by 0.09 x the shorter side (TorchRay's pointing-game setting)."""
     areas = area_list(areas)
+    if chunk <= 0:  # on a CPU these memory-bound masks run fastest one image's worth at a time
+        chunk = 64 if x.device.type == "cuda" else len(areas)
     with torch.enable_grad():
         masks = optimise(model.net, x.detach(), targets, areas, iterations=int(iterations), levels=int(levels),
                          step=int(step), sigma=float(sigma), jitter=bool(jitter), chunk=int(chunk))

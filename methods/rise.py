@@ -86,10 +86,11 @@ def rise_maps(net, x: torch.Tensor, targets, masks, n: int, chunk: int = 256) ->
 
 @saliency_bench.method("rise", cost=lambda masks=8000, **_: masks)
 def rise(model, x: torch.Tensor, targets: torch.Tensor, *, masks: int = 8000, cells: int = 7,
-         p: float = 0.5, seed: int = 0, chunk: int = 256) -> torch.Tensor:
+         p: float = 0.5, seed: int = 0, chunk: int = 0) -> torch.Tensor:
     """RISE (Petsiuk et al. 2018): mean of the masks weighted by the sigmoid of the masked
     image's target score; TorchRay's masks (8000 of 7x7 cells, p = 0.5, seed 0)."""
     size = tuple(x.shape[-2:])
+    chunk = chunk if chunk > 0 else (256 if x.device.type == "cuda" else 32)  # masks per pass (TorchRay: 32)
 
     def make(start: int, stop: int) -> torch.Tensor:
         return rise_masks(int(masks), size, cells=cells, p=p, seed=seed, start=start, stop=stop, device=x.device)

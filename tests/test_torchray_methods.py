@@ -139,7 +139,7 @@ def test_extremal_perturbation_batched_equals_torchrays_per_image_function(small
 def test_extremal_perturbation_defaults_are_torchrays_pointing_setting():
     m = get_method("extremal_perturbation")
     assert m.params == {"areas": "voc", "iterations": 800, "levels": 8, "step": 7, "sigma": 21.0, "smooth": 0.09,
-                        "jitter": True, "chunk": 64}
+                        "jitter": True, "chunk": 0}
     from saliency_bench.methods.extremal_perturbation import AREAS, area_list
 
     assert AREAS == {"voc": (0.025, 0.05, 0.1, 0.2), "coco": (0.018, 0.025, 0.05, 0.1)}
