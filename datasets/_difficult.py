@@ -7,7 +7,7 @@ A row is ``NAME<TAB>f_0<TAB>...<TAB>f_{C-1}``: the image's file name without ext
 category ids in increasing order). A sample is difficult when its class's flag is 1.
 
 ``difficult`` options of the VOC and COCO adapters: ``"paper"`` (the rule of Zhang et al.'s
-text, PROTOCOLS.md §2), ``"torchray"`` (the file of the installed ``torchray`` package) or a path.
+text, docs/PROTOCOLS.md §2), ``"torchray"`` (the file of the installed ``torchray`` package) or a path.
 A row with the wrong number of columns or a value other than 0/1 stops the run with an error
 naming the file and line; a file that lists none of the dataset's images too (the flags of
 another split); an image that has no row costs its samples (reason given).

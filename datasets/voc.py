@@ -5,7 +5,7 @@ Layout: ``VOCdevkit/VOC2007/{JPEGImages/*.jpg, Annotations/*.xml, ImageSets/Main
 ``PATH`` may be the folder holding ``VOCdevkit``, ``VOCdevkit`` itself, or ``VOC2007``.
 
 One sample per (image, class present), in the image list's order and TorchRay's class order
-(the 20 classes alphabetically), id ``"{image}:{class}"``. Ground truth (PROTOCOLS.md §2):
+(the 20 classes alphabetically), id ``"{image}:{class}"``. Ground truth (docs/PROTOCOLS.md §2):
 
 * ``boxes``: every box of the class, difficult ones included (TorchRay's ``voc_as_mask``),
   VOC's 1-based inclusive ``xmin..xmax`` made 0-based (``x1 = xmin - 1``, ...); the pointing

@@ -10,7 +10,7 @@ Program followed: TorchRay's ``deconvnet`` (``DeConvNetReLU.backward = grad.clam
 reduction ``gradient_to_saliency``: max over channels of |grad|), seeded with the target's
 logit; equal maps on VGG16 and ResNet50 (tests). TorchRay patches ``torch.relu`` only, so like
 it this rule leaves ReLU6 and other activations with their ordinary gradient. TorchRay's
-pointing-game table smooths the map (``smooth=0.02``), an option here (PROTOCOLS.md §2).
+pointing-game table smooths the map (``smooth=0.02``), an option here (docs/PROTOCOLS.md §2).
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ builds them for its pointing-game table:
 The network returns ``[B, C]``: the fully convolutional output ``[B, C, 1, 1]`` at 224x224
 (for a larger input, the mean over its positions). Preprocessing is TorchRay's Caffe one: RGB in
 0..255 minus the mean pixel (123.68, 116.779, 103.939), no scaling. TorchRay resizes the shorter
-side to 224; runs here resize the whole image to 224x224 (PROTOCOLS.md §1).
+side to 224; runs here resize the whole image to 224x224 (docs/PROTOCOLS.md §1).
 
 **Weights** are TorchRay's files (``vgg16_voc-b050e8c3.pth.tar`` ...): ``--weights PATH``, or the
 torch hub cache where TorchRay's ``load_state_dict_from_url`` saved them

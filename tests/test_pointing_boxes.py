@@ -1,4 +1,4 @@
-"""The pointing game on box ground truth (PROTOCOLS.md §2: box datasets score against the union
+"""The pointing game on box ground truth (docs/PROTOCOLS.md §2: box datasets score against the union
 of the category's boxes, TorchRay's ``voc_as_mask``): ImageNet and VOC are planned and scored."""
 from __future__ import annotations
 

@@ -147,7 +147,7 @@ class Pointing(Benchmark):
 
     name = "pointing"
     # The ground-truth region: instance masks where the dataset has them (COCO), else the union
-    # of the category's boxes (ImageNet, VOC: TorchRay's ``voc_as_mask``), PROTOCOLS.md §2.
+    # of the category's boxes (ImageNet, VOC: TorchRay's ``voc_as_mask``), docs/PROTOCOLS.md §2.
     needs = ("mask|boxes",)
     accepts = (HEATMAP, POINT)
     columns = ("pointing_all", "pointing_difficult")
