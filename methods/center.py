@@ -15,7 +15,7 @@ import torch
 import saliency_bench
 
 
-@saliency_bench.method("center")
+@saliency_bench.method("center", baseline=True)
 def center(model, x: torch.Tensor, targets: torch.Tensor, *, sigma: float = 0.25) -> torch.Tensor:
     """Centred Gaussian, sigma = 0.25 x the shorter side (the pointing game's centre baseline)."""
     b, _, h, w = x.shape

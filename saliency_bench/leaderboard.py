@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from .compare import COMPARE_ROW, baselines_of
 from .store import Store
 
 # The fallback columns, for runs whose store has no ``__columns__`` rows (runs written before the
@@ -98,6 +99,7 @@ def load_run(run_dir: Path) -> dict:
     declared: dict[tuple[str, str], dict[str, list[dict]]] = {}  # (model, dataset) -> benchmark -> columns
     seen: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> metric key -> benchmark
     skipped: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> benchmark -> why
+    comparisons: dict[tuple[str, str], dict[str, dict]] = {}  # (model, dataset) -> column -> comparison
     for r in rows:
         key = (r["model"], r["dataset"])
         if r["method"] == "__model__":
@@ -108,6 +110,9 @@ def load_run(run_dir: Path) -> dict:
             continue
         if r["method"] == "__skipped__":  # a benchmark the dataset cannot feed, and why
             skipped.setdefault(key, {})[r["benchmark"]] = str((r["metrics"] or {}).get("why", ""))
+            continue
+        if r["method"] == COMPARE_ROW:  # the paired comparisons of a benchmark's columns
+            comparisons.setdefault(key, {}).update(r["metrics"] or {})
             continue
         if r["method"] == COLUMNS_ROW:
             declared.setdefault(key, {})[r["benchmark"]] = list((r["metrics"] or {}).get("columns") or [])
@@ -133,6 +138,8 @@ def load_run(run_dir: Path) -> dict:
         out.append({"model": model, "dataset": dataset, "model_forward_backward": model_fb.get((model, dataset)),
                     "protocols": protocols.get((model, dataset), {}), "columns": cols,
                     "skipped": skipped.get((model, dataset), {}),
+                    "comparisons": comparisons.get((model, dataset), {}),
+                    "baselines": baselines_of(info["settings"], names),
                     "rows": [{"method": m, **methods[m]} for m in names]})
     return {"run_id": run_id, "settings": info["settings"], "meta": info["meta"], "tables": out,
             "finished": info.get("finished") is not None, "columns": all_columns,

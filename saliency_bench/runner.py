@@ -26,6 +26,7 @@ from rich.markup import escape
 
 from . import __version__, registry
 from .cache import HeatmapCache
+from .compare import is_baseline
 from .config import RunConfig, config_from_args, default_device
 from .contracts import Method, Probe
 from .distributed import Distributed
@@ -85,7 +86,7 @@ class Runner:
             "run_id": self.run_id,
             "methods_resolved": {m.name: m.params for m in self.plan.methods},
             "methods_plan": [{"name": m.name, "base": m.base, "id_params": m.id_params, "params": m.params}
-                             for m in self.plan.methods],
+                             | ({"baseline": True} if is_baseline(m) else {}) for m in self.plan.methods],
             "methods_left_out": [m.name for m in self.plan.left_out],
             "benchmarks_resolved": [b.name for b in self.plan.benchmarks],
             "benchmark_options_resolved": {b.name: {k: v for k, v in b.options.items() if k != "seed"}
