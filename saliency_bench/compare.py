@@ -11,6 +11,7 @@ significant at 5% (Holm-adjusted) are marked. A baseline (the centre) is never b
 from __future__ import annotations
 
 from itertools import combinations
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .benchmarks.stats import PerSample, holm, paired_test
@@ -91,3 +92,172 @@ def pair_of(comparison: Mapping[str, Any], a: str, b: str) -> dict | None:
             ci = p.get("ci")
             return {**p, "a": a, "b": b, "diff": -p["diff"], "ci": None if ci is None else [-ci[1], -ci[0]]}
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Between runs: ``saliency-bench compare RUN_A RUN_B [...]``
+# --------------------------------------------------------------------------------------------
+def open_run(run_dir: str | Path) -> tuple[dict, dict]:
+    """(the run's leaderboard data, its per-sample quantities ``{(model, dataset): {method:
+    {column: PerSample}}}``). A directory that is no finished run is a one-line error."""
+    from .leaderboard import load_run
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    if not (run_dir.parent / "store.sqlite").is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no results store beside it at "
+                                f"{run_dir.parent / 'store.sqlite'})")
+    run = load_run(run_dir)
+    if not run.get("finished"):
+        raise ValueError(f"{run_dir}: the run has not finished (run its command again to complete it)")
+    if not run["tables"]:
+        raise ValueError(f"{run_dir}: the run has no scored table")
+    return run, run_quantities(run_dir, run["settings"])
+
+
+def run_benchmarks(settings: Mapping[str, Any]) -> list:
+    """The benchmarks of a run, rebuilt from the settings it stored (a plugin benchmark that is
+    not loaded is left out: its columns are then compared by value only)."""
+    from .plan import make_benchmark
+
+    options = settings.get("benchmark_options_resolved") or {}
+    out = []
+    for name in settings.get("benchmarks_resolved") or []:
+        try:
+            out.append(make_benchmark(name, int(settings.get("seed", 0)), options.get(name, {})))
+        except Exception:
+            continue
+    return out
+
+
+def run_quantities(run_dir: Path, settings: Mapping[str, Any]) -> dict:
+    from .store import Store
+    from .summary import _per_sample
+
+    benches = [b for b in run_benchmarks(settings) if not b.timing]
+    store = Store(Path(run_dir).parent / "store.sqlite", create=False)
+    try:
+        out: dict = {}
+        for model, dataset in store.pairs(run_dir.name):
+            meta = store.samples(run_dir.name, model, dataset)
+            per_method = out.setdefault((model, dataset), {})
+            for method in settings.get("methods_resolved") or {}:
+                q: dict = {}
+                for bench in benches:
+                    recs = store.records(run_dir.name, model, dataset, method, bench.name)
+                    ids = [i for i in recs if i in meta]
+                    if ids:
+                        q.update(_per_sample(bench, [recs[i] for i in ids], [meta[i] for i in ids]))
+                per_method[method] = q
+        return out
+    finally:
+        store.close()
+
+
+def _labels(runs: Sequence[dict]) -> list[list[str]]:
+    letters = [chr(ord("A") + i) if i < 26 else f"R{i + 1}" for i in range(len(runs))]
+    return [[x] if len(r["tables"]) == 1 else [f"{x}{j + 1}" for j in range(len(r["tables"]))]
+            for x, r in zip(letters, runs)]
+
+
+def _options_of(run: dict, bench: str) -> dict:
+    opts = dict((run["settings"].get("benchmark_options_resolved") or {}).get(bench) or {})
+    return {k: v for k, v in opts.items() if k not in ("bootstrap", "seed")}  # the interval's, not the score's
+
+
+def compare_runs(run_dirs: Sequence[str | Path], level: float = LEVEL) -> dict:
+    """One table from several runs: every (run, model, dataset) side by side, and for a method in
+    two of them on the same dataset, its difference (each against the first) with a paired test
+    on the common samples, Holm-corrected over the methods of each difference column."""
+    loaded = [open_run(d) for d in run_dirs]
+    runs = [r for r, _ in loaded]
+    entries = []
+    for run, (_, quant), labels in zip(runs, loaded, _labels(runs)):
+        for t, label in zip(run["tables"], labels):
+            entries.append({"label": label, "run": run, "table": t,
+                            "quantities": quant.get((t["model"], t["dataset"]), {}),
+                            "methods": {r["method"]: r for r in t["rows"]}})
+    methods: list[str] = []
+    columns: list[dict] = []
+    for e in entries:
+        methods += [m for m in e["methods"] if m not in methods]
+        used = [c for c in e["table"]["columns"]
+                if any((r.get(c["key"]) or {}).get("value") is not None for r in e["table"]["rows"])]
+        columns += [c for c in used if all(c["key"] != x["key"] for x in columns)]
+    notes: list[str] = []
+    out_cols: list[dict] = []
+    rows = {m: {"method": m} for m in methods}
+    ref = entries[0]
+    for c in columns:
+        key = c["key"]
+        for e in entries:
+            if not any(key == x["key"] for x in e["table"]["columns"]):
+                notes.append(f"{c['title']}: run {e['label']} has no such column")
+            out_cols.append({**c, "key": f"{key}@{e['label']}", "title": f"{c['title']} {e['label']}",
+                             "short": f"{c.get('short') or c['title']} {e['label']}", "entry": e["label"],
+                             "source": key, "source_title": c["title"]})
+            for m in methods:
+                metric = (e["methods"].get(m) or {}).get(key)
+                if metric:
+                    rows[m][f"{key}@{e['label']}"] = dict(metric)
+        for e in entries[1:]:
+            col = _difference_column(c, ref, e, methods, rows, notes, level)
+            if col:
+                out_cols.append(col)
+    for e in entries[1:]:
+        if e["table"]["dataset"] != ref["table"]["dataset"]:
+            notes.append(f"{e['label']} ({e['table']['dataset']}) and {ref['label']} ({ref['table']['dataset']}) "
+                         "are on different datasets: side by side, no paired difference")
+    for m in methods:
+        params = [(e["label"], (e["run"]["settings"].get("methods_resolved") or {}).get(m)) for e in entries
+                  if m in e["methods"]]
+        if len({repr(p) for _, p in params}) > 1:
+            notes.append(f"{m}: " + "; ".join(f"{lab} " + (", ".join(f"{k}={v}" for k, v in (p or {}).items())
+                                                          or "defaults") for lab, p in params))
+    legend = [f"{e['label']}: {e['table']['model']} on {e['table']['dataset']} (run {e['run']['run_id']})"
+              for e in entries]
+    return {"title": "saliency-bench compare", "entries": legend, "columns": out_cols,
+            "rows": [rows[m] for m in methods], "notes": list(dict.fromkeys(notes)), "level": level,
+            "test": f"paired sign-flip test, {RESAMPLES} patterns, seed 0, Holm over the methods of a column"}
+
+
+def _difference_column(c: dict, ref: dict, e: dict, methods: list[str], rows: dict, notes: list[str],
+                       level: float) -> dict | None:
+    """The column "c: e - ref" (None when there is nothing to pair), its cells written into ``rows``."""
+    key, bench = c["key"], str(c.get("benchmark") or "")
+    both = [m for m in methods if key in ((e["quantities"].get(m) or {})) and key in (ref["quantities"].get(m) or {})]
+    if not both:
+        return None
+    name = f"{c['title']}: {e['label']} − {ref['label']}"
+    if e["table"]["dataset"] != ref["table"]["dataset"]:
+        return None
+    p_ref, p_e = (ref["table"].get("protocols") or {}).get(key), (e["table"].get("protocols") or {}).get(key)
+    o_ref, o_e = _options_of(ref["run"], bench), _options_of(e["run"], bench)
+    if p_ref != p_e or o_ref != o_e:
+        diff = {k: (o_ref.get(k), o_e.get(k)) for k in sorted(set(o_ref) | set(o_e)) if o_ref.get(k) != o_e.get(k)}
+        why = ("options " + ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())) if diff else \
+            f"protocols ({ref['label']}: {p_ref}; {e['label']}: {p_e})"
+        notes.append(f"{name}: not compared, the runs' {why} differ")
+        return None
+    tests = {}
+    for m in both:
+        r = paired_test(e["quantities"][m][key], ref["quantities"][m][key], seed=0)
+        if r is None:
+            notes.append(f"{name}: {m} has no sample scored in both runs")
+        else:
+            tests[m] = r
+    if not tests:
+        return None
+    adjusted = dict(zip(tests, holm([r.p for r in tests.values()])))
+    out_key = f"{key}@{e['label']}-{ref['label']}"
+    for m, r in tests.items():
+        rows[m][out_key] = {"value": r.diff, "ci": None if r.ci is None else list(r.ci), "n": r.n,
+                            "unit": c.get("unit", ""), "p": r.p, "p_holm": adjusted[m],
+                            "mark": "significant" if adjusted[m] < level else "",
+                            "note": f"{e['label']} − {ref['label']} on {r.n} common samples "
+                                    f"({r.b:.3g} → {r.a:.3g}), p={r.p:.3g}, Holm {adjusted[m]:.3g}"}
+    short = f"Δ{c.get('short') or c['title']} {e['label']}−{ref['label']}"
+    return {**c, "key": out_key, "title": name, "short": short, "difference": True, "source": key,
+            "source_title": c["title"],
+            "better": c.get("better", "higher")}
