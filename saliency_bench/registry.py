@@ -183,6 +183,12 @@ class Registry:
         self._entries[name] = Entry(self.kind, name, obj, source)
         return name
 
+    def remove(self, name: str, obj: Any) -> None:
+        """Take ``name`` out again if ``obj`` is what it holds (a function passed to
+        :func:`saliency_bench.run` for one run)."""
+        if name in self._entries and self._entries[name].obj is obj:
+            del self._entries[name]
+
     # -- reading ---------------------------------------------------------------------------
     def names(self, pattern: str = "*") -> list[str]:
         self._load()
