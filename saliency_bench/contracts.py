@@ -436,7 +436,9 @@ class Benchmark:
             return False
         if "mask" in self.needs and sample.mask is None and len(sample.boxes) == 0:
             return False
-        return True
+        # a flag named like a need, False: this sample lacks it (the bundled sample's images with
+        # several categories, for localization's single_class)
+        return not any((sample.flags or {}).get(n) is False for n in self.needs)
 
     def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int]) -> dict:
         raise NotImplementedError

@@ -100,6 +100,7 @@ def load_run(run_dir: Path) -> dict:
     seen: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> metric key -> benchmark
     skipped: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> benchmark -> why
     comparisons: dict[tuple[str, str], dict[str, dict]] = {}  # (model, dataset) -> column -> comparison
+    subsets: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> benchmark -> which part
     for r in rows:
         key = (r["model"], r["dataset"])
         if r["method"] == "__model__":
@@ -110,6 +111,9 @@ def load_run(run_dir: Path) -> dict:
             continue
         if r["method"] == "__skipped__":  # a benchmark the dataset cannot feed, and why
             skipped.setdefault(key, {})[r["benchmark"]] = str((r["metrics"] or {}).get("why", ""))
+            continue
+        if r["method"] == "__subset__":  # a benchmark that scored part of the dataset, which part
+            subsets.setdefault(key, {})[r["benchmark"]] = str((r["metrics"] or {}).get("note", ""))
             continue
         if r["method"] == COMPARE_ROW:  # the paired comparisons of a benchmark's columns
             comparisons.setdefault(key, {}).update(r["metrics"] or {})
@@ -139,6 +143,7 @@ def load_run(run_dir: Path) -> dict:
                     "protocols": protocols.get((model, dataset), {}), "columns": cols,
                     "skipped": skipped.get((model, dataset), {}),
                     "comparisons": comparisons.get((model, dataset), {}),
+                    "subsets": subsets.get((model, dataset), {}),
                     "baselines": baselines_of(info["settings"], names),
                     "rows": [{"method": m, **methods[m]} for m in names]})
     return {"run_id": run_id, "settings": info["settings"], "meta": info["meta"], "tables": out,

@@ -32,7 +32,7 @@ from .contracts import Method, Probe
 from .distributed import Distributed
 from .execute import NOT_EVALUABLE, _collate, _Loaded, call_method, score_isolated
 from .gallery import draw_gallery
-from .plan import benchmark_applies, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
+from .plan import benchmark_applies, benchmark_subset, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
 from .store import Store
 from .summary import PROBE, summarize_into
 from .targets import Targets
@@ -117,11 +117,12 @@ class Runner:
                     for why in skipped.values():
                         self.console.print(f"[yellow]skipped[/yellow] on {escape(display)}: {escape(why)}",
                                            highlight=False)
+                subsets = {b.name: note for b in self.plan.benchmarks if (note := benchmark_subset(b, ds))}
                 self.pass_over(store, writer, model, ds, display, ds_key, skipped)
                 self.dist.barrier()
                 if self.rank == 0:
                     self._merge_shards(store, delete=False)
-                    self.summarize(store, model, display, skipped)
+                    self.summarize(store, model, display, skipped, subsets)
                     self.draw_gallery(store, model, ds, display, ds_key)
                     self._left_out_note(store, model, display, len(ds) if not cfg.limit else min(len(ds), cfg.limit))
                 self.dist.barrier()
@@ -332,8 +333,9 @@ class Runner:
             draw_gallery(store, self.run_id, self.run_dir, self.runs_dir, self.plan.methods, self.cfg.gallery,
                          self.cfg.cache_dtype, model, ds, display, ds_key)
 
-    def summarize(self, store: Store, model, display: str, skipped: dict[str, str]) -> None:
-        summarize_into(store, self.run_id, model.name, display, self.plan, skipped)
+    def summarize(self, store: Store, model, display: str, skipped: dict[str, str],
+                  subsets: dict[str, str] | None = None) -> None:
+        summarize_into(store, self.run_id, model.name, display, self.plan, skipped, subsets)
 
 
 def cpu_default(cfg: RunConfig, device: torch.device) -> bool:

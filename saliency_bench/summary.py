@@ -52,16 +52,22 @@ def summarize_run(run_dir: Path) -> list[tuple[str, str]]:
         for model, dataset in pairs:
             skipped = {r["benchmark"]: r["metrics"].get("why", "") for r in rows
                        if r["model"] == model and r["dataset"] == dataset and r["method"] == "__skipped__"}
-            summarize_into(store, run_dir.name, model, dataset, plan, skipped)
+            subsets = {r["benchmark"]: r["metrics"].get("note", "") for r in rows
+                       if r["model"] == model and r["dataset"] == dataset and r["method"] == SUBSET_ROW}
+            summarize_into(store, run_dir.name, model, dataset, plan, skipped, subsets)
         return pairs
     finally:
         store.close()
 
 
+SUBSET_ROW = "__subset__"  # the metrics row naming the part of a dataset a benchmark scored
+
+
 def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Plan,
-                   skipped: dict[str, str] | None = None) -> None:
+                   skipped: dict[str, str] | None = None, subsets: dict[str, str] | None = None) -> None:
     """Every summary of one (model, dataset) from its per-sample records. ``skipped``: the
-    benchmarks that do not apply to the dataset, with why (no columns, a note)."""
+    benchmarks that do not apply to the dataset, with why (no columns, a note); ``subsets``: the
+    benchmarks that score part of it, with the dataset's words for that part."""
     meta = store.samples(run_id, model, dataset)
     skipped = skipped or {}
     store.clear_summaries(run_id, model, dataset)
@@ -69,6 +75,8 @@ def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Pl
         if bench.name in skipped:
             store.set_metrics(run_id, model, dataset, "__skipped__", bench.name, {"why": skipped[bench.name]})
             continue
+        if (subsets or {}).get(bench.name):
+            store.set_metrics(run_id, model, dataset, SUBSET_ROW, bench.name, {"note": subsets[bench.name]})
         # The columns (titles, direction) and the protocol each follows, for the leaderboard.
         store.set_metrics(run_id, model, dataset, "__columns__", bench.name, {"columns": columns_of(bench)})
         protocol = getattr(bench, "protocol", None)
