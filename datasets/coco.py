@@ -1,7 +1,7 @@
 """COCO for the pointing game (Zhang et al., ECCV 2016), and the bundled sample.
 
 One sample per (image, category present in the image), id ``"{image_id}:{category name}"``.
-Ground truth (PROTOCOLS.md §2):
+Ground truth (docs/PROTOCOLS.md §2):
 
 * ``mask``: the union of the category's instance masks, decoded as ``COCO.annToMask`` does
   (polygons and RLE through ``pycocotools.mask``), bool ``[H, W]``, in ``load(i)`` only.

@@ -33,7 +33,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from saliency_bench.imageio import blurred_input, to_input
-from saliency_bench.targets import as_target_tensor
+from saliency_bench.targets import Targets, as_target_tensor
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -145,8 +145,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch
 
 def soft_discs(centres: torch.Tensor, radii: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
     """``[N,H,W]`` discs (1 inside) of the given ``centres`` ``[N,2]`` as (x, y) pixels and
-    ``radii`` ``[N]``, each blurred by a Gaussian of ``sigma`` (PROTOCOLS.md §5 blur occlusion,
-    §6 initialisation). A pixel ``(i, j)`` is inside when ``(j-x)^2 + (i-y)^2 <= r^2``.
+    ``radii`` ``[N]``, each blurred by a Gaussian of ``sigma`` (blur occlusion and the mask's
+    initialisation, docs/PROTOCOLS.md §5.6 and §6). A pixel ``(i, j)`` is inside when ``(j-x)^2 + (i-y)^2 <= r^2``.
     """
     h, w = size
     device = centres.device
@@ -221,7 +221,7 @@ def squares_at(corners: torch.Tensor, side: int, size: tuple[int, int]) -> torch
 
 
 def perturbation_scores(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, null: torch.Tensor,
-                        perturb: torch.Tensor, targets: torch.Tensor, score: ScoreFn,
+                        perturb: torch.Tensor, targets: Targets | torch.Tensor, score: ScoreFn,
                         chunk: int = 256) -> torch.Tensor:
     """``[B,N]`` scores of every image under every perturbation.
 
@@ -272,7 +272,7 @@ def perturbation_scores(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
 
 def accumulate(drops: torch.Tensor, weights: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """``[B,H,W]``: each pixel's weighted mean of the drops of the perturbations that cover it,
-    ``sum_n drops[b,n] * W[n] / sum_n W[n]`` (PROTOCOLS.md §5, occlusion: accumulated on the
+    ``sum_n drops[b,n] * W[n] / sum_n W[n]`` (docs/PROTOCOLS.md §5.6, occlusion: accumulated on the
     occluded pixels and divided by the number of masks covering each pixel). Pixels no
     perturbation covers are 0."""
     cover = weights.sum(0)

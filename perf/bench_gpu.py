@@ -15,7 +15,7 @@ does not depend on them), in this order:
    forward+backward and speed-up over the loop (extrapolated from fewer steps when the full
    count does not fit the time allowance, and said so).
 
-Then ``targets``: each ratio beside its target in PERFORMANCE.md, with pass/fail. The JSON
+Then ``targets``: each ratio beside its target in docs/PERFORMANCE.md §1, with pass/fail. The JSON
 (``gpu-<device>-<date>.json``) and a text summary beside it are rewritten after every
 measurement, so a run cut short keeps what it measured; one failing measurement is recorded as
 its error and the others go on. ``--budget`` seconds (counted from the start of this process)
@@ -46,7 +46,7 @@ from saliency_bench.registry import get_model  # noqa: E402
 SECTIONS = ("ceilings", "backprop", "occlusion", "mask")
 #: Shares of the time budget (the mask's 300 steps per image dominate).
 WEIGHTS = {"ceilings": 1.0, "backprop": 2.0, "occlusion": 3.0, "mask": 8.0}
-#: PERFORMANCE.md's targets: (section, record key, threshold).
+#: The targets of docs/PERFORMANCE.md §1: (section, record key, threshold).
 TARGETS = (("backprop", "fraction_of_forward_backward", 0.8),
            ("occlusion", "fraction_of_forward", 0.8),
            ("mask", "fraction_of_steps_x_forward_backward", 0.7),
@@ -116,7 +116,7 @@ def evaluate_targets(models: dict) -> list[dict]:
 
 
 def summary(rows: list[dict]) -> list[str]:
-    out = ["targets (PERFORMANCE.md):"]
+    out = ["targets (docs/PERFORMANCE.md §1):"]
     for r in rows:
         what = f"{r['model']} {r.get('method', r['section'])}[{r.get('variant', '-')}] {r['target']}"
         if r["value"] is None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU speed benchmark in one call: ceilings, backprop methods, occlusion and the mask
-# beside their peers, with PERFORMANCE.md's targets as pass/fail (perf/README.md).
+# beside their peers, with the targets of docs/PERFORMANCE.md §1 as pass/fail (perf/README.md).
 #
 #   bash perf/gpu.sh                        # --device cuda, about 4.5 minutes
 #   bash perf/gpu.sh --out-dir "$OUT"       # results where the caller collects them

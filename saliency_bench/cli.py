@@ -23,7 +23,7 @@ def _load_plugins(files: Sequence[str] | None) -> None:
 # --------------------------------------------------------------------------------------------
 def _short(value: Any) -> str:
     """An option's value for a table: an evenly spaced grid as ``start:step:stop`` (MATLAB's
-    notation, as PROTOCOLS.md writes the alpha grids), a dict of them item by item."""
+    notation, as docs/PROTOCOLS.md §3 writes the alpha grids), a dict of them item by item."""
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)) and len(value) > 3 and all(isinstance(v, (int, float)) for v in value):

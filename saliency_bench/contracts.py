@@ -1,6 +1,6 @@
 """The four contracts every part of saliency-bench speaks: Sample, Model, Method, Benchmark.
 
-A run moves data along these arrows (see ARCHITECTURE.md)::
+A run moves data along these arrows (docs/ARCHITECTURE.md §1)::
 
     Dataset -> Sample -> Model.preprocess -> Method.explain -> heatmaps [B,h,w] | points [B,2]
             -> Benchmark.score (per sample) -> Benchmark.summarize (per dataset)

@@ -68,7 +68,7 @@ class CallResult:
 def call_method(method, model, x: torch.Tensor, targets,
                 views: dict[str, torch.Tensor | None] | None = None) -> CallResult:
     """Call a method on a batch; maps come back at the method's own resolution (no resizing:
-    each benchmark brings them to its scoring resolution, PROTOCOLS.md §1)."""
+    each benchmark brings them to its scoring resolution, docs/PROTOCOLS.md §1)."""
     b = x.shape[0]
     views = views or {}
     try:

@@ -29,7 +29,7 @@ def load_rgb(path: str | Path) -> Image.Image:
 
 
 def to_input(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
-    """Resize the **whole** image (no crop, PROTOCOLS.md §1) to ``size`` = (H, W): uint8 [3,H,W]."""
+    """Resize the **whole** image (no crop, docs/PROTOCOLS.md §1) to ``size`` = (H, W): uint8 [3,H,W]."""
     h, w = size
     im = image.resize((w, h), Image.BILINEAR) if image.size != (w, h) else image
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)

@@ -82,8 +82,8 @@ def test_gpu_sh_without_install_registers_the_built_ins_from_the_source_tree(tin
     assert meta["registration"] == "source tree"
     assert meta["device"] == "cpu" and meta["torch"] == torch.__version__ and meta["device_name"]
     assert meta["settings"]["batch"] == 2 and meta["settings"]["steps"] == 300
-    assert "targets (PERFORMANCE.md)" in stdout
-    assert "targets (PERFORMANCE.md)" in path.with_suffix(".txt").read_text()
+    assert "targets (docs/PERFORMANCE.md §1)" in stdout
+    assert "targets (docs/PERFORMANCE.md §1)" in path.with_suffix(".txt").read_text()
 
 
 def test_gpu_sh_ceilings_in_fp32_and_bf16_channels_last_and_contiguous(tiny_run):

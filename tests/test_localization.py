@@ -1,7 +1,7 @@
 """Weak localization and MaxBoxAccV2 on hand-made maps with known answers, and their two exact
 emulations checked against the programs they emulate on thousands of random cases: the authors'
 ``imresize`` (bytescale + PIL's bilinear resize) and OpenCV's ``findContours(RETR_TREE)``
-(PROTOCOLS.md §3)."""
+(docs/PROTOCOLS.md §3)."""
 from __future__ import annotations
 
 import cv2

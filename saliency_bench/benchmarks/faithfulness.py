@@ -1,54 +1,16 @@
-"""Faithfulness: benchmarks that run the model on inputs perturbed along the map.
+"""Faithfulness: benchmarks that run the model on inputs perturbed along the map
+(docs/PROTOCOLS.md §10).
 
-**The deletion game** (``deletion_game``; Fong & Vedaldi, ICCV 2017, §5, the authors'
-``code/caffe/python/deletion_game.py`` in ``ruthcfong/perturb_explanations``). For every value
-threshold ``alpha`` in ``0:0.01:0.99`` the map is boxed exactly as their
-``getbb_from_heatmap(heatmap, alpha, method="min_max_diff", resize=resize)``: keep
-``h - min(h) >= alpha (max(h) - min(h))``, the rest set to 0, at **the map's own resolution**;
-a map that is not at the input size is then brought there by the authors' ``imresize``
-(bytescale to uint8 and PIL bilinear, their ``resize=(224, 224)`` for the excitation-backprop
-maps: :func:`~saliency_bench.benchmarks.localization.authors_boxes`), a map already at the
-input size (gradient, guided backprop, the mask) is not resized (their ``resize=None``); the box
-is the tight box of the non-zero columns and rows (1-based; none: ``[1, 1, H, W]``). The box is
-deleted by replacing it with the blurred image, **with the authors' slicing**
-``mask[y0:y1, x0:x1] = 0`` of their 1-based box (so the deleted rows are ``y0 .. y1 - 1``
-0-based: one row and one column fewer than the box, shifted by one; ``box="inclusive"``
-deletes the box itself), and the box's size is theirs, ``(y1 - y0) * (x1 - x0)``. The score is
-the softmax probability of the target (their ``forward_pass`` to ``prob``), normalised
-``(f(x') - f(blur)) / (f(x) - f(blur))``; the answer is the box of the **last** alpha whose
-normalised score is ``<= 0.01`` (boxes shrink as alpha grows), or of the smallest normalised
-score when none reaches it (their ``except: argmin``), reported as a fraction of the input
-area (smaller is better) and averaged over samples. The blurred image is the authors'
-``get_blurred_img``: PIL ``GaussianBlur(10)`` of the **original** image, then the network's
-resize (:func:`saliency_bench.imageio.blurred_input`, the ``blurred`` view of this benchmark).
-Alphas that give the same box share one forward pass.
-
-**Deletion and insertion** (Petsiuk et al., "RISE: Randomized Input Sampling for Explanation
-of Black-box Models", BMVC 2018; their ``evaluation.py``, ``CausalMetric``, in
-``eclique/RISE``). Pixels are ordered by decreasing saliency of the map at the input size
-(a map at another resolution is resized bilinearly, ``align_corners=False``, as the harness
-displays it; RISE's maps are already 224x224); ``step`` pixels (224, one row's worth) change
-per step, ``n = ceil(H W / step)`` steps and ``n + 1`` scores, the first on the unmodified
-start. Deletion starts from the image and replaces pixels with the **substrate** ``zeros``
-(0 in normalised space: the dataset's mean pixel); insertion starts from the substrate
-``gkern`` (RISE's ``gkern(klen=11, nsig=5)``: a delta smoothed by ``scipy``'s
-``gaussian_filter``, applied per channel with zero padding to the normalised input) and
-reveals the image's pixels. The score is the softmax probability of the class the map explains
-(``target="target"``; RISE explains and scores the top-1 class, ``target="predicted"``). Area
-under the curve as RISE computes it: ``(sum(c) - c[0]/2 - c[-1]/2) / (len(c) - 1)``.
-Deletion: lower is better; insertion: higher is better. Ties in the saliency order are broken in
-raster order (RISE's ``np.flip(np.argsort(...))`` breaks them in an unspecified order).
+* ``deletion_game`` (Fong & Vedaldi, ICCV 2017, §5; the authors' ``deletion_game.py``): the
+  smallest value-thresholded box whose replacement by the blurred original brings the normalised
+  target probability ``(f(x') - f(blur)) / (f(x) - f(blur))`` to 0.01, as % of the input area;
+* ``deletion`` and ``insertion`` (Petsiuk et al., "RISE", BMVC 2018; their ``CausalMetric``):
+  the area under the target probability as the most salient pixels are removed into, or revealed
+  from, a substrate, ``step`` pixels at a time.
 
 Every benchmark here runs the model through the :class:`~saliency_bench.contracts.Probe`: the
-perturbed inputs of **all** samples of the batch (and all thresholds or steps) are built chunk
-by chunk and scored in one ``probe.probabilities`` call per chunk; the probe counts the passes
-and seconds for the runtime table.
-
-Comparable published numbers: the deletion game, Fong & Vedaldi 2017 §5 (GoogLeNet, 5,000
-annotated ImageNet train images held out by the authors: the mean smallest deleting box per
-method); deletion/insertion AUC, RISE (Petsiuk et al. 2018) Table 1 (ResNet50 and VGG16,
-ImageNet val, the class predicted, step 224, substrates zeros/blur as here). Our default model
-(EfficientNet-Lite0) differs from both, so only the ranking of methods compares.
+perturbed inputs of all samples of a batch, and of all thresholds or steps, are scored chunk by
+chunk, and the probe counts the passes and seconds for the runtime table.
 """
 from __future__ import annotations
 

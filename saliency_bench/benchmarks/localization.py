@@ -1,4 +1,4 @@
-"""Weak localization (Fong & Vedaldi, ICCV 2017, §5 "Localization"; PROTOCOLS.md §3) and
+"""Weak localization (Fong & Vedaldi, ICCV 2017, §5 "Localization"; docs/PROTOCOLS.md §3) and
 MaxBoxAccV2 (Choe et al., "Evaluating Weakly Supervised Object Localization Methods Right",
 CVPR 2020, §4.1), each computed the way its reference program computes it.
 
@@ -665,7 +665,7 @@ def choose_alpha(correct_heldout: np.ndarray) -> int:
 class Localization(Benchmark):
     """Weak localization error (value, energy, mean thresholding at alpha*) and MaxBoxAccV2.
 
-    Options: ``alphas`` (dict per thresholding, PROTOCOLS.md §3 grids), ``iou`` (0.5),
+    Options: ``alphas`` (dict per thresholding, docs/PROTOCOLS.md §3 grids), ``iou`` (0.5),
     ``heldout`` ("split": alpha* on the held-out split, or, when a dataset has none, on a
     seeded half of the samples with the error on the other half; "oracle": alpha* on the
     evaluation samples themselves, labelled so), ``bootstrap`` (1000), ``seed`` (0).

@@ -1,32 +1,13 @@
 """The pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop",
-ECCV 2016, §4.1; PROTOCOLS.md §2).
+ECCV 2016, §4.1; docs/PROTOCOLS.md §2).
 
-A method points at the maximum of its heatmap (ties -> the mean location of the tied maxima,
-or plain argmax with ``tie="first"``). It scores a hit when some ground-truth pixel lies
-*strictly* within 15 px of the point (``d^2 < 15^2``). Accuracy is computed per category, and
-the score is the mean over categories that have at least one sample; a "difficult" subset
-(flag set by the dataset) is scored the same way.
-
-Maps arrive at the resolution their method returned (Grad-CAM 7x7, gradient 224x224). Where
-the point is taken is the ``resolution`` option:
-
-* ``original`` (default): Zhang et al.'s and TorchRay's code. The native map is resized
-  bilinearly (``align_corners=False``, TorchRay's ``resize_saliency`` in
-  ``examples/attribution_benchmark.py``) straight to the original image size; point, ground
-  truth and the 15 px all live there.
-* ``input``: Fong & Vedaldi §4 ("we resized all images to be 224x224"). The map is resized
-  the same way to the network input size and the ground-truth region is brought to that size
-  by **nearest-neighbour sampling at pixel centres**: input pixel ``(i, j)`` is ground truth
-  when the original pixel ``(floor((i + 1/2) H / h), floor((j + 1/2) W / w))`` is, computed
-  exactly (torch's ``nearest-exact``; PIL's and OpenCV's nearest resizes agree except where a
-  sampled centre falls exactly on a pixel edge, e.g. 20 of the 224 columns of a 640-wide image,
-  where their fixed-point arithmetic takes the pixel before). For boxes this keeps the input
-  pixels whose centre lies inside the box scaled to the input. The input pixel's centre is
-  where the whole-image resize centres it, so ground truth and image stay aligned. The 15 px
-  are input pixels.
-
-Point methods (variable occlusion) return the point directly, in input pixels: ``input`` uses
-it as it is, ``original`` maps it to original pixels (pixel centre to pixel centre).
+A method points at the maximum of its heatmap (ties: the mean location of the tied maxima, or
+plain argmax with ``tie="first"``); a hit is a ground-truth pixel strictly within 15 px
+(``d^2 < 15^2``). Accuracy per category, then the mean over categories, for all and for the
+difficult samples. ``resolution``: ``original`` (the map resized bilinearly to the original
+image, as Zhang et al.'s and TorchRay's code) or ``input`` (map and ground truth at the network
+input, the region sampled nearest at pixel centres, as Fong & Vedaldi describe). Point methods
+give their point in input pixels, mapped to the original for ``original``.
 """
 from __future__ import annotations
 
