@@ -1,5 +1,5 @@
 """Which method is better, and how sure: paired comparisons within a leaderboard column, and
-between runs (``saliency-bench compare``). PROTOCOLS.md §9.
+between runs (``saliency-bench compare``). docs/PROTOCOLS.md §9.
 
 Every pair of methods of a column is compared on the samples both scored (the column's own
 aggregation and choices fixed, :class:`~saliency_bench.benchmarks.stats.PerSample`): a paired

@@ -459,7 +459,7 @@ class Benchmark:
         raise NotImplementedError
 
     def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, Any]:
-        """Each column's per-sample quantity, for paired comparisons between methods (PROTOCOLS.md
+        """Each column's per-sample quantity, for paired comparisons between methods (docs/PROTOCOLS.md
         §9): ``{column: saliency_bench.benchmarks.stats.PerSample}`` on the same records and
         samples as :meth:`summarize`, which it aggregates to the column's value, the column's own
         choices (alpha*, a best threshold) fixed. A column left out has no paired test."""

@@ -1,4 +1,4 @@
-"""Paired comparisons (PROTOCOLS.md §9) against scipy's own permutation test and bootstrap."""
+"""Paired comparisons (docs/PROTOCOLS.md §9) against scipy's own permutation test and bootstrap."""
 from __future__ import annotations
 
 import numpy as np

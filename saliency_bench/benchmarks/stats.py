@@ -6,7 +6,7 @@ overlap read as "not distinguishable on this data". Resampling is over samples (
 against **per-sample weights** (how many times each sample was drawn), so that every
 replicate is one matrix product instead of a Python loop.
 
-Paired comparisons (PROTOCOLS.md §9): a column's per-sample quantity (:class:`PerSample`), the
+Paired comparisons (docs/PROTOCOLS.md §9): a column's per-sample quantity (:class:`PerSample`), the
 paired sign-flip permutation test and paired bootstrap of two methods' difference on the samples
 both scored (:func:`paired_test`), and Holm's correction for the comparisons of a column.
 """
@@ -63,7 +63,7 @@ def weighted_mean(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------
-# Paired comparisons (PROTOCOLS.md §9): two methods on the samples both scored
+# Paired comparisons (docs/PROTOCOLS.md §9): two methods on the samples both scored
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PerSample:
