@@ -25,13 +25,13 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     exec(compile(_readme_example(), "README.md", "exec"), scope)
     res = scope["res"]
     rows = {r["method"]: r for r in res.leaderboard}
-    assert set(rows) == {"grad_cam", "brightness"}
-    assert rows["brightness"]["pointing_all"] is not None and rows["brightness"]["scored"] > 0
+    assert set(rows) == {"grad_cam", "brightness_map"}
+    assert rows["brightness_map"]["pointing_all"] is not None and rows["brightness_map"]["scored"] > 0
     assert list(scope["df"]["method"]) == [r["method"] for r in res.leaderboard]
     assert set(scope["hits"]["hit"]) <= {0, 1} and len(scope["hits"]) == sum(
         r["scored"] for r in res.leaderboard)
     assert (tmp_path / "runs" / res.run_id / "leaderboard.md").is_file()
-    assert "brightness" not in registry.methods.names()  # nothing registered for later
+    assert "brightness_map" not in registry.methods.names()  # nothing registered for later
 
 
 def test_a_function_gets_a_row_and_an_edited_function_is_a_new_run(tmp_path):
