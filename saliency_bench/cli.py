@@ -8,16 +8,19 @@ from typing import Any, Sequence
 
 from rich.console import Console
 
-from . import registry
-from .config import parse_params
-from .registry import KINDS, RegistryError
+from .kinds import KINDS
 
+# The parser, and so ``--help``, needs none of the registry, torch or a plugin: those are
+# imported by the command that uses them.
 console = Console(emoji=False)
 
 
 def _load_plugins(files: Sequence[str] | None) -> None:
-    for f in files or ():
-        registry.load_plugin_file(f)
+    if files:
+        from . import registry
+
+        for f in files:
+            registry.load_plugin_file(f)
 
 
 # --------------------------------------------------------------------------------------------
@@ -44,7 +47,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .config import default_device
+    from . import registry
+    from .config import default_device, parse_params
     from .contracts import POINT, check_output
     from .imageio import display_map, load_rgb, overlay, to_input
     from .plan import apply_params, select_methods
@@ -176,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .registry import RegistryError
+
     try:
         _load_plugins(args.plugin)
         return int(args.func(args) or 0)

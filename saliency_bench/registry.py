@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .contracts import HEATMAP, Benchmark, Method, method_from_function
+from .kinds import KINDS
 from .variants import declared, param  # noqa: F401 - param is part of the public API
 
-KINDS = ("methods", "models", "datasets", "benchmarks")
 _MARK = "__saliency_bench_plugin__"
 
 

@@ -18,6 +18,7 @@ import argparse
 import platform
 import subprocess
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +31,10 @@ from .compare import is_baseline
 from .config import RunConfig, config_from_args, default_device
 from .contracts import Method, Probe
 from .distributed import Distributed
-from .execute import NOT_EVALUABLE, _collate, _Loaded, call_method, score_isolated
+from .execute import NOT_EVALUABLE, _collate, _Loaded, call_method
 from .gallery import draw_gallery
 from .plan import benchmark_applies, benchmark_subset, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
+from .scoring import Scorer, scoring_workers
 from .store import Store
 from .summary import PROBE, summarize_into
 from .targets import Targets
@@ -205,10 +207,13 @@ class Runner:
         # One bar per (model, dataset): samples x methods done, the method being run, time left;
         # only on a terminal (a pipe or a log file gets the summary, not redraws).
         quiet = cfg.quiet or not self.console.is_terminal
-        with Progress(*columns, console=self.console, disable=quiet, transient=False) as progress:
+        # The scoring workers are forked here, before the loader's workers and the progress bar.
+        with Scorer(benches, scoring_workers(cfg)) as self.scorer, \
+                Progress(*columns, console=self.console, disable=quiet, transient=False) as progress:
             task = progress.add_task(f"{model.name} | {display}", total=sum(len(t) for t in todo.values()))
             for batch in loader:
                 self._batch(writer, model, display, batch, todo, caches, progress, task, benches)
+            self.scorer.close()
             progress.update(task, description=f"{model.name} | {display} | done")
 
     def _measure_model(self, store: Store, model, display: str, ds, indices: list[int]) -> None:
@@ -280,7 +285,7 @@ class Runner:
                 if res.timing is not None:
                     timing = (str(self.device), samples[good[0]].id, len(good), res.timing[0],
                               res.timing[1], self.rank)
-            records = []
+            jobs = []
             scored_ks = sorted(outputs)
             for bench in benches:
                 if bench.timing or method.kind not in bench.accepts:
@@ -290,18 +295,28 @@ class Runner:
                     continue
                 probe = self._probe(model, batch, good, x_all, t_all, ks, bench, views_made) \
                     if bench.uses_model else None
-                scored, failed = score_isolated(bench, [samples[k] for k in ks], [outputs[k] for k in ks],
-                                                model.input_size, probe)
-                if probe is not None and scored:  # its cost, shared by the samples it scored
-                    share = {"seconds": probe.seconds / len(scored), "passes": probe.passes / len(scored)}
-                    scored = [(sid, {**r, PROBE: share}) for sid, r in scored]
-                records += [(bench.name, sid, r) for sid, r in scored]
-                for sid, reason in failed.items():  # the sample counts as failed, with the reason
-                    outcomes = [(o[0], False, reason, o[3]) if o[0] == sid else o for o in outcomes]
-            store.write_batch(self.run_id, model.name, display, method.name, outcomes, records, timing)
-            if fresh:
-                cache.put([samples[k].id for k in fresh], np.stack([outputs[k] for k in fresh]))
-            progress.advance(task, len(mine))
+                jobs.append((bench, [samples[k] for k in ks], [outputs[k] for k in ks], probe))
+            # Scored here or in the scoring workers; written in this order either way (scoring.py).
+            self.scorer.submit(jobs, model.input_size, partial(
+                self._write, store, model, display, method, outcomes, timing, jobs, cache,
+                [samples[k].id for k in fresh], [outputs[k] for k in fresh], progress, task, len(mine)))
+
+    def _write(self, store: Store, model, display: str, method: Method, outcomes: list, timing, jobs: list,
+               cache, fresh_ids: list[str], fresh_maps: list, progress, task, advance: int, results: list) -> None:
+        """One method's batch, scored: its outcomes, records and timing to the store, then its
+        fresh maps to the cache."""
+        records = []
+        for (bench, _, _, probe), (scored, failed) in zip(jobs, results):
+            if probe is not None and scored:  # its cost, shared by the samples it scored
+                share = {"seconds": probe.seconds / len(scored), "passes": probe.passes / len(scored)}
+                scored = [(sid, {**r, PROBE: share}) for sid, r in scored]
+            records += [(bench.name, sid, r) for sid, r in scored]
+            for sid, reason in failed.items():  # the sample counts as failed, with the reason
+                outcomes = [(o[0], False, reason, o[3]) if o[0] == sid else o for o in outcomes]
+        store.write_batch(self.run_id, model.name, display, method.name, outcomes, records, timing)
+        if fresh_ids:
+            cache.put(fresh_ids, np.stack(fresh_maps))
+        progress.advance(task, advance)
 
     def _probe(self, model, batch: list, good: list[int], x_all, t_all, ks: list[int], bench,
                views_made: dict) -> Probe:

@@ -10,9 +10,10 @@ import pytest
 import scipy.ndimage as ndi
 from PIL import Image
 
-from saliency_bench.benchmarks.boxes import contour_boxes_by_threshold, contour_records, iou_voc, scale_boxes_wsol
-from saliency_bench.benchmarks.localization import (DEFAULT_ALPHAS, Localization, authors_boxes,
-                                                    maxboxacc_correct, wsol_levels, wsol_scoremaps)
+from saliency_bench.ops.contours import contour_boxes_by_threshold, contour_records
+from saliency_bench.ops.geometry import iou_voc, scale_boxes_wsol
+from saliency_bench.benchmarks.localization import DEFAULT_ALPHAS, Localization, authors_boxes
+from saliency_bench.benchmarks.maxboxacc import maxboxacc_correct, wsol_levels, wsol_scoremaps
 from saliency_bench.contracts import Sample
 
 H5 = np.array([[0, 0, 0, 0, 0],

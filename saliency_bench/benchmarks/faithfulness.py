@@ -14,17 +14,16 @@ chunk, and the probe counts the passes and seconds for the runtime table.
 """
 from __future__ import annotations
 
-import math
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, Benchmark, Sample
 from saliency_bench.imageio import blurred_input
+from saliency_bench.ops.blur import gaussian_blur, gkern, gkern_blur
+from saliency_bench.ops.resize import resize_map
 
 from .stats import PerSample, bootstrap_ci, weighted_mean
 
@@ -37,41 +36,6 @@ BOXES = ("authors", "inclusive")
 # --------------------------------------------------------------------------------------------
 # Shared pieces
 # --------------------------------------------------------------------------------------------
-@lru_cache(maxsize=8)
-def gkern(klen: int = 11, nsig: float = 5.0) -> torch.Tensor:
-    """RISE's ``gkern``: a ``klen x klen`` delta smoothed by ``scipy.ndimage.gaussian_filter``
-    (sigma ``nsig``, its default ``reflect`` border), as a float32 ``[klen, klen]`` kernel."""
-    from scipy.ndimage import gaussian_filter
-
-    inp = np.zeros((klen, klen))
-    inp[klen // 2, klen // 2] = 1
-    return torch.from_numpy(gaussian_filter(inp, nsig).astype(np.float32))
-
-
-def gkern_blur(x: torch.Tensor, klen: int = 11, nsig: float = 5.0) -> torch.Tensor:
-    """RISE's insertion substrate: ``conv2d(x, gkern, padding=klen // 2)`` channel by channel
-    (zero padding), on the normalised input ``[B,3,H,W]``."""
-    k = gkern(int(klen), float(nsig)).to(x.device, x.dtype)
-    c = x.shape[1]
-    w = k[None, None].repeat(c, 1, 1, 1)
-    return F.conv2d(x.contiguous(), w, padding=int(klen) // 2, groups=c)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``[B,C,H,W]`` (radius ``ceil(4 sigma)``, edges replicated)."""
-    if sigma <= 0:
-        return x
-    r = max(1, int(math.ceil(4 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=torch.float64)
-    g = torch.exp(-0.5 * (t / sigma) ** 2)
-    g = (g / g.sum()).to(x.device, x.dtype)
-    c = x.shape[1]
-    y = F.pad(x.contiguous(), (r, r, 0, 0), mode="replicate")
-    y = F.conv2d(y, g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    y = F.pad(y, (0, 0, r, r), mode="replicate")
-    return F.conv2d(y, g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 def auc(curve: np.ndarray) -> float:
     """RISE's normalised area under the curve: ``(sum - c[0]/2 - c[-1]/2) / (len - 1)``."""
     c = np.asarray(curve, dtype=np.float64)
@@ -80,11 +44,7 @@ def auc(curve: np.ndarray) -> float:
 
 def map_at(output: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """A map at its own resolution brought to ``size`` (bilinear, ``align_corners=False``)."""
-    m = torch.as_tensor(np.ascontiguousarray(output, dtype=np.float32))
-    if tuple(m.shape) == tuple(size):
-        return m
-    return F.interpolate(m[None, None], size=tuple(int(s) for s in size), mode="bilinear",
-                         align_corners=False)[0, 0]
+    return resize_map(output, size, reference="torchray")
 
 
 class _ModelInTheLoop(Benchmark):

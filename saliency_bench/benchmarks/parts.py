@@ -15,10 +15,10 @@ from collections import defaultdict
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, Benchmark, Sample
+from saliency_bench.ops.resize import resize_map
 
 from .stats import bootstrap_ci
 
@@ -32,26 +32,12 @@ RESIZES = ("authors", "bilinear")
 def bytescale_resize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``scipy.misc.imresize(h, (H, W)) / 255``: bytescale (``uint8(clip((h - min) * 255 / range,
     0, 255) + 0.5)`` in float32, a zero range counted as 1) and PIL bilinear, as floats in [0, 1]."""
-    m = np.asarray(heatmap, dtype=np.float32)
-    lo, hi = np.float32(m.min()), np.float32(m.max())
-    rng = hi - lo if hi > lo else np.float32(1.0)
-    u8 = (np.clip((m - lo) * np.float32(255.0 / rng), 0, 255) + np.float32(0.5)).astype(np.uint8)
-    H, W = int(size[0]), int(size[1])
-    im = Image.fromarray(u8)
-    if u8.shape != (H, W):
-        im = im.resize((W, H), Image.BILINEAR)
-    return np.asarray(im, dtype=np.float64) / 255.0
+    return np.asarray(resize_map(heatmap, size, reference="authors"), dtype=np.float64) / 255.0
 
 
 def bilinear_resize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Float bilinear (``align_corners=False``) to ``size``, then min-max to [0, 1]."""
-    import torch
-    import torch.nn.functional as F
-
-    m = torch.as_tensor(np.ascontiguousarray(heatmap, dtype=np.float32))
-    if tuple(m.shape) != tuple(size):
-        m = F.interpolate(m[None, None], size=tuple(int(s) for s in size), mode="bilinear", align_corners=False)[0, 0]
-    a = m.double().numpy()
+    a = resize_map(heatmap, size, reference="torchray").double().numpy()
     lo, hi = a.min(), a.max()
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 

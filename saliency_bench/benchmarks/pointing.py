@@ -15,12 +15,11 @@ from collections import defaultdict
 from typing import Any, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, POINT, Benchmark, Sample
+from saliency_bench.ops.resize import resize_map
 
 from .stats import PerSample, bootstrap_ci
 
@@ -31,10 +30,8 @@ def heatmap_points(maps: np.ndarray, size: tuple[int, int], tie: str = "mean") -
     ``tie="mean"``: the mean location of all pixels equal to the maximum (Zhang et al.'s
     code); ``tie="first"``: the first maximum in raster order (plain argmax).
     """
-    m = torch.as_tensor(np.asarray(maps, dtype=np.float32))[:, None]
-    if tuple(m.shape[-2:]) != tuple(size):
-        m = F.interpolate(m, size=tuple(int(s) for s in size), mode="bilinear", align_corners=False)
-    m = m[:, 0].reshape(m.shape[0], -1)
+    m = resize_map(maps, size, reference="torchray")
+    m = m.reshape(m.shape[0], -1)
     w = int(size[1])
     if tie == "first":
         i = m.argmax(dim=1)
@@ -115,6 +112,8 @@ def category_mean_accuracy(hits: np.ndarray, categories: Sequence[str]) -> tuple
 
 def _category_mean_statistic(hits: np.ndarray, categories: Sequence[str]):
     """The per-category mean as a function of bootstrap weights ``[r, n]`` (for the CI)."""
+    import scipy.sparse as sp  # here, not at import: listing and planning a run do not need SciPy
+
     names, codes = np.unique(np.asarray(categories, dtype=object).astype(str), return_inverse=True)
     n = len(codes)
     onehot = sp.csr_matrix((np.ones(n), (np.arange(n), codes)), shape=(n, len(names)))
