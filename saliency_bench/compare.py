@@ -261,3 +261,66 @@ def _difference_column(c: dict, ref: dict, e: dict, methods: list[str], rows: di
     return {**c, "key": out_key, "title": name, "short": short, "difference": True, "source": key,
             "source_title": c["title"],
             "better": c.get("better", "higher")}
+
+
+# --------------------------------------------------------------------------------------------
+# On the leaderboard: the marks, the baselines' label, the pairwise matrix
+# --------------------------------------------------------------------------------------------
+MARK_TEXT = {"best": "●", "tie": "○"}  # how the text tables (terminal, Markdown) show a mark
+
+
+def mark_text(marks: Any) -> str:
+    return "".join(MARK_TEXT[m] for m in ("best", "tie") if m in marks)
+
+
+def mark_legend(table: dict, cols: list[dict]) -> str | None:
+    """The line that explains a table's marks (None when it has none)."""
+    if not paired_marks(table, cols):
+        return None
+    tested = any(((table.get("comparisons") or {}).get(c["key"]) or {}).get("pairs") for c in cols)
+    ties = ("not distinguishable from it (paired test on the samples both scored, Holm-corrected, 5%)"
+            if tested else "(no paired comparisons stored: best by value only)")
+    base = f"; {', '.join(table.get('baselines') or [])}: baseline, never marked" if table.get("baselines") else ""
+    return f"{MARK_TEXT['best']} best, {MARK_TEXT['tie']} {ties}{base}"
+
+
+def method_label(table: dict, method: str) -> str:
+    """The method's name as a table shows it: a baseline says so."""
+    return method + (" (baseline)" if method in set(table.get("baselines") or ()) else "")
+
+
+def subset_notes(table: dict) -> list[str]:
+    """``benchmark: on ...`` for each benchmark that scored part of the dataset (which part)."""
+    return [f"{b}: {note}" for b, note in (table.get("subsets") or {}).items() if note]
+
+
+def paired_marks(table: dict, cols: list[dict]) -> dict[tuple[str, str], set[str]]:
+    """``best`` and ``tie`` on a table's cells from its paired comparisons (the summary's
+    ``__compare__`` rows); a run written before them: ``best`` on the best value, baselines
+    excluded. Never on a baseline."""
+    comparisons = table.get("comparisons") or {}
+    baselines = set(table.get("baselines") or ())
+    methods = {r["method"] for r in table["rows"]}
+    out: dict[tuple[str, str], set[str]] = {}
+    for c in cols:
+        comp = comparisons.get(c["key"])
+        if comp is None:
+            values = {r["method"]: (r.get(c["key"]) or {}).get("value") for r in table["rows"]}
+            comp = {"best": pick_best(values, c.get("better", "higher"), sorted(baselines)), "ties": []}
+        best = comp.get("best")
+        if best in methods and best not in baselines:
+            out.setdefault((best, c["key"]), set()).add("best")
+            for m in comp.get("ties") or ():
+                if m in methods and m not in baselines:
+                    out.setdefault((m, c["key"]), set()).add("tie")
+    return out
+
+
+def pairwise_matrix(table: dict, key: str) -> tuple[list[str], list[list[dict | None]]] | None:
+    """A column's comparisons as a matrix: methods, and cell ``[i][j]`` = row i minus column j
+    (``diff``, ``ci``, ``p_holm``, ``n``), None on the diagonal or where no sample is shared."""
+    comp = (table.get("comparisons") or {}).get(key)
+    if not comp or not comp.get("pairs"):
+        return None
+    names = [r["method"] for r in table["rows"] if any(r["method"] in (p["a"], p["b"]) for p in comp["pairs"])]
+    return names, [[None if a == b else pair_of(comp, a, b) for b in names] for a in names]
