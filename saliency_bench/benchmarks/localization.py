@@ -23,7 +23,7 @@ from saliency_bench.ops.jit import Kernels
 from saliency_bench.ops.pil_resize import kept_set_boxes
 
 from .maxboxacc import WSOL_IOUS, WSOL_THRESHOLDS, maxboxacc_correct
-from .stats import bootstrap_ci, weighted_mean
+from .stats import PerSample, bootstrap_ci, weighted_mean
 
 jit = Kernels(__name__)
 
@@ -182,8 +182,9 @@ class Localization(Benchmark):
             records.append(rec)
         return records
 
-    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
-        replicates = int(self.options.get("bootstrap", self.defaults["bootstrap"]))
+    def _splits(self, samples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """(samples alpha* is chosen on, samples the error is reported on, the evaluation split,
+        how alpha* was chosen)."""
         seed = int(self.options.get("seed", self.defaults["seed"]))
         mode = str(self.options.get("heldout", self.defaults["heldout"]))
         split = np.array([str(s.get("split", "eval")) for s in samples])
@@ -198,6 +199,34 @@ class Localization(Benchmark):
             choose = np.zeros(len(samples), bool); choose[perm[: len(perm) // 2]] = True
             report = evals & ~choose
             how = f"no held-out split: alpha* on a seeded half ({int(choose.sum())}), error on the other half"
+        return choose, report, evals, how
+
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, PerSample]:
+        """Localization error (100: missed, 0: correct) of each reported sample at the method's own
+        alpha* (chosen as :meth:`summarize` chooses it); MaxBoxAccV2: the mean over IoU 0.3/0.5/0.7
+        of "a box at that IoU's best threshold is correct", 100 x."""
+        choose, report, evals, _ = self._splits(samples)
+        ids = np.array([str(s["id"]) for s in samples], dtype=object)
+        out: dict[str, PerSample] = {}
+        for kind in THRESHOLDINGS:
+            alphas = self.alphas(kind)
+            if choose.any() and report.any():
+                c = np.array([_unbits(r[kind]) for r in records], dtype=bool).reshape(len(records), len(alphas))
+                k = choose_alpha(c[choose])
+                out[f"loc_error_{kind}"] = PerSample(tuple(ids[report]), 100.0 * (1.0 - c[report, k]))
+        use = evals if evals.any() else np.ones(len(samples), bool)
+        if use.any():
+            m = np.array([[_unbits(r[f"mba{d}"]) for d in WSOL_IOUS] for r in records], dtype=np.float64)
+            m = m.reshape(len(records), len(WSOL_IOUS), -1)[use]
+            best_t = m.mean(axis=0).argmax(axis=1)  # [3]: each IoU's best threshold, as summarize picks it
+            per = m[:, np.arange(len(WSOL_IOUS)), best_t].mean(axis=1)
+            out["maxboxacc_v2"] = PerSample(tuple(ids[use]), 100.0 * per)
+        return out
+
+    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
+        replicates = int(self.options.get("bootstrap", self.defaults["bootstrap"]))
+        seed = int(self.options.get("seed", self.defaults["seed"]))
+        choose, report, evals, how = self._splits(samples)
         out: dict[str, dict] = {}
         for kind in THRESHOLDINGS:
             alphas = self.alphas(kind)

@@ -21,7 +21,7 @@ import saliency_bench
 from saliency_bench.contracts import HEATMAP, POINT, Benchmark, Sample
 from saliency_bench.ops.resize import resize_map
 
-from .stats import bootstrap_ci
+from .stats import PerSample, bootstrap_ci
 
 
 def heatmap_points(maps: np.ndarray, size: tuple[int, int], tie: str = "mean") -> np.ndarray:
@@ -237,6 +237,18 @@ class Pointing(Benchmark):
         pts = self.points(samples, outputs, input_size)
         return [{"hit": int(is_hit(p, self.region(s, self.scoring_size(s, input_size)), self.tolerance)),
                  "x": round(float(p[0]), 2), "y": round(float(p[1]), 2)} for s, p in zip(samples, pts)]
+
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, PerSample]:
+        """Hit (100 or 0) per sample, stratified by category: the column is the mean over
+        categories, so a paired test compares category means on the common samples."""
+        out = {}
+        for column in self.columns:
+            keep = [i for i, s in enumerate(samples) if column == "pointing_all"
+                    or bool((s.get("flags") or {}).get("difficult", False))]
+            out[column] = PerSample(tuple(str(samples[i]["id"]) for i in keep),
+                                    [100.0 * float(records[i]["hit"]) for i in keep],
+                                    tuple(str(samples[i]["category"]) for i in keep))
+        return out
 
     def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
         replicates = int(self._option("bootstrap"))
