@@ -65,7 +65,7 @@ TARGETS = (("backprop", "fraction_of_forward_backward", 0.8),
 #: Settings for a GPU run, and for the tiny run of the tests (every section, a few seconds each).
 FULL = dict(models="googlenet,efficientnet_lite0", batch=64, forward_batch=256, occlusion_images=4, steps=300,
             max_steps=300, probe=10, loop_images=2, warmup=2, repeats=5, ceiling_repeats=10, budget=270.0,
-            size=None, threads=0, e2e_images=3000, e2e_batch=64, e2e_workers=6, e2e_max_s=150.0)
+            size=None, threads=0, e2e_images=3000, e2e_batch=64, e2e_workers=6, e2e_max_s=120.0)
 TINY = dict(models="googlenet", batch=2, forward_batch=4, occlusion_images=1, steps=300, max_steps=2, probe=1,
             loop_images=1, warmup=0, repeats=1, ceiling_repeats=1, budget=0.0, size=32, threads=1,
             e2e_images=8, e2e_batch=4, e2e_workers=0, e2e_max_s=0.0)

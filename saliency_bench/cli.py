@@ -1,4 +1,4 @@
-"""The command line: ``saliency-bench list | explain | run | leaderboard``."""
+"""The command line: ``saliency-bench list | explain | run | leaderboard | compare``."""
 from __future__ import annotations
 
 import argparse
@@ -117,6 +117,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs
+    from .compare_view import print_table, write
+
+    if len(args.runs) < 2:
+        raise ValueError("compare needs two run directories or more (runs/<id> runs/<id> ...)")
+    table = compare_runs(args.runs)
+    print_table(table, console)
+    if args.out:
+        for path in write(table, args.out, args.format.split(",")):
+            console.print(f"wrote {path}", highlight=False)
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="saliency-bench", description=__doc__)
@@ -155,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first recompute the summaries from the per-sample records (an interrupted run's "
                          "leaderboard shows the samples it finished)")
     bp.set_defaults(func=cmd_leaderboard)
+
+    cp = sub.add_parser("compare", help="one table from several runs, with paired differences")
+    cp.add_argument("runs", nargs="+", metavar="RUN", help="run directories (runs/<id>); the first is the reference")
+    cp.add_argument("--format", default="md,html,csv,json", help="with --out: md,html,csv,json")
+    cp.add_argument("--out", help="folder to write compare.{md,html,csv,json} to")
+    cp.set_defaults(func=cmd_compare)
     return p
 
 

@@ -27,13 +27,14 @@ from rich.markup import escape
 
 from . import __version__, registry
 from .cache import HeatmapCache, untrusted_note
+from .compare import is_baseline
 from .config import RunConfig, config_from_args, default_device
 from .contracts import Method, Probe
 from .distributed import Distributed
 from .execute import NOT_EVALUABLE, Item, _collate, _Loaded, call_method
 from .gallery import draw_gallery
 from .isolation import Guard
-from .plan import benchmark_applies, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
+from .plan import benchmark_applies, benchmark_subset, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
 from .scoring import Scorer, scoring_workers
 from .store import Outcome, Store, Timing
 from .summary import PROBE, summarize_into
@@ -90,7 +91,7 @@ class Runner:
             "run_id": self.run_id,
             "methods_resolved": {m.name: m.params for m in self.plan.methods},
             "methods_plan": [{"name": m.name, "base": m.base, "id_params": m.id_params, "params": m.params}
-                             for m in self.plan.methods],
+                             | ({"baseline": True} if is_baseline(m) else {}) for m in self.plan.methods],
             "methods_left_out": [m.name for m in self.plan.left_out],
             "benchmarks_resolved": [b.name for b in self.plan.benchmarks],
             "benchmark_options_resolved": {b.name: {k: v for k, v in b.options.items() if k != "seed"}
@@ -122,11 +123,12 @@ class Runner:
                     for why in skipped.values():
                         self.console.print(f"[yellow]skipped[/yellow] on {escape(display)}: {escape(why)}",
                                            highlight=False)
+                subsets = {b.name: note for b in self.plan.benchmarks if (note := benchmark_subset(b, ds))}
                 self.pass_over(store, writer, model, ds, display, ds_key, skipped)
                 self.dist.barrier()
                 if self.rank == 0:
                     self._merge_shards(store, delete=False)
-                    self.summarize(store, model, display, skipped)
+                    self.summarize(store, model, display, skipped, subsets)
                     self.draw_gallery(store, model, ds, display, ds_key)
                     self._left_out_note(store, model, display, len(ds) if not cfg.limit else min(len(ds), cfg.limit))
                 self.dist.barrier()
@@ -369,8 +371,9 @@ class Runner:
             draw_gallery(store, self.run_id, self.run_dir, self.runs_dir, self.plan.methods, self.cfg.gallery,
                          self.cfg.cache_dtype, model, ds, display, ds_key)
 
-    def summarize(self, store: Store, model, display: str, skipped: dict[str, str]) -> None:
-        summarize_into(store, self.run_id, model.name, display, self.plan, skipped)
+    def summarize(self, store: Store, model, display: str, skipped: dict[str, str],
+                  subsets: dict[str, str] | None = None) -> None:
+        summarize_into(store, self.run_id, model.name, display, self.plan, skipped, subsets)
 
 
 def cpu_default(cfg: RunConfig, device: torch.device) -> bool:
