@@ -21,7 +21,7 @@ import saliency_bench
 from saliency_bench.contracts import HEATMAP, POINT, Benchmark, Column, Metric, Sample
 from saliency_bench.ops.resize import resize_map
 
-from .stats import bootstrap_ci
+from .stats import PerSample, bootstrap_ci
 
 
 def heatmap_points(maps: np.ndarray, size: tuple[int, int], tie: str = "mean") -> np.ndarray:
@@ -145,7 +145,9 @@ class Pointing(Benchmark):
     """
 
     name = "pointing"
-    needs = ("mask",)
+    # The ground-truth region: instance masks where the dataset has them (COCO), else the union
+    # of the category's boxes (ImageNet, VOC: TorchRay's ``voc_as_mask``), docs/PROTOCOLS.md §2.
+    needs = ("mask|boxes",)
     accepts = (HEATMAP, POINT)
     columns = (Column("pointing_all", "Pointing all (%)", "Point.all", "%"),
                Column("pointing_difficult", "Pointing difficult (%)", "Point.dif", "%"))
@@ -162,6 +164,9 @@ class Pointing(Benchmark):
             raise ValueError(f"pointing: tie must be one of {', '.join(TIES)}, not {self.tie!r}")
         if not self.tolerance > 0:
             raise ValueError(f"pointing: tolerance must be positive, not {self.tolerance!r}")
+
+    def applies_to(self, sample: Sample) -> bool:
+        return sample.mask is not None or len(sample.boxes) > 0
 
     @property
     def resolution(self) -> str:
@@ -229,19 +234,31 @@ class Pointing(Benchmark):
         return [{"hit": int(is_hit(p, self.region(s, self.scoring_size(s, input_size)), self.tolerance)),
                  "x": round(float(p[0]), 2), "y": round(float(p[1]), 2)} for s, p in zip(samples, pts)]
 
-    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, Metric]:
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, PerSample]:
+        """Hit (100 or 0) per sample, stratified by category: the column is the mean over
+        categories, so a paired test compares category means on the common samples."""
+        out = {}
+        for column in self.columns:
+            keep = [i for i, s in enumerate(samples) if column == "pointing_all"
+                    or bool((s.get("flags") or {}).get("difficult", False))]
+            out[column] = PerSample(tuple(str(samples[i]["id"]) for i in keep),
+                                    [100.0 * float(records[i]["hit"]) for i in keep],
+                                    tuple(str(samples[i]["category"]) for i in keep))
+        return out
+
+    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
         replicates = int(self.option("bootstrap"))
         seed = int(self.option("seed"))
         hits = np.array([r["hit"] for r in records], dtype=np.float64)
         cats = [str(s["category"]) for s in samples]
         difficult = np.array([bool((s.get("flags") or {}).get("difficult", False)) for s in samples], dtype=bool)
         out = {}
-        for column, sel in zip(self.columns, (np.ones(len(hits), bool), difficult)):
+        for column, sel in (("pointing_all", np.ones(len(hits), bool)), ("pointing_difficult", difficult)):
             h = hits[sel]
             c = [cats[i] for i in np.flatnonzero(sel)]
             value, n_cat = category_mean_accuracy(h, c)
             ci = bootstrap_ci(_category_mean_statistic(h, c), len(h), replicates, seed) if len(h) else None
-            out[str(column)] = column.metric(
+            out[column] = self.declared_column(column).metric(
                 None if value is None else 100.0 * value, None if ci is None else [100.0 * ci[0], 100.0 * ci[1]],
                 int(len(h)), f"mean over {n_cat} categories; {int(len(h))} samples; "
                              f"resolution={self.resolution}, tie={self.tie}, hit if d<{self.tolerance:g}px")

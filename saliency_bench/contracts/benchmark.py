@@ -22,7 +22,9 @@ class Row:
     SKIPPED = "__skipped__"  # a benchmark the dataset cannot feed, and why
     COLUMNS = "__columns__"  # the columns a benchmark declares (titles, direction)
     PROTOCOL = "__protocol__"  # the protocol each column of a benchmark follows
-    KINDS = (MODEL, SKIPPED, COLUMNS, PROTOCOL)
+    SUBSET = "__subset__"  # a benchmark that scored part of the dataset, and which part
+    COMPARE = "__compare__"  # the paired comparisons of a benchmark's columns
+    KINDS = (MODEL, SKIPPED, COLUMNS, PROTOCOL, SUBSET, COMPARE)
     COVERAGE = "coverage"  # the benchmark field of a method's coverage row (samples scored/failed)
 
 
@@ -147,7 +149,7 @@ class Benchmark:
             raise KeyError(f"benchmark '{self.name}' has no option '{key}'")
         return defaults[key]
 
-    def column(self, key: str) -> Column:
+    def declared_column(self, key: str) -> Column:
         """The declared column ``key``."""
         return next(Column.of(c) for c in self.columns if c == key)
 
@@ -176,7 +178,9 @@ class Benchmark:
             return False
         if "mask" in self.needs and sample.mask is None and len(sample.boxes) == 0:
             return False
-        return True
+        # a flag named like a need, False: this sample lacks it (the bundled sample's images with
+        # several categories, for localization's single_class)
+        return not any((sample.flags or {}).get(n) is False for n in self.needs)
 
     def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int], **kw: Any) -> dict:
         """One sample's record (``kw``: ``query=`` for a benchmark that uses the model)."""
@@ -196,6 +200,13 @@ class Benchmark:
         ``self.columns``. ``samples[i]`` is the metadata of the sample behind ``records[i]``:
         ``id``, ``category``, ``split``, ``flags``."""
         raise NotImplementedError
+
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, Any]:
+        """Each column's per-sample quantity, for paired comparisons between methods (docs/PROTOCOLS.md
+        §9): ``{column: saliency_bench.benchmarks.stats.PerSample}`` on the same records and
+        samples as :meth:`summarize`, which it aggregates to the column's value, the column's own
+        choices (alpha*, a best threshold) fixed. A column left out has no paired test."""
+        return {}
 
 
 class ModelQuery:

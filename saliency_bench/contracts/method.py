@@ -61,12 +61,13 @@ class Method:
     base: str | None = None  # the registered method this is a variant of
     root: str = ""  # the name an id is made from ("" = name)
     id_params: dict[str, Any] = field(default_factory=dict)  # the parameters the id shows
+    code: str = ""  # a digest of the function's code (a function passed to saliency_bench.run)
 
     @property
     def key(self) -> str:
         """The registered method plus a hash of the parameters: what a heatmap cache entry is
         keyed by (a variant and the method run with the same parameters share it)."""
-        blob = json.dumps(self.params, sort_keys=True, default=str)
+        blob = json.dumps(self.params, sort_keys=True, default=str) + self.code
         return f"{self.base or self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
     def _check(self, params: Mapping[str, Any]) -> None:

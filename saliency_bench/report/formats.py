@@ -5,7 +5,8 @@ import csv
 import io
 import json
 
-from .tables import cells, coverage, coverage_notes, protocol_notes, settings_lines, table_notes, used_columns
+from .tables import (cells, coverage, coverage_notes, mark_legend, method_label, protocol_notes, settings_lines,
+                     subset_notes, table_notes, used_columns)
 
 
 def to_markdown(run: dict) -> str:
@@ -16,11 +17,13 @@ def to_markdown(run: dict) -> str:
         out.append("| Method | " + " | ".join(c["title"] for c in cols) + " | Coverage |")
         out.append("|---|" + "---|" * len(cols) + "---|")
         for r, row in zip(t["rows"], cells(t, cols)):
-            out.append(f"| {r['method']} | " + " | ".join(c.text() for c in row) + f" | {coverage(r)} |")
+            out.append(f"| {method_label(t, r['method'])} | " + " | ".join(c.text() for c in row) + f" | {coverage(r)} |")
         fb = t.get("model_forward_backward")
         if fb:
             out += ["", f"Model forward+backward: {fb['images_per_s']:.1f} images/s at batch {fb['batch_size']}."]
-        out += [""] + [f"alpha*: {why}." for why in table_notes(t)]
+        marks = mark_legend(t, cols)
+        out += [""] + ([f"{marks}."] if marks else []) + [f"{n}." for n in subset_notes(t)]
+        out += [f"alpha*: {why}." for why in table_notes(t)]
         why = coverage_notes(t)
         if why:
             out += ["", "Coverage:", ""] + [f"- {w}" for w in why]

@@ -8,7 +8,8 @@ import html
 from importlib.resources import files
 
 from .plots import speed_columns, speed_plot_svg
-from .tables import alpha, cells, coverage, coverage_notes, protocol_notes, settings_lines, table_notes, used_columns
+from .tables import (alpha, cells, coverage, coverage_notes, mark_legend, mark_text, method_label, protocol_notes,
+                     settings_lines, subset_notes, table_notes, used_columns)
 
 
 def static(name: str) -> str:
@@ -23,7 +24,8 @@ def _table(t: dict) -> list[str]:
     parts += [f"<th title='{e(c['key'])}'>{e(c['title'])}</th>" for c in cols]
     parts.append("<th>Coverage</th></tr></thead><tbody>")
     for r, row in zip(t["rows"], cells(t, cols)):
-        parts.append(f"<tr><td data-v='{e(r['method'])}'>{e(r['method'])}</td>")
+        base = " class='baseline'" if r["method"] in set(t.get("baselines") or ()) else ""
+        parts.append(f"<tr{base}><td data-v='{e(r['method'])}'>{e(method_label(t, r['method']))}</td>")
         for c in row:
             m, v = c.metric, c.value
             if v is None:
@@ -34,7 +36,8 @@ def _table(t: dict) -> list[str]:
             ci_s = f" <span class='ci'>[{ci[0]:.3g}, {ci[1]:.3g}]</span>" if ci else ""
             a = alpha(m)
             note_s = f" <span class='ci'>{e(a)}</span>" if a else ""
-            parts.append(f"<td data-v='{v}'{cls} title='{e(m.get('note', ''))}'>{v:.3g}{ci_s}{note_s}</td>")
+            mk = f" <span class='mark'>{mark_text(c.marks)}</span>" if c.marks else ""
+            parts.append(f"<td data-v='{v}'{cls} title='{e(m.get('note', ''))}'>{v:.3g}{ci_s}{note_s}{mk}</td>")
         cov = r.get("coverage") or {}
         reasons = "; ".join(f"{f['id']}: {f['reason']}" for f in cov.get("failures", [])[:10])
         parts.append(f"<td data-v='{cov.get('scored', '')}' title='{e(reasons)}'>{e(coverage(r))}</td></tr>")
@@ -42,7 +45,10 @@ def _table(t: dict) -> list[str]:
     fb = t.get("model_forward_backward")
     if fb:
         parts.append(f"<p>Model forward+backward: {fb['images_per_s']:.1f} images/s at batch {fb['batch_size']}.</p>")
+    marks = mark_legend(t, cols)
+    parts += ([f"<p class='marks'>{e(marks)}.</p>"] if marks else []) + [f"<p>{e(n)}.</p>" for n in subset_notes(t)]
     parts += [f"<p>alpha*: {e(why)}.</p>" for why in table_notes(t)]
+    parts += _matrices(t, cols)
     why = coverage_notes(t)
     if why:
         parts.append("<details><summary>Coverage</summary><ul>"
@@ -52,6 +58,38 @@ def _table(t: dict) -> list[str]:
         parts.append("<details><summary>Protocols</summary><ul>"
                      + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul></details>")
     return parts
+
+
+def _matrices(t: dict, cols: list[dict]) -> list[str]:
+    """Per column, the paired comparisons of every two methods: row minus column on the samples
+    both scored, its interval, the Holm-adjusted p; bold where significant at 5%."""
+    from ..compare import pairwise_matrix
+
+    e = html.escape
+    out = []
+    for c in cols:
+        mat = pairwise_matrix(t, c["key"])
+        if mat is None:
+            continue
+        names, cells_ = mat
+        comp = t["comparisons"][c["key"]]
+        rows = ["<tr><th>row − column</th>" + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>"]
+        for a, line in zip(names, cells_):
+            tds = []
+            for p in line:
+                if p is None:
+                    tds.append("<td>–</td>")
+                    continue
+                sig = " class='sig'" if p["p_holm"] < comp.get("level", 0.05) else ""
+                ci = p.get("ci")
+                ci_s = f" <span class='ci'>[{ci[0]:.3g}, {ci[1]:.3g}]</span>" if ci else ""
+                tds.append(f"<td{sig} title='n={p['n']}, p={p['p']:.3g}, "
+                           f"Holm {p['p_holm']:.3g}'>{p['diff']:+.3g}{ci_s}<br><span class='ci'>p={p['p_holm']:.2g}"
+                           f"</span></td>")
+            rows.append(f"<tr><th>{e(a)}</th>" + "".join(tds) + "</tr>")
+        out.append(f"<details class='pairs' data-column='{e(c['key'])}'><summary>Pairwise: {e(c['title'])}</summary>"
+                   f"<p>{e(comp.get('test', ''))}.</p><table class='pairs'>" + "".join(rows) + "</table></details>")
+    return out
 
 
 def _plots(t: dict) -> list[str]:

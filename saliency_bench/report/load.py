@@ -3,14 +3,15 @@ of methods by columns, with coverage, protocols and skipped benchmarks.
 
 The columns are those the benchmarks declared (``Row.COLUMNS`` rows, written by the summary).
 A run written before benchmarks declared them is brought up to date by :func:`migrate`, the one
-place that knows older runs: nothing after it has a fallback.
+place that knows older runs (with :func:`saliency_bench.store.migrate_settings`, which the
+summary also reads settings through): nothing after it has a fallback.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..contracts.benchmark import Row
-from ..store import Store
+from ..store import Store, migrate_settings
 
 
 def open_run(run_dir: Path) -> tuple[dict, list[dict]]:
@@ -32,18 +33,6 @@ def open_run(run_dir: Path) -> tuple[dict, list[dict]]:
 # --------------------------------------------------------------------------------------------
 # The one migration
 # --------------------------------------------------------------------------------------------
-def migrate_settings(settings: dict) -> dict:
-    """Settings of an older run with what later runs store: ``methods_plan`` (the method rows
-    with their variant origin; older runs stored ``methods_resolved`` only) and a
-    ``benchmarks_resolved`` list."""
-    s = dict(settings)
-    if not s.get("methods_plan"):
-        s["methods_plan"] = [{"name": n, "base": None, "id_params": {}, "params": p}
-                             for n, p in (s.get("methods_resolved") or {}).items()]
-    s["benchmarks_resolved"] = list(s.get("benchmarks_resolved") or [])
-    return s
-
-
 def migrate(info: dict, rows: list[dict]) -> tuple[dict, list[dict]]:
     """An older run's settings and rows in today's form: every benchmark that has metrics gets
     the ``Row.COLUMNS`` row today's code would write for it (the registered benchmark's
@@ -85,6 +74,18 @@ def _declared_columns(name: str, settings: dict) -> list[dict] | None:
         return None
 
 
+def baselines_of(settings: dict, names: list[str]) -> list[str]:
+    """The baselines among a run's methods ``names``: those its plan marked, or (a run written
+    before methods declared it) the centre and its variants."""
+    plan = settings.get("methods_plan") or []
+    if any("baseline" in row for row in plan):
+        marked = {row["name"] for row in plan if row.get("baseline")}
+    else:
+        marked = {row["name"] for row in plan if "center" in (row.get("name"), row.get("base"))}
+        marked |= {n for n in names if n == "center" or n.startswith("center[")}
+    return [n for n in names if n in marked]
+
+
 # --------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------
@@ -106,6 +107,8 @@ def load_run(run_dir: Path) -> dict:
     protocols: dict[tuple[str, str], dict[str, str]] = {}
     declared: dict[tuple[str, str], dict[str, list[dict]]] = {}  # (model, dataset) -> benchmark -> columns
     skipped: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> benchmark -> why
+    comparisons: dict[tuple[str, str], dict[str, dict]] = {}  # (model, dataset) -> column -> comparison
+    subsets: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> benchmark -> which part
     for r in rows:
         key = (r["model"], r["dataset"])
         kind, metrics = r["method"], r["metrics"] or {}
@@ -115,6 +118,10 @@ def load_run(run_dir: Path) -> dict:
             protocols.setdefault(key, {}).update({k: str(v) for k, v in metrics.items()})
         elif kind == Row.SKIPPED:  # a benchmark the dataset cannot feed, and why
             skipped.setdefault(key, {})[r["benchmark"]] = str(metrics.get("why", ""))
+        elif kind == Row.COMPARE:  # the paired comparisons of a benchmark's columns
+            comparisons.setdefault(key, {}).update(metrics)
+        elif kind == Row.SUBSET:  # a benchmark that scored part of the dataset, which part
+            subsets.setdefault(key, {})[r["benchmark"]] = str(metrics.get("note", ""))
         elif kind == Row.COLUMNS:
             declared.setdefault(key, {})[r["benchmark"]] = list(metrics.get("columns") or [])
         elif r["benchmark"] == Row.COVERAGE:
@@ -137,6 +144,9 @@ def load_run(run_dir: Path) -> dict:
         out.append({"model": model, "dataset": dataset, "model_forward_backward": model_fb.get((model, dataset)),
                     "protocols": protocols.get((model, dataset), {}), "columns": cols,
                     "skipped": skipped.get((model, dataset), {}),
+                    "comparisons": comparisons.get((model, dataset), {}),
+                    "subsets": subsets.get((model, dataset), {}),
+                    "baselines": baselines_of(settings, names),
                     "rows": [{"method": m, **methods[m]} for m in names]})
     return {"run_id": run_dir.name, "settings": settings, "meta": info["meta"], "tables": out,
             "finished": info.get("finished") is not None, "columns": all_columns,

@@ -71,7 +71,18 @@ def best_value(table: dict, cols: list[dict]) -> Marks:
     return out
 
 
-MARKERS: list[Callable[[dict, list[dict]], Marks]] = [best_value]
+def paired_best(table: dict, cols: list[dict]) -> Marks:
+    """``best`` on the best method of each column that is not a baseline, ``tie`` on every method
+    the paired test cannot tell from it (docs/PROTOCOLS.md §9; :func:`saliency_bench.compare.paired_marks`)."""
+    from ..compare import paired_marks
+
+    return paired_marks(table, cols)
+
+
+MARKERS: list[Callable[[dict, list[dict]], Marks]] = [paired_best]
+# How marks read, who is a baseline, which part of a dataset a benchmark scored: the comparisons'
+# words (saliency_bench.compare), re-exported for the writers.
+from ..compare import mark_legend, mark_text, method_label, subset_notes  # noqa: E402
 
 
 def marks_of(table: dict, cols: list[dict]) -> Marks:
@@ -102,7 +113,10 @@ class Cell:
         return ci if ci and None not in ci[:2] else None
 
     def text(self, ci: bool = True) -> str:
-        return fmt(self.metric, ci=ci and bool(self.column.get("interval", True)))
+        """The score as text, its marks after it (``41.4 [36.0, 47.1] ●``)."""
+        s = fmt(self.metric, ci=ci and bool(self.column.get("interval", True)))
+        m = mark_text(self.marks)
+        return f"{s} {m}" if m and self.value is not None else s
 
 
 def cells(table: dict, cols: list[dict]) -> list[list[Cell]]:

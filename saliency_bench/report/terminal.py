@@ -7,7 +7,8 @@ import os
 import textwrap
 from typing import Any
 
-from .tables import cells, coverage, coverage_notes, fmt_value, settings_lines, table_notes, used_columns
+from .tables import (cells, coverage, coverage_notes, fmt_value, mark_legend, mark_text, method_label,
+                     settings_lines, subset_notes, table_notes, used_columns)
 
 PIPED_WIDTH = 120  # the printed tables' width when the output is not a terminal and COLUMNS is unset
 FILES = "leaderboard.md/.html/.csv/.json"
@@ -44,7 +45,7 @@ def _rich_table(t: dict, cols: list[dict], form: str):
     compact = form == "compact"
     table = Table(title=f"{t['model']} on {t['dataset']}", box=box.SIMPLE_HEAD if compact else box.SQUARE,
                   pad_edge=not compact, title_justify="left" if compact else "center")
-    names = [r["method"] for r in t["rows"]] or ["Method"]
+    names = [method_label(t, r["method"]) for r in t["rows"]] or ["Method"]
     table.add_column("Method", style="bold", no_wrap=True, overflow="fold",
                      min_width=max(len("Method"), *map(len, names)))
     texts: list[list[str]] = []
@@ -52,7 +53,8 @@ def _rich_table(t: dict, cols: list[dict], form: str):
         row = []
         for c in row_cells:
             if compact:
-                row.append("–" if c.value is None else fmt_value(c.value))
+                mark = mark_text(c.marks)
+                row.append("–" if c.value is None else fmt_value(c.value) + (f" {mark}" if mark else ""))
             else:
                 text = c.text()
                 if form == "stacked":
@@ -69,7 +71,7 @@ def _rich_table(t: dict, cols: list[dict], form: str):
             header = _wrap_header(c["title"], widest)
         table.add_column(Text(header, style="bold"), justify="right", no_wrap=compact, overflow="fold")
     for r, row in zip(t["rows"], texts):  # Text: a name such as mask[iterations=100] is not markup
-        table.add_row(Text(r["method"]), *map(Text, row))
+        table.add_row(Text(method_label(t, r["method"])), *map(Text, row))
     return table
 
 
@@ -130,8 +132,13 @@ def print_tables(run: dict, console) -> None:
             cols = used_columns(t)
             table, form, hidden = fit_table(t, cols, width, console)
             console.print(table)
+            marks = mark_legend(t, [c for c in cols if c not in hidden])
+            if marks:
+                say(marks + ".")
             if form == "compact" and (cols or hidden):
                 say(_legend([c for c in cols if c not in hidden], hidden))
+            for note in subset_notes(t):
+                say(note + ".")
             for why in table_notes(t):
                 say(f"alpha*: {why}.")
             for why in coverage_notes(t):
