@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -185,6 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _load_plugins(args.plugin)
         return int(args.func(args) or 0)
+    except KeyboardInterrupt as e:  # one line, no traceback: what was kept, how to go on
+        kept = getattr(e, "kept", None)
+        words = argv if argv is not None else sys.argv[1:]
+        if args.command == "run":
+            line = (f"interrupted: {kept or 'nothing stored yet'}; resume with: "
+                    f"saliency-bench {shlex.join(words)}")
+        else:
+            line = "interrupted"
+        Console(stderr=True, emoji=False).print(line, markup=False, highlight=False, soft_wrap=True)
+        return 130
     except (RegistryError, FileNotFoundError, ValueError, TypeError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         from rich.markup import escape

@@ -11,9 +11,10 @@ from saliency_bench.cli import main
 from saliency_bench.config import RunConfig
 from saliency_bench.plan import make_plan
 
-HEAVY = {"mask", "mask_top5", "mask_preserve", "occlusion", "blur_occlusion", "variable_occlusion"}
+HEAVY = {"mask", "mask_top5", "mask_preserve", "occlusion", "blur_occlusion", "variable_occlusion",
+         "rise", "extremal_perturbation"}
 CHEAP = {"center", "gradient", "guided_backprop", "grad_cam", "excitation_backprop",
-         "contrastive_excitation_backprop"}
+         "contrastive_excitation_backprop", "deconvnet"}
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,9 @@
 
 Every benchmark here runs the model through the :class:`~saliency_bench.contracts.Probe`: the
 perturbed inputs of all samples of a batch, and of all thresholds or steps, are scored chunk by
-chunk, and the probe counts the passes and seconds for the runtime table.
+chunk, and the probe counts the passes and seconds for the runtime table. The probe's model is
+the verified, pristine one, and a benchmark that changes it fails, named (docs/ARCHITECTURE.md,
+"Isolation").
 """
 from __future__ import annotations
 

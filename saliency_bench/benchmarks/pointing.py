@@ -145,7 +145,9 @@ class Pointing(Benchmark):
     """
 
     name = "pointing"
-    needs = ("mask",)
+    # The ground-truth region: instance masks where the dataset has them (COCO), else the union
+    # of the category's boxes (ImageNet, VOC: TorchRay's ``voc_as_mask``), docs/PROTOCOLS.md §2.
+    needs = ("mask|boxes",)
     accepts = (HEATMAP, POINT)
     columns = ("pointing_all", "pointing_difficult")
     titles = {"pointing_all": "Pointing all (%)", "pointing_difficult": "Pointing difficult (%)"}
@@ -166,6 +168,9 @@ class Pointing(Benchmark):
 
     def _option(self, key: str) -> Any:
         return self.options.get(key, self.defaults[key])
+
+    def applies_to(self, sample: Sample) -> bool:
+        return sample.mask is not None or len(sample.boxes) > 0
 
     @property
     def resolution(self) -> str:
