@@ -32,6 +32,7 @@ import numpy as np
 
 from .contracts import Benchmark, Probe, Sample
 from .execute import score_isolated
+from .isolation import Guard
 
 Job = tuple[Benchmark, list[Sample], list[np.ndarray], Probe | None]
 Result = tuple[list[tuple[str, dict]], dict[str, str]]  # score_isolated's (scored, failed)
@@ -108,8 +109,10 @@ class _InFlight:
 class Scorer:
     """Scores jobs here (``workers=0``) or in ``workers`` forked processes; see the module."""
 
-    def __init__(self, benches: Sequence[Benchmark], workers: int = 0, max_pending: int | None = None) -> None:
+    def __init__(self, benches: Sequence[Benchmark], workers: int = 0, max_pending: int | None = None,
+                 guard: Guard | None = None) -> None:
         self.benches = list(benches)
+        self.guard = guard  # verifies the model after each benchmark with the model in the loop
         pure = [b for b in self.benches if not b.uses_model and not b.timing]
         self.workers = int(workers) if pure else 0
         self.max_pending = max_pending or 2 * max(1, self.workers)
@@ -127,7 +130,7 @@ class Scorer:
         parts: list[Any] = []
         for bench, samples, outputs, probe in jobs:
             if self._pool is None or bench.uses_model or probe is not None:
-                parts.append(score_isolated(bench, samples, outputs, input_size, probe))
+                parts.append(score_isolated(bench, samples, outputs, input_size, probe, self.guard))
             else:
                 job = (self.benches.index(bench), samples, outputs, input_size)
                 parts.append(_InFlight(self._pool.apply_async(_score, job), job, self.benches))

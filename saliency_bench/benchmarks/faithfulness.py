@@ -10,7 +10,9 @@
 
 Every benchmark here runs the model through the :class:`~saliency_bench.contracts.Probe`: the
 perturbed inputs of all samples of a batch, and of all thresholds or steps, are scored chunk by
-chunk, and the probe counts the passes and seconds for the runtime table.
+chunk, and the probe counts the passes and seconds for the runtime table. The probe's model is
+the verified, pristine one, and a benchmark that changes it fails, named (docs/ARCHITECTURE.md,
+"Isolation").
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from saliency_bench.imageio import blurred_input
 from saliency_bench.ops.blur import gaussian_blur, gkern, gkern_blur
 from saliency_bench.ops.resize import resize_map
 
-from .stats import bootstrap_ci, weighted_mean
+from .stats import PerSample, bootstrap_ci, weighted_mean
 
 GAME_ALPHAS = tuple(round(0.01 * i, 2) for i in range(100))  # np.arange(0, 1, 0.01)
 SUBSTRATES = ("zeros", "gkern", "blurred")
@@ -108,6 +110,16 @@ class _ModelInTheLoop(Benchmark):
             "ci": None if ci is None else [self.scale * ci[0], self.scale * ci[1]],
             "n": n, "unit": self.unit, "note": self.note(records, n),
         }}
+
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, PerSample]:
+        """The record's value (an AUC, the deletion game's smallest area) per evaluation sample,
+        in the column's units: the column is their mean."""
+        split = [str(s.get("split", "eval")) for s in samples]
+        use = [i for i, sp in enumerate(split) if sp == "eval"] if "eval" in split else list(range(len(samples)))
+        keep = [i for i in use if isinstance(records[i].get("value"), (int, float))
+                and np.isfinite(records[i]["value"])]
+        return {self.column: PerSample(tuple(str(samples[i]["id"]) for i in keep),
+                                       [self.scale * float(records[i]["value"]) for i in keep])}
 
     def note(self, records: Sequence[dict], n: int) -> str:
         return f"mean over {n} samples"

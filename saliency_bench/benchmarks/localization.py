@@ -1,46 +1,14 @@
-"""Weak localization (Fong & Vedaldi, ICCV 2017, §5 "Localization"; docs/PROTOCOLS.md §3) and
-MaxBoxAccV2 (Choe et al., "Evaluating Weakly Supervised Object Localization Methods Right",
-CVPR 2020, §4.1), each computed the way its reference program computes it.
+"""Weak localization (Fong & Vedaldi, ICCV 2017, §5 "Localization"), computed as the authors'
+``getbb_from_heatmap`` and ``compute_overlap`` did for the published numbers; the benchmark also
+reports MaxBoxAccV2 (:mod:`.maxboxacc`). docs/PROTOCOLS.md §3.
 
-**Fong & Vedaldi**, as their ``getbb_from_heatmap`` (``ruthcfong/perturb_explanations``,
-``code/caffe/python/heatmaps.py``) and ``compute_overlap`` (``helpers.py``) did for the published
-numbers. For each thresholding and alpha, at **the map's own resolution** (Grad-CAM 7x7,
-gradient 224x224), the rejected pixels are set to 0 (``value``, their ``min_max_diff``: keep
-``h - min(h) >= alpha * (max(h) - min(h))``; ``mean``: keep ``h >= alpha * mean(h)``; ``energy``:
-keep the first ``i`` pixels in descending order, ``i`` the first position where the cumulative sum
-reaches ``alpha * sum(h)``); then ``scipy.misc.imresize(kept, (H, W))`` brings it to the original
-size: ``bytescale`` to uint8 (``cmin``/``cmax`` the kept map's minimum and maximum, a zero range
-counted as 1, ``uint8(clip((x - cmin) * (255 / range), 0, 255) + 0.5)`` in float32) and PIL's
-``Image.resize((W, H), BILINEAR)``. The box is the tight box of **all** non-zero pixels of that
-uint8 image, in their 1-based coordinates (first non-zero column + 1, ...); when every pixel is 0
-their code returns ``[1, 1, H, W]`` (x2 = H and y2 = W, their order: we return the same). A
-hit is IoU >= 0.5 (VOC, +1) with a ground-truth box of the class as the annotation file writes
-it. Their quirks are ours: a kept map with negative values bytescales its zeros (the rejected
-pixels) to non-zero values; a constant kept map bytescales to all zeros; a small kept value can
-bytescale to 0. Thresholds are computed in float64 on the float32 map. Energy ties: the authors
-ordered with ``np.argsort(h)[::-1]`` (unstable); we cut tied values in raster order.
-
-**MaxBoxAccV2**, as wsolevaluation's ``inference.py`` and ``evaluation.py``
-(``compute_bboxes_from_scoremaps`` with ``multi_contour_eval``, ``BoxEvaluator``): the map, in
-float64 (their ``t2n``), resized to the network input size with ``cv2.resize(INTER_CUBIC)``,
-min-max normalised (NaN or constant: zeros), ``uint8(s * 255)``; for ``t`` in ``0:0.01:0.99`` the
-foreground is ``> int(t * max)``, and **every** contour ``cv2.findContours(RETR_TREE)`` returns
-gives a candidate box, the borders of holes included, as ``boundingRect``'s
-``(x, y, min(x + w, W - 1), min(y + h, H - 1))`` (no contour: ``(0, 0, 0, 0)``); ground-truth
-boxes are scaled to the input size by their ``resize_bbox``. A sample is correct at ``t`` when a
-candidate has IoU >= delta with a ground-truth box; per delta in {0.3, 0.5, 0.7} the score is the
-accuracy at the best ``t``, and MaxBoxAccV2 is their mean.
-
-The resize is PIL's as installed (Pillow 13: fixed-point taps, the horizontal pass first unless
-the height shrinks by more than twice as many pixels as the width), which the tests check on
-thousands of random cases; the authors ran a 2017 Pillow, whose resize differed in such details.
-
-Speed: per sample, the alphas of the three thresholdings select few distinct kept sets (all
-"the first ``c`` pixels in descending order"), and each is resized once, by an exact emulation
-of Pillow's fixed-point bilinear resize that computes only the output columns and rows the
-box needs (:func:`saliency_bench.ops.pil_resize.kept_set_boxes`): no image is resized. MaxBoxAccV2 lives in
-:mod:`.maxboxacc`.
-Loops are compiled with numba at first use.
+For each thresholding (``value``, ``energy``, ``mean``) and each alpha of its grid, at the map's
+own resolution, the rejected pixels are set to 0; the kept map goes to the original size as
+scipy's ``imresize`` did (bytescale to uint8, Pillow's bilinear resize); the box is the 1-based
+tight box of all non-zero pixels (none: ``[1, 1, H, W]``), a hit at IoU >= 0.5 (+1 convention)
+with a box of the class as annotated. alpha* is chosen on the held-out split. The resize is
+emulated exactly and only where the box needs it, columns and rows whose byte bounds cannot
+reach 1 skipped (:func:`saliency_bench.ops.pil_resize.kept_set_boxes`): no image is resized.
 """
 from __future__ import annotations
 
@@ -55,7 +23,7 @@ from saliency_bench.ops.jit import Kernels
 from saliency_bench.ops.pil_resize import kept_set_boxes
 
 from .maxboxacc import WSOL_IOUS, WSOL_THRESHOLDS, maxboxacc_correct
-from .stats import bootstrap_ci, weighted_mean
+from .stats import PerSample, bootstrap_ci, weighted_mean
 
 jit = Kernels(__name__)
 
@@ -214,8 +182,9 @@ class Localization(Benchmark):
             records.append(rec)
         return records
 
-    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
-        replicates = int(self.options.get("bootstrap", self.defaults["bootstrap"]))
+    def _splits(self, samples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """(samples alpha* is chosen on, samples the error is reported on, the evaluation split,
+        how alpha* was chosen)."""
         seed = int(self.options.get("seed", self.defaults["seed"]))
         mode = str(self.options.get("heldout", self.defaults["heldout"]))
         split = np.array([str(s.get("split", "eval")) for s in samples])
@@ -230,6 +199,34 @@ class Localization(Benchmark):
             choose = np.zeros(len(samples), bool); choose[perm[: len(perm) // 2]] = True
             report = evals & ~choose
             how = f"no held-out split: alpha* on a seeded half ({int(choose.sum())}), error on the other half"
+        return choose, report, evals, how
+
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, PerSample]:
+        """Localization error (100: missed, 0: correct) of each reported sample at the method's own
+        alpha* (chosen as :meth:`summarize` chooses it); MaxBoxAccV2: the mean over IoU 0.3/0.5/0.7
+        of "a box at that IoU's best threshold is correct", 100 x."""
+        choose, report, evals, _ = self._splits(samples)
+        ids = np.array([str(s["id"]) for s in samples], dtype=object)
+        out: dict[str, PerSample] = {}
+        for kind in THRESHOLDINGS:
+            alphas = self.alphas(kind)
+            if choose.any() and report.any():
+                c = np.array([_unbits(r[kind]) for r in records], dtype=bool).reshape(len(records), len(alphas))
+                k = choose_alpha(c[choose])
+                out[f"loc_error_{kind}"] = PerSample(tuple(ids[report]), 100.0 * (1.0 - c[report, k]))
+        use = evals if evals.any() else np.ones(len(samples), bool)
+        if use.any():
+            m = np.array([[_unbits(r[f"mba{d}"]) for d in WSOL_IOUS] for r in records], dtype=np.float64)
+            m = m.reshape(len(records), len(WSOL_IOUS), -1)[use]
+            best_t = m.mean(axis=0).argmax(axis=1)  # [3]: each IoU's best threshold, as summarize picks it
+            per = m[:, np.arange(len(WSOL_IOUS)), best_t].mean(axis=1)
+            out["maxboxacc_v2"] = PerSample(tuple(ids[use]), 100.0 * per)
+        return out
+
+    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
+        replicates = int(self.options.get("bootstrap", self.defaults["bootstrap"]))
+        seed = int(self.options.get("seed", self.defaults["seed"]))
+        choose, report, evals, how = self._splits(samples)
         out: dict[str, dict] = {}
         for kind in THRESHOLDINGS:
             alphas = self.alphas(kind)

@@ -21,7 +21,7 @@ import saliency_bench
 from saliency_bench.contracts import HEATMAP, POINT, Benchmark, Sample
 from saliency_bench.ops.resize import resize_map
 
-from .stats import bootstrap_ci
+from .stats import PerSample, bootstrap_ci
 
 
 def heatmap_points(maps: np.ndarray, size: tuple[int, int], tie: str = "mean") -> np.ndarray:
@@ -145,7 +145,9 @@ class Pointing(Benchmark):
     """
 
     name = "pointing"
-    needs = ("mask",)
+    # The ground-truth region: instance masks where the dataset has them (COCO), else the union
+    # of the category's boxes (ImageNet, VOC: TorchRay's ``voc_as_mask``), docs/PROTOCOLS.md §2.
+    needs = ("mask|boxes",)
     accepts = (HEATMAP, POINT)
     columns = ("pointing_all", "pointing_difficult")
     titles = {"pointing_all": "Pointing all (%)", "pointing_difficult": "Pointing difficult (%)"}
@@ -166,6 +168,9 @@ class Pointing(Benchmark):
 
     def _option(self, key: str) -> Any:
         return self.options.get(key, self.defaults[key])
+
+    def applies_to(self, sample: Sample) -> bool:
+        return sample.mask is not None or len(sample.boxes) > 0
 
     @property
     def resolution(self) -> str:
@@ -232,6 +237,18 @@ class Pointing(Benchmark):
         pts = self.points(samples, outputs, input_size)
         return [{"hit": int(is_hit(p, self.region(s, self.scoring_size(s, input_size)), self.tolerance)),
                  "x": round(float(p[0]), 2), "y": round(float(p[1]), 2)} for s, p in zip(samples, pts)]
+
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, PerSample]:
+        """Hit (100 or 0) per sample, stratified by category: the column is the mean over
+        categories, so a paired test compares category means on the common samples."""
+        out = {}
+        for column in self.columns:
+            keep = [i for i, s in enumerate(samples) if column == "pointing_all"
+                    or bool((s.get("flags") or {}).get("difficult", False))]
+            out[column] = PerSample(tuple(str(samples[i]["id"]) for i in keep),
+                                    [100.0 * float(records[i]["hit"]) for i in keep],
+                                    tuple(str(samples[i]["category"]) for i in keep))
+        return out
 
     def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
         replicates = int(self._option("bootstrap"))
