@@ -31,6 +31,8 @@ from torch.overrides import TorchFunctionMode
 
 from saliency_bench.targets import Targets, score_gradient
 
+from ._excitation_ops import WEIGHT_PARTS, clamped_part, conv_vjp
+
 INPUT = "input"  # the probe name of the network input
 
 
@@ -137,8 +139,9 @@ class GuidedRules(Rules):
 def _safe_div(p: Tensor, z: Tensor) -> Tensor:
     # A neuron without any excitatory input passes nothing down (and no 0/0 NaN); TorchRay
     # divides by ``z + 1e-20`` instead, which gives the same products wherever ``z = 0`` exactly.
-    nz = z != 0
-    return torch.where(nz, p / torch.where(nz, z, torch.ones_like(z)), torch.zeros_like(p))
+    # (Where ``z = 0`` the quotient is computed and discarded: one kernel less than dividing by
+    # a patched denominator, the same values.)
+    return torch.where(z != 0, p / z, 0.0)
 
 
 #: How a linear map excites inputs that can be negative (EfficientNet's linear bottleneck
@@ -147,11 +150,16 @@ SIGNED_INPUTS = ("as_is", "split", "clamp")
 
 
 def mwp_weighted(apply: Callable[[Tensor, Tensor], Tensor], x: Tensor, w: Tensor, p: Tensor,
-                 signed: str = "split", nonneg: bool = False) -> Tensor:
+                 signed: str = "split", nonneg: bool = False, *, negate: bool = False,
+                 vjp: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+                 cache: bool = True) -> Tensor:
     """Marginal winning probability through a linear map ``y_i = sum_j w_ij x_j`` (Zhang et al.,
     ECCV 2016, eq. 7-8): ``p_j = sum_i x_j w_ij^+ / (sum_k x_k w_ik^+) p_i``, bias dropped (a
     bias is no neuron and excites nothing). ``apply(t, W)`` is the map without bias; its
-    vector-Jacobian product gives ``W^T q``.
+    vector-Jacobian product gives ``W^T q`` (``vjp(q, t, W)`` computes it directly when given,
+    the kernel autograd would run, without building a graph; else ``torch.autograd.grad``).
+    ``negate`` uses ``-w`` (contrastive EB). The clamped weights come from
+    :data:`WEIGHT_PARTS` unless ``cache`` is false (a weight made afresh each call).
 
     For ``x >= 0`` (after a ReLU; ``nonneg``) that is the paper's rule and ``signed`` does not
     matter. Otherwise ``signed`` picks a reading (the paper assumes ``x >= 0``, sec. 3.2):
@@ -164,21 +172,39 @@ def mwp_weighted(apply: Callable[[Tensor, Tensor], Tensor], x: Tensor, w: Tensor
     * ``"clamp"``: ``x_j^+ w_ij^+`` (negative inputs excite nothing: the clamping that TorchRay's
       comment mentions as another implementation's).
     """
-    if nonneg or signed == "as_is":
-        parts = [(x.detach(), w.clamp(min=0))]
-    elif signed == "clamp":
-        parts = [(x.detach().clamp(min=0), w.clamp(min=0))]
-    elif signed == "split":
-        parts = [(x.detach().clamp(min=0), w.clamp(min=0)), (x.detach().clamp(max=0), w.clamp(max=0))]
-    else:
+    if signed not in SIGNED_INPUTS:
         raise ValueError(f"signed inputs rule {signed!r}: choose one of {', '.join(SIGNED_INPUTS)}")
-    with torch.enable_grad():
-        xs = [t.requires_grad_() for t, _ in parts]
-        z = apply(xs[0], parts[0][1])
-        for t, (_, ww) in zip(xs[1:], parts[1:]):
+
+    def part(positive: bool) -> Tensor:
+        if cache:
+            return WEIGHT_PARTS.get(w, negate, positive)
+        return clamped_part(w, negate, positive)
+
+    x = x.detach()
+    if nonneg or signed == "as_is":
+        parts = [(x, part(True))]
+    elif signed == "clamp":
+        parts = [(x.clamp(min=0), part(True))]
+    else:  # split
+        parts = [(x.clamp(min=0), part(True)), (x.clamp(max=0), part(False))]
+    if vjp is not None:
+        z = apply(*parts[0])
+        for t, ww in parts[1:]:
             z = z + apply(t, ww)
-        grads = torch.autograd.grad(z, xs, _safe_div(p, z))
-    return sum(t.detach() * g for t, g in zip(xs, grads))
+        q = _safe_div(p, z)
+        grads = [vjp(q, t, ww) for t, ww in parts]
+        xs = [t for t, _ in parts]
+    else:
+        with torch.enable_grad():
+            xs = [t.requires_grad_() for t, _ in parts]
+            z = apply(xs[0], parts[0][1])
+            for t, (_, ww) in zip(xs[1:], parts[1:]):
+                z = z + apply(t, ww)
+            grads = torch.autograd.grad(z, xs, _safe_div(p, z))
+    out = xs[0].detach() * grads[0]
+    for t, g in zip(xs[1:], grads[1:]):
+        out = out + t.detach() * g
+    return out
 
 
 def mwp_pool(apply: Callable[[Tensor], Tensor], x: Tensor, p: Tensor, signed: str = "split",
@@ -320,25 +346,24 @@ class ExcitationRules(Rules):
                 self.mark_nonneg(out)
         return out
 
-    def _weight(self, w: Tensor) -> Tensor:
-        return -w if self.negate is w else w
-
     def on_conv2d(self, func, name, args, kwargs):
         x, w = args[0], args[1]
         rest = args[3:]
         bias = args[2] if len(args) > 2 else kwargs.get("bias")
         extra = {k: v for k, v in kwargs.items() if k != "bias"}
         nonneg = self.is_nonneg(x)
+        vjp = conv_vjp(func, x, w, rest, extra)
 
         def apply(t: Tensor, weight: Tensor) -> Tensor:
             return func(t, weight, None, *rest, **extra)
 
         def bwd(p: Tensor, x_: Tensor, w_: Tensor) -> tuple:
-            return mwp_weighted(apply, x_, self._weight(w_), p, self.signed_inputs, nonneg), None
+            return mwp_weighted(apply, x_, w_, p, self.signed_inputs, nonneg, negate=self.negate is w_,
+                                vjp=vjp), None
 
         out = replaced(lambda x_, w_: func(x_, w_, bias, *rest, **extra), bwd, x, w)
         if self.batchnorm == "fold":
-            self._conv_out[id(out)] = (out, apply, x, w, nonneg)
+            self._conv_out[id(out)] = (out, apply, x, w, nonneg, vjp)
         return out
 
     on_conv1d = on_conv3d = on_linear = on_conv2d
@@ -352,14 +377,14 @@ class ExcitationRules(Rules):
         made = self._conv_out.get(id(x))
         if made is None or made[0] is not x:  # "pass", or a BatchNorm that follows no conv
             return replaced(lambda x_: func(*args, **kwargs), lambda p, x_: (p,), x)
-        _, apply, conv_in, w, nonneg = made
+        _, apply, conv_in, w, nonneg, vjp = made
         scale = torch.rsqrt(params["running_var"] + params.get("eps", 1e-5))
         if params.get("weight") is not None:
             scale = scale * params["weight"]
         folded = w * scale.view(-1, *([1] * (w.ndim - 1)))
 
         def bwd(p: Tensor, conv_in_: Tensor) -> tuple:
-            return (mwp_weighted(apply, conv_in_, folded, p, self.signed_inputs, nonneg),)
+            return (mwp_weighted(apply, conv_in_, folded, p, self.signed_inputs, nonneg, vjp=vjp, cache=False),)
 
         # The output depends on the conv's *input* through this node only: the conv node is
         # skipped on the way back, its rule replaced by the folded one.
@@ -370,7 +395,11 @@ class ExcitationRules(Rules):
         if rng is None:
             return NotImplemented
         lo, hi = rng
-        if self.saturated == "block" and hi != math.inf:
+        if hi == math.inf:
+            # p where x > 0: ReLU's own backward (``threshold_backward``, one kernel), so the
+            # plain op, out of place (the input may be a probe, a leaf that needs its gradient)
+            return torch.relu(args[0])
+        if self.saturated == "block":
             return replaced(_relu_forward(lo, hi), lambda p, x_: (p * ((x_ > lo) & (x_ < hi)),), args[0])
         return replaced(_relu_forward(lo, hi), lambda p, x_: (p * (x_ > lo),), args[0])
 
