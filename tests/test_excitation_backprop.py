@@ -206,3 +206,52 @@ def test_relu6_saturated_unit_wins_like_any_active_unit_unless_blocked(saturated
     rules = ExcitationRules() if saturated == "pass" else ExcitationRules(saturated=saturated)
     (p_in,) = backward(forward(model, x, ["input"], rules), torch.tensor([[0]]), ["input"])
     np.testing.assert_allclose(p_in[0].numpy(), expected, rtol=1e-12)
+
+
+# -- the clamped weights kept across calls (methods/_excitation_ops.py) -----------------------
+def test_a_weight_written_in_place_or_swapped_is_not_served_from_the_clamped_weights_cache():
+    """Hand-computed eq. 7-8 after each change of the classifier: the clamped weights a first call
+    kept must not serve a weight written in place (version counter) or given new ``.data``."""
+    from saliency_bench.methods._excitation_ops import WEIGHT_PARTS
+
+    model = tiny_model()
+    lin = model.net[-1]
+    method = get_method("excitation_backprop", layer="input")
+    target = torch.tensor([[0]])
+    for _ in range(2):  # the second call is served from the cache
+        maps, _ = method.explain(model, x_tensor(), target)
+        np.testing.assert_allclose(maps[0].numpy(), hand_mwp(0)[1].sum(0), rtol=1e-12)
+    assert any(hit[0]() is lin.weight for hit in WEIGHT_PARTS._parts.values())
+    with torch.no_grad():
+        lin.weight.mul_(-1)  # in place: now -W2
+    maps, _ = method.explain(model, x_tensor(), target)
+    np.testing.assert_allclose(maps[0].numpy(), hand_mwp(0, negate=True)[1].sum(0), rtol=1e-12)
+    lin.weight.data = torch.tensor(W2, dtype=torch.float64)  # swapped storage, version untouched
+    maps, _ = method.explain(model, x_tensor(), target)
+    np.testing.assert_allclose(maps[0].numpy(), hand_mwp(0)[1].sum(0), rtol=1e-12)
+    # contrastive EB flips the classifier at backward time: its own entry, the weight untouched
+    before = lin.weight.detach().clone()
+    get_method("contrastive_excitation_backprop", layer="input", contrast_layer="hidden").explain(
+        model, x_tensor(), target)
+    assert torch.equal(lin.weight, before) and lin.weight._backward_hooks is None
+
+
+def test_the_clamped_weights_cache_forgets_a_weight_that_is_gone():
+    from saliency_bench.methods._excitation_ops import WEIGHT_PARTS
+
+    x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    w = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    p = torch.tensor([[1.0]], dtype=torch.float64)
+    linear = lambda t, ww: t @ ww.T  # noqa: E731
+    got = mwp_weighted(linear, x, w, p, nonneg=True)
+    torch.testing.assert_close(got, torch.tensor([[1 / 7, 6 / 7]], dtype=torch.float64))
+    assert WEIGHT_PARTS.get(w, False, True) is WEIGHT_PARTS.get(w, False, True)  # kept, not remade
+    with torch.no_grad():
+        w.copy_(torch.tensor([[3.0, 1.0]]))
+    torch.testing.assert_close(mwp_weighted(linear, x, w, p, nonneg=True),
+                               torch.tensor([[3 / 5, 2 / 5]], dtype=torch.float64))
+    torch.testing.assert_close(mwp_weighted(linear, x, w, p, nonneg=True, negate=True),
+                               torch.tensor([[0.0, 0.0]], dtype=torch.float64))  # -w has no positive part
+    n = len(WEIGHT_PARTS)
+    del w
+    assert len(WEIGHT_PARTS) == n - 2  # its W^+ and its (-W)^+
