@@ -32,8 +32,8 @@ STALE = {
                                  "recorded the resolved benchmark options and the left-out methods; benchmarks in "
                                  "an older order; no pointing game on ImageNet (today: on its boxes)",
     "reference-cpu-packs": "no pointing game on ImageNet, which today's code plays on its boxes",
-    "embedded-default": "written before the default run reported weak localization on the sample's single-category "
-                        "images and before rise and extremal_perturbation joined the methods the CPU default leaves out",
+    "embedded-default": "regenerated before TorchRay's methods were registered: today's default runs more methods "
+                        "and leaves out rise and extremal_perturbation on a CPU",
 }
 
 
