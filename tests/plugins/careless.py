@@ -187,9 +187,9 @@ class CarelessProbe(saliency_bench.Benchmark):
     uses_model = True
     columns = ("careless_probe",)
 
-    def score_batch(self, samples, outputs, input_size, probe=None):
-        p = probe.probabilities(probe.x, list(range(len(probe))))
-        probe.model.net.train()
+    def score_batch(self, samples, outputs, input_size, query=None):
+        p = query.probabilities(query.x, list(range(len(query))))
+        query.model.net.train()
         return [{"p": float(v)} for v in p]
 
     def summarize(self, records, samples):
