@@ -222,6 +222,7 @@ def e2e_section(out: dict, save: Callable[[], None], *, device, work: Path, imag
                 max_s: float = float("inf"), log: Callable[[str], None] = print) -> dict:
     t0 = time.perf_counter()
     scale = 0.25 if tiny else 1.0
+    out["registration"] = register_source_tree()  # the datasets package too, from a source tree
     out["dataset"] = write_dataset(work / "imagenet", images, scale=scale)
     out["dataset"]["coco_images"] = write_coco(work / "imagenet", work / "coco")
     from saliency_bench.scoring import cores, default_workers

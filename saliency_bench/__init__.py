@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _WHERE = {
-    **dict.fromkeys(("HEATMAP", "POINT", "Benchmark", "ClassInfo", "Method", "Model", "Sample"), "contracts"),
+    **dict.fromkeys(("HEATMAP", "POINT", "Benchmark", "ClassInfo", "Column", "Method", "Metric", "Model", "Sample"),
+                     "contracts"),
     **dict.fromkeys(("benchmark", "dataset", "get_benchmark", "get_dataset", "get_method", "get_model",
                      "list_methods", "load_plugin_file", "method", "model"), "registry"),
     "Targets": "targets",
@@ -40,13 +41,14 @@ def run(*args: Any, **kwargs: Any) -> Any:
     return _run(*args, **kwargs)
 
 __all__ = [
-    "HEATMAP", "POINT", "Benchmark", "ClassInfo", "Method", "Model", "Sample",
+    "HEATMAP", "POINT", "Benchmark", "ClassInfo", "Column", "Method", "Metric", "Model", "Sample",
     "benchmark", "dataset", "method", "model", "get_benchmark", "get_dataset", "get_method",
     "get_model", "list_methods", "load_plugin_file", "param", "run", "Targets",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from .contracts import HEATMAP, POINT, Benchmark, ClassInfo, Method, Model, Sample  # noqa: F401
+    from .contracts import (HEATMAP, POINT, Benchmark, ClassInfo, Column, Method, Metric, Model,  # noqa: F401
+                            Sample)
     from .registry import (benchmark, dataset, get_benchmark, get_dataset, get_method,  # noqa: F401
                            get_model, list_methods, load_plugin_file, method, model)
     from .targets import Targets  # noqa: F401

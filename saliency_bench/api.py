@@ -116,7 +116,7 @@ class Results:
     """A finished run, read back from its store: the leaderboard and the per-sample records."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        from .leaderboard import load_run
+        from .report.load import load_run
 
         self.run_dir = Path(run_dir)
         self.run_id = self.run_dir.name
@@ -189,7 +189,7 @@ class Results:
     def __str__(self) -> str:
         from rich.console import Console
 
-        from .leaderboard import print_tables
+        from .report.terminal import print_tables
 
         buf = io.StringIO()
         print_tables(self._run, Console(file=buf, width=100, emoji=False, color_system=None))

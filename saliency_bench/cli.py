@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard import write_leaderboard
+    from .report import write_leaderboard
 
     if args.summarize:
         from .summary import summarize_run

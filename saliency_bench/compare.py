@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .benchmarks.stats import PerSample, holm, paired_test
+from .contracts.benchmark import Row
 
-COMPARE_ROW = "__compare__"  # the metrics row of a benchmark's comparisons, per (model, dataset)
+COMPARE_ROW = Row.COMPARE  # the metrics row of a benchmark's comparisons, per (model, dataset)
 BASELINE = "__saliency_bench_baseline__"  # set on a method's function by method(..., baseline=True)
 LEVEL = 0.05  # family-wise error rate of a column's comparisons
 RESAMPLES = 9999  # sign-flip patterns (exact enumeration below 2^13 patterns)
@@ -29,16 +30,14 @@ def is_baseline(method: Any) -> bool:
     return bool(getattr(getattr(method, "fn", None), BASELINE, False))
 
 
-def baselines_of(settings: Mapping[str, Any], names: Sequence[str]) -> list[str]:
-    """The baselines among a run's methods ``names``: those its plan marked, or (a run written
-    before methods declared it) the centre and its variants."""
-    plan = settings.get("methods_plan") or []
-    if any("baseline" in row for row in plan):
-        marked = {row["name"] for row in plan if row.get("baseline")}
-    else:
-        marked = {row["name"] for row in plan if "center" in (row.get("name"), row.get("base"))}
-        marked |= {n for n in names if n == "center" or n.startswith("center[")}
-    return [n for n in names if n in marked]
+def per_sample_of(bench: Any, records: list[dict], samples: list[dict]) -> dict:
+    """A benchmark's per-sample quantities under the column keys it stores (none if it fails:
+    the column is then ranked without a paired test)."""
+    try:
+        per = bench.per_sample(records, samples) or {}
+    except Exception:
+        return {}
+    return {str(k) + bench.suffix: v for k, v in per.items()}
 
 
 def pick_best(values: Mapping[str, float | None], better: str, baselines: Sequence[str] = ()) -> str | None:
@@ -100,7 +99,7 @@ def pair_of(comparison: Mapping[str, Any], a: str, b: str) -> dict | None:
 def open_run(run_dir: str | Path) -> tuple[dict, dict]:
     """(the run's leaderboard data, its per-sample quantities ``{(model, dataset): {method:
     {column: PerSample}}}``). A directory that is no finished run is a one-line error."""
-    from .leaderboard import load_run
+    from .report.load import load_run
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -133,7 +132,6 @@ def run_benchmarks(settings: Mapping[str, Any]) -> list:
 
 def run_quantities(run_dir: Path, settings: Mapping[str, Any]) -> dict:
     from .store import Store
-    from .summary import _per_sample
 
     benches = [b for b in run_benchmarks(settings) if not b.timing]
     store = Store(Path(run_dir).parent / "store.sqlite", create=False)
@@ -148,7 +146,7 @@ def run_quantities(run_dir: Path, settings: Mapping[str, Any]) -> dict:
                     recs = store.records(run_dir.name, model, dataset, method, bench.name)
                     ids = [i for i in recs if i in meta]
                     if ids:
-                        q.update(_per_sample(bench, [recs[i] for i in ids], [meta[i] for i in ids]))
+                        q.update(per_sample_of(bench, [recs[i] for i in ids], [meta[i] for i in ids]))
                 per_method[method] = q
         return out
     finally:

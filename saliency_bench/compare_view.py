@@ -134,7 +134,7 @@ def _rich(table: dict, cols: list[dict], compact: bool):
 def print_table(table: dict, console: Any) -> None:
     """The table at the terminal's width: with intervals if they fit, else values only with as many
     columns as fit (the differences first: they answer "did it help?")."""
-    from .leaderboard import print_width
+    from .report.terminal import print_width
 
     width = print_width(console)
     saved = getattr(console, "_width", None)
@@ -148,7 +148,7 @@ def print_table(table: dict, console: Any) -> None:
 
 
 def _print(table: dict, console: Any, width: int) -> None:
-    from .leaderboard import _natural_width
+    from .report.terminal import _natural_width
 
     cols = table["columns"]
     shown, hidden = cols, []

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .contracts import Benchmark, MethodOutputError, Probe, Sample, check_output
+from .contracts import Benchmark, MethodOutputError, ModelQuery, Sample, check_output
 from .imageio import to_input
 from .isolation import Guard
 from .timing import timed
@@ -126,10 +126,10 @@ def call_method(method, model, x: torch.Tensor, targets,
 
 
 def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.ndarray],
-                   input_size: tuple[int, int], probe: Probe | None = None, guard: Guard | None = None
+                   input_size: tuple[int, int], query: ModelQuery | None = None, guard: Guard | None = None
                    ) -> tuple[list[tuple[str, dict]], dict[str, str]]:
     """Score a batch; if the benchmark raises, score sample by sample so that only the sample
-    whose ground truth or output it cannot handle fails, with the reason. ``probe`` (rows
+    whose ground truth or output it cannot handle fails, with the reason. ``query`` (rows
     aligned with ``samples``) goes to a benchmark that runs the model; with a ``guard``, such a
     benchmark's scores count only if the model and the process state are unchanged after it
     (else they are restored, and the batch's samples fail with what changed)."""
@@ -137,10 +137,10 @@ def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.nda
     def score(ss: list[Sample], arr: np.ndarray, rows: list[int]) -> list[dict]:
         if not bench.uses_model:
             return bench.score_batch(ss, arr, input_size)
-        if probe is None:
-            raise RuntimeError(f"benchmark '{bench.name}' runs the model, and no probe was given")
+        if query is None:
+            raise RuntimeError(f"benchmark '{bench.name}' runs the model, and no query was given")
         return bench.score_batch(ss, arr, input_size,
-                                 probe=probe if len(rows) == len(probe) else probe.rows(rows))
+                                 query=query if len(rows) == len(query) else query.rows(rows))
 
     def verified(scored: list[tuple[str, dict]], failed: dict[str, str]):
         what = guard.verify() if guard is not None and bench.uses_model else None

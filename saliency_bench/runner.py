@@ -10,7 +10,7 @@ of recomputing them.
 
 The rooms: :mod:`.config` (settings), :mod:`.plan` (rows, columns, variants),
 :mod:`.execute` (a batch, failures isolated), :mod:`.distributed`, :mod:`.summary`,
-:mod:`.gallery`; this module only runs them in order.
+:mod:`.report.gallery`; this module only runs them in order.
 """
 from __future__ import annotations
 
@@ -29,15 +29,15 @@ from . import __version__, registry
 from .cache import HeatmapCache, untrusted_note
 from .compare import is_baseline
 from .config import RunConfig, config_from_args, default_device
-from .contracts import Method, Probe
+from .contracts import Method, ModelQuery, Row
 from .distributed import Distributed
 from .execute import NOT_EVALUABLE, Item, _collate, _Loaded, call_method
-from .gallery import draw_gallery
+from .report.gallery import draw_gallery
 from .isolation import Guard
 from .plan import benchmark_applies, benchmark_subset, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
 from .scoring import Scorer, scoring_workers
 from .store import Outcome, Store, Timing
-from .summary import PROBE, summarize_into
+from .summary import SCORING_COST, summarize_into
 from .targets import Targets
 from .timing import model_forward_backward
 
@@ -142,7 +142,7 @@ class Runner:
             store.finish_run(self.run_id)
         store.close()
         if self.rank == 0:
-            from .leaderboard import write_leaderboard
+            from .report import write_leaderboard
 
             written = write_leaderboard(self.run_dir, out=cfg.leaderboard_dir, console=self.console)
             self.console.print(f"run {self.run_id}: leaderboard written to "
@@ -155,7 +155,7 @@ class Runner:
         if not self.plan.left_out and not self.plan.left_out_benchmarks:
             return
         fb = next((m["metrics"] for m in store.metrics(self.run_id)
-                   if m["model"] == model.name and m["dataset"] == display and m["method"] == "__model__"), None)
+                   if m["model"] == model.name and m["dataset"] == display and m["method"] == Row.MODEL), None)
         rate = (fb or {}).get("images_per_s")
         parts = []
         for m in self.plan.left_out:
@@ -243,7 +243,7 @@ class Runner:
         targets = Targets([ts[k % len(ts)] for k in range(reps)], device=x.device)
         fb = model_forward_backward(model, x, targets)
         self._verify_outside_methods("measuring the model")
-        store.set_metrics(self.run_id, model.name, display, "__model__", "runtime",
+        store.set_metrics(self.run_id, model.name, display, Row.MODEL, "runtime",
                           fb | {"device": str(self.device), "rank": self.rank})
 
     def _batch(self, store: Store, model, display: str, batch: list[Item], todo: dict, caches: dict, progress,
@@ -306,9 +306,9 @@ class Runner:
                 ks = [k for k in scored_ks if bench.applies_to(samples[k])]
                 if not ks:
                     continue
-                probe = self._probe(model, batch, good, x_all, t_all, ks, bench, views_made) \
+                query = self._model_query(model, batch, good, x_all, t_all, ks, bench, views_made) \
                     if bench.uses_model else None
-                jobs.append((bench, [samples[k] for k in ks], [outputs[k] for k in ks], probe))
+                jobs.append((bench, [samples[k] for k in ks], [outputs[k] for k in ks], query))
             # Scored here or in the scoring workers; written in this order either way (scoring.py).
             self.scorer.submit(jobs, model.input_size, partial(
                 self._write, store, model, display, method, outcomes, timing, jobs, cache,
@@ -319,10 +319,10 @@ class Runner:
         """One method's batch, scored: its outcomes, records and timing to the store, then its
         fresh maps to the cache."""
         records = []
-        for (bench, _, _, probe), (scored, failed) in zip(jobs, results):
-            if probe is not None and scored:  # its cost, shared by the samples it scored
-                share = {"seconds": probe.seconds / len(scored), "passes": probe.passes / len(scored)}
-                scored = [(sid, {**r, PROBE: share}) for sid, r in scored]
+        for (bench, _, _, query), (scored, failed) in zip(jobs, results):
+            if query is not None and scored:  # its cost, shared by the samples it scored
+                share = {"seconds": query.seconds / len(scored), "passes": query.passes / len(scored)}
+                scored = [(sid, {**r, SCORING_COST: share}) for sid, r in scored]
             records += [(bench.name, sid, r) for sid, r in scored]
             for o in outcomes:  # the sample counts as failed, with the reason
                 if o.sample_id in failed:
@@ -341,8 +341,8 @@ class Runner:
             self.console.print(f"[yellow]restored[/yellow] while {where}, something outside the methods "
                                f"{escape(what)}", highlight=False)
 
-    def _probe(self, model, batch: list, good: list[int], x_all, t_all, ks: list[int], bench,
-               views_made: dict) -> Probe:
+    def _model_query(self, model, batch: list, good: list[int], x_all, t_all, ks: list[int], bench,
+                     views_made: dict) -> ModelQuery:
         """The model in the loop for ``bench`` over the batch's samples ``ks``; its views are
         preprocessed once per batch (``views_made``), whichever method's maps it scores."""
         rows = [good.index(k) for k in ks]
@@ -353,7 +353,7 @@ class Runner:
                 views_made[key] = self._view_batch(model, batch, ks, None, v, key[0])
             views[v] = views_made[key]
         idx = torch.as_tensor(rows, device=x_all.device)
-        return Probe(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)
+        return ModelQuery(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)
 
     @staticmethod
     def _view_batch(model, batch: list, good: list[int], method: Method | None, name: str,

@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 
 @dataclass
@@ -72,6 +72,8 @@ def _dumps(v: Any) -> str:
 
 
 def _default(o: Any) -> Any:
+    if isinstance(o, Mapping):  # a Metric: stored as the dict it reads as
+        return dict(o)
     try:
         import numpy as np
 
@@ -213,9 +215,10 @@ class Store:
             c.execute("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?)",
                       (run_id, model, dataset, method, benchmark, _dumps(metrics)))
 
-    def clear_summaries(self, run_id: str, model: str, dataset: str, keep: Iterable[str] = ("__model__",)) -> None:
+    def clear_summaries(self, run_id: str, model: str, dataset: str, keep: Iterable[str] = ()) -> None:
         """Drop the summaries of one (model, dataset) before they are written again, so that no
-        row of an earlier pass (a benchmark since skipped, a method since left out) lingers."""
+        row of an earlier pass (a benchmark since skipped, a method since left out) lingers; the rows
+        of the methods ``keep`` names stay."""
         keep = list(keep)
         with self.transaction() as c:
             c.execute(f"DELETE FROM metrics WHERE run_id=? AND model=? AND dataset=? AND method NOT IN "
@@ -240,3 +243,14 @@ class Store:
 
 
 MERGED_TABLES = ("samples", "outcomes", "records", "timings", "metrics")
+
+
+def migrate_settings(settings: dict) -> dict:
+    """Settings of an older run with what later runs store: ``methods_plan`` (the method rows
+    with their variant origin; older runs stored ``methods_resolved`` only)."""
+    s = dict(settings)
+    if not s.get("methods_plan"):
+        s["methods_plan"] = [{"name": n, "base": None, "id_params": {}, "params": p}
+                             for n, p in (s.get("methods_resolved") or {}).items()]
+    s["benchmarks_resolved"] = list(s.get("benchmarks_resolved") or [])
+    return s

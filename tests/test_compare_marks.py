@@ -7,7 +7,7 @@ import io
 import numpy as np
 from rich.console import Console
 
-from saliency_bench import leaderboard as lb
+from saliency_bench import report as lb
 from saliency_bench.benchmarks.stats import PerSample, aggregate
 from saliency_bench.compare import compare_column, paired_marks
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import saliency_bench
-from saliency_bench.contracts import HEATMAP, Benchmark, Sample
+from saliency_bench.contracts import HEATMAP, Benchmark, Column, Metric, Sample
 from saliency_bench.ops.geometry import best_iou, scale_boxes_wsol
 from saliency_bench.ops.jit import Kernels
 from saliency_bench.ops.pil_resize import kept_set_boxes
@@ -137,20 +137,18 @@ class Localization(Benchmark):
     name = "localization"
     needs = ("boxes", "single_class")  # one labelled object class per image, with its boxes
     accepts = (HEATMAP,)
-    columns = ("loc_error_value", "loc_error_energy", "loc_error_mean", "maxboxacc_v2")
-    titles = {"loc_error_value": "Loc. error value (%)", "loc_error_energy": "Loc. error energy (%)",
-              "loc_error_mean": "Loc. error mean (%)", "maxboxacc_v2": "MaxBoxAccV2 (%)"}
-    short = {"loc_error_value": "Loc.val", "loc_error_energy": "Loc.en", "loc_error_mean": "Loc.mean",
-             "maxboxacc_v2": "MaxBox"}
-    lower_is_better = ("loc_error_value", "loc_error_energy", "loc_error_mean")
+    columns = (Column("loc_error_value", "Loc. error value (%)", "Loc.val", "%", lower_is_better=True),
+               Column("loc_error_energy", "Loc. error energy (%)", "Loc.en", "%", lower_is_better=True),
+               Column("loc_error_mean", "Loc. error mean (%)", "Loc.mean", "%", lower_is_better=True),
+               Column("maxboxacc_v2", "MaxBoxAccV2 (%)", "MaxBox", "%"))
     defaults: dict[str, Any] = {"alphas": DEFAULT_ALPHAS, "iou": 0.5, "heldout": "split", "bootstrap": 1000,
                                 "seed": 0}
 
     def alphas(self, kind: str) -> tuple[float, ...]:
-        return tuple((self.options.get("alphas") or {}).get(kind, DEFAULT_ALPHAS[kind]))
+        return tuple((self.option("alphas") or {}).get(kind, DEFAULT_ALPHAS[kind]))
 
     def protocol(self) -> dict[str, str]:
-        iou = float(self.options.get("iou", self.defaults["iou"]))
+        iou = float(self.option("iou"))
         tail = (f"at the map's own resolution, then the authors' imresize (bytescale to uint8, PIL bilinear "
                 f"to the original size), box of all non-zero pixels (1-based; none: [1, 1, H, W]), "
                 f"hit at IoU>={iou:g} (+1) with a box as annotated; alpha* on the held-out split")
@@ -169,7 +167,7 @@ class Localization(Benchmark):
 
     def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int]) -> list[dict]:
         maps = np.stack([np.asarray(o, dtype=np.float32) for o in outputs])
-        iou = float(self.options.get("iou", self.defaults["iou"]))
+        iou = float(self.option("iou"))
         alphas = {kind: self.alphas(kind) for kind in THRESHOLDINGS}
         gt = [scale_boxes_wsol(s.boxes, s.size, input_size) for s in samples]
         mba = maxboxacc_correct(maps, gt, input_size)
@@ -185,8 +183,8 @@ class Localization(Benchmark):
     def _splits(self, samples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         """(samples alpha* is chosen on, samples the error is reported on, the evaluation split,
         how alpha* was chosen)."""
-        seed = int(self.options.get("seed", self.defaults["seed"]))
-        mode = str(self.options.get("heldout", self.defaults["heldout"]))
+        seed = int(self.option("seed"))
+        mode = str(self.option("heldout"))
         split = np.array([str(s.get("split", "eval")) for s in samples])
         held = split == "heldout"
         evals = split == "eval"
@@ -224,8 +222,8 @@ class Localization(Benchmark):
         return out
 
     def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
-        replicates = int(self.options.get("bootstrap", self.defaults["bootstrap"]))
-        seed = int(self.options.get("seed", self.defaults["seed"]))
+        replicates = int(self.option("bootstrap"))
+        seed = int(self.option("seed"))
         choose, report, evals, how = self._splits(samples)
         out: dict[str, dict] = {}
         for kind in THRESHOLDINGS:
@@ -233,23 +231,20 @@ class Localization(Benchmark):
             c = np.array([_unbits(r[kind]) for r in records], dtype=bool).reshape(len(records), len(alphas))
             n = int(report.sum())
             if not choose.any() or n == 0:
-                out[f"loc_error_{kind}"] = {"value": None, "ci": None, "n": n, "unit": "%",
-                                            "note": "not enough samples to choose alpha* and report"}
+                out[f"loc_error_{kind}"] = Metric.empty("not enough samples to choose alpha* and report", n, "%")
                 continue
             k = choose_alpha(c[choose])
             hit = c[report, k].astype(np.float64)
             ci = bootstrap_ci(weighted_mean(hit), n, replicates, seed)
-            out[f"loc_error_{kind}"] = {
-                "value": float(100.0 * (1.0 - hit.mean())),
-                "ci": None if ci is None else [100.0 * (1 - ci[1]), 100.0 * (1 - ci[0])],
-                "n": n, "unit": "%", "note": f"alpha*={alphas[k]:g} ({how})",
-            }
+            out[f"loc_error_{kind}"] = Metric(float(100.0 * (1.0 - hit.mean())),
+                                              None if ci is None else [100.0 * (1 - ci[1]), 100.0 * (1 - ci[0])],
+                                              n, "%", f"alpha*={alphas[k]:g} ({how})")
         use = evals if evals.any() else np.ones(len(samples), bool)
         m = np.array([[_unbits(r[f"mba{d}"]) for d in WSOL_IOUS] for r in records], dtype=np.float64)
         m = m.reshape(len(records), len(WSOL_IOUS), -1)[use]
         n = len(m)
         if n == 0:
-            out["maxboxacc_v2"] = {"value": None, "ci": None, "n": 0, "unit": "%", "note": "no samples"}
+            out["maxboxacc_v2"] = Metric.empty("no samples", 0, "%")
             return out
         acc = m.mean(axis=0)  # [3, T]
         best = acc.max(axis=1)
@@ -260,14 +255,11 @@ class Localization(Benchmark):
             return a.max(axis=2).mean(axis=1)
 
         ci = bootstrap_ci(stat, n, replicates, seed)
-        out["maxboxacc_v2"] = {
-            "value": 100.0 * float(best.mean()),
-            "ci": None if ci is None else [100.0 * ci[0], 100.0 * ci[1]],
-            "n": n, "unit": "%",
-            "note": "mean over IoU 0.3/0.5/0.7 of " + ", ".join(
-                f"{b * 100:.1f} (t={WSOL_THRESHOLDS[acc[k].argmax()]:.2f})" for k, b in enumerate(best)),
-        }
-        for k, d in enumerate(WSOL_IOUS):
-            out[f"maxboxacc_v2_iou{d}"] = {"value": 100.0 * float(best[k]), "ci": None, "n": n, "unit": "%",
-                                           "note": f"best threshold t={WSOL_THRESHOLDS[acc[k].argmax()]:.2f}"}
+        out["maxboxacc_v2"] = Metric(100.0 * float(best.mean()), None if ci is None else [100.0 * ci[0], 100.0 * ci[1]],
+                                     n, "%", "mean over IoU 0.3/0.5/0.7 of " + ", ".join(
+                                         f"{b * 100:.1f} (t={WSOL_THRESHOLDS[acc[k].argmax()]:.2f})"
+                                         for k, b in enumerate(best)))
+        for k, d in enumerate(WSOL_IOUS):  # beside the columns, in the files
+            out[f"maxboxacc_v2_iou{d}"] = Metric(100.0 * float(best[k]), None, n, "%",
+                                                 f"best threshold t={WSOL_THRESHOLDS[acc[k].argmax()]:.2f}")
         return out
