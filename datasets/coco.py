@@ -84,7 +84,8 @@ class CocoDataset(Dataset):
 
     def __init__(self, annotations: str | Path, images: str | Path, *, name: str = "coco",
                  cap_per_category: int | None = None, crowd: str = "include",
-                 keypoints: str | Path | None = None, difficult: str = "paper") -> None:
+                 keypoints: str | Path | None = None, difficult: str = "paper",
+                 single_class_subset: bool = False) -> None:
         self.name = name
         self.annotation_file = Path(annotations)
         self.image_dir = Path(images)
@@ -110,6 +111,12 @@ class CocoDataset(Dataset):
                              f"(json with images, annotations, categories): {type(e).__name__}: {e}") from e
         self._index(images_json, anns_json, cats_json, cap_per_category, crowd)
         self._attach_keypoints(data, keypoints)
+        self.single_class_subset = bool(single_class_subset)
+        if self.single_class_subset:  # weak localization on the images with exactly one category
+            single = [r for r in self._records if r["error"] is None and r["others"] == 0]
+            self.provides = tuple(self.provides) + ("single_class",)
+            self.subsets = {"single_class": f"on the {len(single)} images of {name} with exactly one category "
+                                            "present (the others have several), box ground truth as annotated"}
         if self.flags is not None:
             self._attach_flags()
 
@@ -262,6 +269,8 @@ class CocoDataset(Dataset):
             sample.flags = {"difficult": bool(rec["torchray_difficult"])}
         else:
             sample.flags = {"difficult": bool(area < 0.25 * h * w and rec["others"] > 0)}
+        if self.single_class_subset:
+            sample.flags["single_class"] = rec["others"] == 0
         return sample
 
     def describe(self) -> dict:
@@ -338,10 +347,13 @@ def coco(path: str, *, split: str = "val2014", cap_per_category: int | None = No
 @saliency_bench.dataset("sample")
 def sample(*, cap_per_category: int | None = None, crowd: str = "include") -> CocoDataset:
     """The bundled sample: 39 freely licensed COCO train2017 images (see sample/CREDITS.md),
-    with eyes and feet of its animals marked by hand for this project (``sample/keypoints.json``)."""
+    with eyes and feet of its animals marked by hand for this project (``sample/keypoints.json``).
+    Weak localization scores its images with exactly one category present (a single-class
+    subset, labelled so on the leaderboard); the pointing game scores them all."""
     kp = SAMPLE_ROOT / "keypoints.json"
     return CocoDataset(SAMPLE_ROOT / "instances.json", SAMPLE_ROOT / "images", name="sample",
-                       cap_per_category=cap_per_category, crowd=crowd, keypoints=kp if kp.exists() else None)
+                       cap_per_category=cap_per_category, crowd=crowd, keypoints=kp if kp.exists() else None,
+                       single_class_subset=True)
 
 
 __all__ = ["CocoDataset", "coco", "sample", "LayoutError"]

@@ -15,7 +15,7 @@ import saliency_bench
 from saliency_bench.targets import Targets
 
 
-@saliency_bench.method("center")
+@saliency_bench.method("center", baseline=True)
 def center(model, x: torch.Tensor, targets: Targets, *, sigma: float = 0.25) -> torch.Tensor:
     """Centred Gaussian, sigma = 0.25 x the shorter side (the pointing game's centre baseline)."""
     b, _, h, w = x.shape

@@ -19,6 +19,7 @@ import math
 import torch
 
 import saliency_bench
+from saliency_bench.targets import Targets
 
 from ._backprop import INPUT, Rules, _relu_range, backward, forward, replaced, resolve, smooth_maps
 
@@ -36,7 +37,7 @@ class DeconvRules(Rules):
 
 
 @saliency_bench.method("deconvnet")
-def deconvnet(model, x: torch.Tensor, targets: torch.Tensor, *, layer: str = INPUT,
+def deconvnet(model, x: torch.Tensor, targets: Targets, *, layer: str = INPUT,
               smooth: float = 0.0) -> torch.Tensor:
     """DeConvNet (Zeiler & Fergus 2014): ReLUs pass back the positive part of the signal."""
     layer = resolve(model, layer)

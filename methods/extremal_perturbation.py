@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 import saliency_bench
-from saliency_bench.targets import as_target_tensor, target_score
+from saliency_bench.targets import Targets, as_target_tensor, target_score
 
 AREAS = {"voc": (0.025, 0.05, 0.1, 0.2), "coco": (0.018, 0.025, 0.05, 0.1)}
 
@@ -167,7 +167,7 @@ def area_list(areas) -> tuple[float, ...]:
 
 @saliency_bench.method("extremal_perturbation",
                        cost=lambda iterations=800, areas="voc", **_: iterations * len(area_list(areas)))
-def extremal_perturbation(model, x: torch.Tensor, targets: torch.Tensor, *, areas="voc", iterations: int = 800,
+def extremal_perturbation(model, x: torch.Tensor, targets: Targets, *, areas="voc", iterations: int = 800,
                           levels: int = 8, step: int = 7, sigma: float = 21.0, smooth: float = 0.09,
                           jitter: bool = True, chunk: int = 0) -> torch.Tensor:
     """Extremal perturbation (Fong et al. 2019), preservation game: the sum of the optimal

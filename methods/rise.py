@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import saliency_bench
-from saliency_bench.targets import target_score
+from saliency_bench.targets import Targets, target_score
 
 from ._perturb import perturbation_scores
 
@@ -85,7 +85,7 @@ def rise_maps(net, x: torch.Tensor, targets, masks, n: int, chunk: int = 256) ->
 
 
 @saliency_bench.method("rise", cost=lambda masks=8000, **_: masks)
-def rise(model, x: torch.Tensor, targets: torch.Tensor, *, masks: int = 8000, cells: int = 7,
+def rise(model, x: torch.Tensor, targets: Targets, *, masks: int = 8000, cells: int = 7,
          p: float = 0.5, seed: int = 0, chunk: int = 0) -> torch.Tensor:
     """RISE (Petsiuk et al. 2018): mean of the masks weighted by the sigmoid of the masked
     image's target score; TorchRay's masks (8000 of 7x7 cells, p = 0.5, seed 0)."""

@@ -14,6 +14,8 @@ does not depend on them), in this order:
    ``cuda_graph`` when the method has it), beside the per-image loop; fraction of ``--steps`` x
    forward+backward and speed-up over the loop (extrapolated from fewer steps when the full
    count does not fit the time allowance, and said so).
+5. ``isolation`` (``bench_isolation.py``): the guard's verify of an unchanged model after a
+   gradient / Grad-CAM batch, as a fraction of the batch (target: well under 1% on a GPU).
 
 Then, once, ``e2e`` (``bench_e2e.py``): a real ``saliency-bench run`` per method on synthetic
 ImageNet-size JPEGs with VOC XML boxes written to disk, localization and pointing, its samples/s
@@ -44,16 +46,17 @@ import torch  # noqa: E402
 
 from bench_backprop import METHODS as BACKPROP_METHODS, backprop_section  # noqa: E402
 from bench_e2e import e2e_section  # noqa: E402
+from bench_isolation import describe as describe_isolation, isolation_section  # noqa: E402
 from bench_common import (Budget, ResultsFile, ceilings, environment, guarded, load_builtins,  # noqa: E402
                           peer_import, random_inputs, slug)
 from bench_perturbation import OCCLUSION_METHODS, mask_section, occlusion_section  # noqa: E402
 from saliency_bench.registry import get_model  # noqa: E402
 
-SECTIONS = ("ceilings", "backprop", "occlusion", "mask", "e2e")
+SECTIONS = ("ceilings", "backprop", "occlusion", "mask", "isolation", "e2e")
 #: Sections measured once per model; ``e2e`` runs once, after them, on its own allowance.
-PER_MODEL = SECTIONS[:4]
+PER_MODEL = SECTIONS[:5]
 #: Shares of the time budget (the mask's 300 steps per image dominate).
-WEIGHTS = {"ceilings": 1.0, "backprop": 2.0, "occlusion": 3.0, "mask": 8.0}
+WEIGHTS = {"ceilings": 1.0, "backprop": 2.0, "occlusion": 3.0, "mask": 8.0, "isolation": 0.5}
 #: The targets of docs/PERFORMANCE.md §1: (section, record key, threshold).
 TARGETS = (("backprop", "fraction_of_forward_backward", 0.8),
            ("occlusion", "fraction_of_forward", 0.8),
@@ -62,7 +65,7 @@ TARGETS = (("backprop", "fraction_of_forward_backward", 0.8),
 #: Settings for a GPU run, and for the tiny run of the tests (every section, a few seconds each).
 FULL = dict(models="googlenet,efficientnet_lite0", batch=64, forward_batch=256, occlusion_images=4, steps=300,
             max_steps=300, probe=10, loop_images=2, warmup=2, repeats=5, ceiling_repeats=10, budget=270.0,
-            size=None, threads=0, e2e_images=3000, e2e_batch=64, e2e_workers=6, e2e_max_s=150.0)
+            size=None, threads=0, e2e_images=3000, e2e_batch=64, e2e_workers=6, e2e_max_s=120.0)
 TINY = dict(models="googlenet", batch=2, forward_batch=4, occlusion_images=1, steps=300, max_steps=2, probe=1,
             loop_images=1, warmup=0, repeats=1, ceiling_repeats=1, budget=0.0, size=32, threads=1,
             e2e_images=8, e2e_batch=4, e2e_workers=0, e2e_max_s=0.0)
@@ -218,10 +221,11 @@ def main(argv=None) -> Path:
                     model, xb, tb, entry[s], doc.save, fb=fb, steps=a.steps, max_steps=a.max_steps,
                     probe=a.probe, loop_images=a.loop_images, repeats=max(1, a.repeats // 2),
                     warmup=a.warmup > 0, max_s=allot, log=log),
+                "isolation": lambda: isolation_section(model, xb, tb, repeats=a.repeats, max_s=allot),
             }[s]
             t0 = time.perf_counter()
             r = guarded(run)
-            if s == "ceilings":
+            if s in ("ceilings", "isolation"):
                 entry[s] = r
             elif "error" in r:  # keep what the section measured before it failed
                 entry[s].update(r)
@@ -234,6 +238,8 @@ def main(argv=None) -> Path:
                         + " images/s")
             elif "error" in r:
                 log(f"  {s}: {r['error']}")
+            elif s == "isolation":
+                log(f"  isolation: {describe_isolation(r)}")
             doc.data["targets"] = evaluate_targets(doc.data["models"])
             doc.data["meta"]["elapsed_s"] = budget.elapsed()
             doc.save()

@@ -54,9 +54,7 @@ def test_maxboxacc_v2_beside_wsolevaluations_loop(benchmark, bench_scoring, kind
     import cv2
     import torch
 
-    from saliency_bench.benchmarks.boxes import scale_boxes_wsol
-    from saliency_bench.benchmarks.localization import maxboxacc_correct
-
+    scale_boxes_wsol, maxboxacc_correct = bench_scoring.scale_boxes_wsol, bench_scoring.maxboxacc_correct
     if kind == "smooth_224":
         maps, samples = _maps(bench_scoring, (375, 500))
     else:  # Grad-CAM-like 7x7 maps: smooth, coarse, non-negative

@@ -1,7 +1,8 @@
-"""The command line: ``saliency-bench list | explain | run | leaderboard``."""
+"""The command line: ``saliency-bench list | explain | run | leaderboard | compare``."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -104,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard import write_leaderboard
+    from .report import write_leaderboard
 
     if args.summarize:
         from .summary import summarize_run
@@ -113,6 +114,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             console.print(f"summarised {model} on {dataset} from its per-sample records")
     for path in write_leaderboard(Path(args.run), formats=args.format.split(","), out=args.out):
         console.print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs
+    from .compare_view import print_table, write
+
+    if len(args.runs) < 2:
+        raise ValueError("compare needs two run directories or more (runs/<id> runs/<id> ...)")
+    table = compare_runs(args.runs)
+    print_table(table, console)
+    if args.out:
+        for path in write(table, args.out, args.format.split(",")):
+            console.print(f"wrote {path}", highlight=False)
     return 0
 
 
@@ -154,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first recompute the summaries from the per-sample records (an interrupted run's "
                          "leaderboard shows the samples it finished)")
     bp.set_defaults(func=cmd_leaderboard)
+
+    cp = sub.add_parser("compare", help="one table from several runs, with paired differences")
+    cp.add_argument("runs", nargs="+", metavar="RUN", help="run directories (runs/<id>); the first is the reference")
+    cp.add_argument("--format", default="md,html,csv,json", help="with --out: md,html,csv,json")
+    cp.add_argument("--out", help="folder to write compare.{md,html,csv,json} to")
+    cp.set_defaults(func=cmd_compare)
     return p
 
 
@@ -165,6 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _load_plugins(args.plugin)
         return int(args.func(args) or 0)
+    except KeyboardInterrupt as e:  # one line, no traceback: what was kept, how to go on
+        kept = getattr(e, "kept", None)
+        words = argv if argv is not None else sys.argv[1:]
+        if args.command == "run":
+            line = (f"interrupted: {kept or 'nothing stored yet'}; resume with: "
+                    f"saliency-bench {shlex.join(words)}")
+        else:
+            line = "interrupted"
+        Console(stderr=True, emoji=False).print(line, markup=False, highlight=False, soft_wrap=True)
+        return 130
     except (RegistryError, FileNotFoundError, ValueError, TypeError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         from rich.markup import escape

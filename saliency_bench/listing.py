@@ -184,7 +184,7 @@ def print_list(kind_arg: str, pattern: str, console: Any, short: Callable[[Any],
     """The ``list`` command: details for an exact name, else one line per matching item."""
     from rich.text import Text
 
-    from .leaderboard import print_width
+    from .report.terminal import print_width
 
     kinds = KINDS if kind_arg == "all" else (kind_arg,)
     pats = _patterns(pattern)

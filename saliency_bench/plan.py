@@ -235,6 +235,13 @@ def benchmark_applies(bench: Benchmark, ds) -> str | None:
     return None
 
 
+def benchmark_subset(bench: Benchmark, ds) -> str | None:
+    """When ``bench`` scores only part of ``ds``, the dataset's words for that part (its
+    ``subsets``: need -> description, e.g. the bundled sample's single-category images)."""
+    subsets = getattr(ds, "subsets", None) or {}
+    return next((subsets[n] for n in bench.needs if n in subsets), None)
+
+
 # --------------------------------------------------------------------------------------------
 # Datasets
 # --------------------------------------------------------------------------------------------

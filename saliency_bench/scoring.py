@@ -2,7 +2,7 @@
 device computes the next maps; the store receives each batch in the order it was computed.
 
 A method's batch of maps is handed to :meth:`Scorer.submit` as one job per benchmark
-(``(bench, samples, outputs, probe)``) with a ``finish`` callback that writes the batch (its
+(``(bench, samples, outputs, query)``) with a ``finish`` callback that writes the batch (its
 outcomes, records and timing, then the heatmap cache). With ``workers=0`` everything happens at
 once in this process, as it always did. With ``workers >= 1`` the jobs of benchmarks that do
 not run the model go to a pool of that many processes; the jobs of benchmarks with the model
@@ -30,10 +30,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .contracts import Benchmark, Probe, Sample
+from .contracts import Benchmark, ModelQuery, Sample
 from .execute import score_isolated
+from .isolation import Guard
 
-Job = tuple[Benchmark, list[Sample], list[np.ndarray], Probe | None]
+Job = tuple[Benchmark, list[Sample], list[np.ndarray], ModelQuery | None]
 Result = tuple[list[tuple[str, dict]], dict[str, str]]  # score_isolated's (scored, failed)
 
 _BENCHES: Sequence[Benchmark] = ()  # a worker's benchmarks, inherited at fork
@@ -108,8 +109,10 @@ class _InFlight:
 class Scorer:
     """Scores jobs here (``workers=0``) or in ``workers`` forked processes; see the module."""
 
-    def __init__(self, benches: Sequence[Benchmark], workers: int = 0, max_pending: int | None = None) -> None:
+    def __init__(self, benches: Sequence[Benchmark], workers: int = 0, max_pending: int | None = None,
+                 guard: Guard | None = None) -> None:
         self.benches = list(benches)
+        self.guard = guard  # verifies the model after each benchmark with the model in the loop
         pure = [b for b in self.benches if not b.uses_model and not b.timing]
         self.workers = int(workers) if pure else 0
         self.max_pending = max_pending or 2 * max(1, self.workers)
@@ -125,9 +128,9 @@ class Scorer:
         """Score ``jobs``; ``finish(results)`` (one result per job, in order) runs once all are
         scored, after every batch submitted before."""
         parts: list[Any] = []
-        for bench, samples, outputs, probe in jobs:
-            if self._pool is None or bench.uses_model or probe is not None:
-                parts.append(score_isolated(bench, samples, outputs, input_size, probe))
+        for bench, samples, outputs, query in jobs:
+            if self._pool is None or bench.uses_model or query is not None:
+                parts.append(score_isolated(bench, samples, outputs, input_size, query, self.guard))
             else:
                 job = (self.benches.index(bench), samples, outputs, input_size)
                 parts.append(_InFlight(self._pool.apply_async(_score, job), job, self.benches))

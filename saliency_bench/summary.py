@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from . import registry
-from .contracts import Benchmark
+from .compare import compare_column, is_baseline, per_sample_of
+from .contracts import Benchmark, Metric, Row
 from .execute import NOT_EVALUABLE
 from .plan import Plan, make_benchmark
-from .store import Store
+from .store import Store, migrate_settings
 
 
 def summarize_run(run_dir: Path) -> list[tuple[str, str]]:
@@ -25,11 +26,9 @@ def summarize_run(run_dir: Path) -> list[tuple[str, str]]:
         info = store.run_info(run_dir.name)
         if info is None:
             raise FileNotFoundError(f"run '{run_dir.name}' is not in {run_dir.parent / 'store.sqlite'}")
-        s = info["settings"]
+        s = migrate_settings(info["settings"])
         methods = []
-        rows = s.get("methods_plan") or [{"name": n, "base": None, "params": p}
-                                          for n, p in (s.get("methods_resolved") or {}).items()]
-        for row in rows:
+        for row in s["methods_plan"]:
             name = row["name"]
             try:
                 if row.get("base"):
@@ -50,32 +49,39 @@ def summarize_run(run_dir: Path) -> list[tuple[str, str]]:
         rows = store.metrics(run_dir.name)
         for model, dataset in pairs:
             skipped = {r["benchmark"]: r["metrics"].get("why", "") for r in rows
-                       if r["model"] == model and r["dataset"] == dataset and r["method"] == "__skipped__"}
-            summarize_into(store, run_dir.name, model, dataset, plan, skipped)
+                       if r["model"] == model and r["dataset"] == dataset and r["method"] == Row.SKIPPED}
+            subsets = {r["benchmark"]: r["metrics"].get("note", "") for r in rows
+                       if r["model"] == model and r["dataset"] == dataset and r["method"] == Row.SUBSET}
+            summarize_into(store, run_dir.name, model, dataset, plan, skipped, subsets)
         return pairs
     finally:
         store.close()
 
 
 def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Plan,
-                   skipped: dict[str, str] | None = None) -> None:
+                   skipped: dict[str, str] | None = None, subsets: dict[str, str] | None = None) -> None:
     """Every summary of one (model, dataset) from its per-sample records. ``skipped``: the
-    benchmarks that do not apply to the dataset, with why (no columns, a note)."""
+    benchmarks that do not apply to the dataset, with why (no columns, a note); ``subsets``: the
+    benchmarks that score part of it, with the dataset's words for that part."""
     meta = store.samples(run_id, model, dataset)
     skipped = skipped or {}
-    store.clear_summaries(run_id, model, dataset)
+    store.clear_summaries(run_id, model, dataset, keep=(Row.MODEL,))
     for bench in plan.benchmarks:
         if bench.name in skipped:
-            store.set_metrics(run_id, model, dataset, "__skipped__", bench.name, {"why": skipped[bench.name]})
+            store.set_metrics(run_id, model, dataset, Row.SKIPPED, bench.name, {"why": skipped[bench.name]})
             continue
+        if (subsets or {}).get(bench.name):
+            store.set_metrics(run_id, model, dataset, Row.SUBSET, bench.name, {"note": subsets[bench.name]})
         # The columns (titles, direction) and the protocol each follows, for the leaderboard.
-        store.set_metrics(run_id, model, dataset, "__columns__", bench.name, {"columns": columns_of(bench)})
+        store.set_metrics(run_id, model, dataset, Row.COLUMNS, bench.name, {"columns": bench.column_info()})
         protocol = getattr(bench, "protocol", None)
         if callable(protocol):
-            store.set_metrics(run_id, model, dataset, "__protocol__", bench.name,
+            store.set_metrics(run_id, model, dataset, Row.PROTOCOL, bench.name,
                               {k + bench.suffix: v for k, v in dict(protocol()).items()})
     fb = next((m["metrics"] for m in store.metrics(run_id)
-               if m["model"] == model and m["dataset"] == dataset and m["method"] == "__model__"), None)
+               if m["model"] == model and m["dataset"] == dataset and m["method"] == Row.MODEL), None)
+    computed: dict[str, dict[str, dict]] = {}  # benchmark -> method -> metrics (column keys as stored)
+    quantities: dict[str, dict[str, dict]] = {}  # benchmark -> method -> column key -> PerSample
     for method in plan.methods:
         outs = store.outcomes(run_id, model, dataset, method.name)
         not_eval = sum(1 for o in outs if not o["ok"] and (o["reason"] or "").startswith(NOT_EVALUABLE))
@@ -85,7 +91,7 @@ def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Pl
         diags = [o["info"] for o in outs if o["ok"] and o["info"]]
         if diags:
             coverage["diagnostics"] = _diagnostics(diags)
-        store.set_metrics(run_id, model, dataset, method.name, "coverage", coverage)
+        store.set_metrics(run_id, model, dataset, method.name, Row.COVERAGE, coverage)
         for bench in plan.benchmarks:
             if method.kind not in bench.accepts or bench.name in skipped:
                 continue
@@ -103,43 +109,54 @@ def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Pl
                         metrics = _empty_metrics(bench, f"benchmark '{bench.name}' could not summarise: "
                                                         f"{type(e).__name__}: {e}")
                     if bench.uses_model:
-                        metrics.update(_probe_cost(bench, [recs[i] for i in ids]))
-            if bench.suffix:
-                metrics = {k + bench.suffix: v for k, v in metrics.items()}
+                        metrics.update(_scoring_cost(bench, [recs[i] for i in ids]))
+                    quantities.setdefault(bench.name, {})[method.name] = per_sample_of(
+                        bench, [recs[i] for i in ids], [meta[i] for i in ids])
+            metrics = {str(k) + bench.suffix: v for k, v in metrics.items()}
             store.set_metrics(run_id, model, dataset, method.name, bench.name, metrics)
+            computed.setdefault(bench.name, {})[method.name] = metrics
+    baselines = [m.name for m in plan.methods if is_baseline(m)]
+    for bench in plan.benchmarks:
+        if bench.name in computed:
+            store.set_metrics(run_id, model, dataset, Row.COMPARE, bench.name,
+                              compare_benchmark(bench, computed[bench.name], quantities.get(bench.name, {}),
+                                                baselines))
 
 
-def _empty_metrics(bench: Benchmark, why: str) -> dict[str, dict]:
-    return {c: {"value": None, "ci": None, "n": 0, "unit": "", "note": why} for c in bench.columns}
+def compare_benchmark(bench: Benchmark, metrics: dict[str, dict], quantities: dict[str, dict],
+                      baselines: list[str]) -> dict[str, dict]:
+    """The paired comparisons of every column of one benchmark (the ``__compare__`` row)."""
+    seed = int(bench.options.get("seed", 0) or 0)
+    replicates = int(bench.options.get("bootstrap", 1000) or 0)
+    out = {}
+    for col in bench.column_info():
+        key = col["key"]
+        values = {m: (ms.get(key) or {}).get("value") for m, ms in metrics.items()}
+        if all(v is None for v in values.values()):
+            continue
+        per = {m: q[key] for m, q in quantities.items() if key in q}
+        out[key] = compare_column(per, values, col.get("better", "higher"), baselines, seed, replicates)
+    return out
 
 
-PROBE = "_probe"  # the record field where a benchmark that runs the model gets its cost
+def _empty_metrics(bench: Benchmark, why: str) -> dict[str, Metric]:
+    return {c: Metric.empty(why) for c in bench.columns}
 
 
-def _cost_column(bench: Benchmark) -> str:
-    """The column of a model-running benchmark's own seconds per image (before its suffix)."""
-    return f"{bench.base or bench.name}_s_per_image"
+# The record field where a benchmark that runs the model gets its scoring cost (seconds and
+# forward passes per sample); the stored name is kept so that records stay as they were.
+SCORING_COST = "_probe"
 
 
-def columns_of(bench: Benchmark) -> list[dict]:
-    cols = bench.column_info()
-    if bench.uses_model:  # its own runtime, beside the methods'
-        cols.append({"key": _cost_column(bench) + bench.suffix,
-                     "title": f"{bench.name} s/image", "short": f"{bench.name} s/img", "better": "lower",
-                     "interval": False, "benchmark": bench.name})
-    return cols
-
-
-def _probe_cost(bench: Benchmark, records: list[dict]) -> dict[str, dict]:
-    """Seconds and forward passes per image that scoring took (from the records' ``_probe``)."""
-    costs = [r[PROBE] for r in records if isinstance(r.get(PROBE), dict)]
+def _scoring_cost(bench: Benchmark, records: list[dict]) -> dict[str, Metric]:
+    """Seconds and forward passes per image that scoring took (from the records' ``SCORING_COST``)."""
+    costs = [r[SCORING_COST] for r in records if isinstance(r.get(SCORING_COST), dict)]
     if not costs:
         return {}
     sec = float(np.mean([c["seconds"] for c in costs]))
     passes = float(np.mean([c["passes"] for c in costs]))
-    return {_cost_column(bench): {
-        "value": sec, "ci": None, "n": len(costs), "unit": "s",
-        "note": f"scoring by {bench.name}: {passes:.0f} forward passes per image"}}
+    return {bench.cost_column(): bench.cost_column().metric(
+        sec, None, len(costs), f"scoring by {bench.name}: {passes:.0f} forward passes per image")}
 
 
 def _diagnostics(infos: list[dict]) -> dict:

@@ -15,7 +15,7 @@ from torch import nn
 
 from saliency_bench.benchmarks.faithfulness import (Deletion, DeletionGame, Insertion, auc, boxes_at_input,
                                                     gkern, gkern_blur)
-from saliency_bench.contracts import ClassInfo, Model, Probe, Sample
+from saliency_bench.contracts import ClassInfo, Model, ModelQuery, Sample
 
 
 class RegionMean(nn.Module):
@@ -55,9 +55,9 @@ def run_game(maps, box="authors", chunk=0, size=32):
     model = toy_model(slice(8, 16), slice(8, 16), 10.0, size)
     b = len(maps)
     x = torch.ones(b, 3, size, size)
-    probe = Probe(model, x, [[0]] * b, views={"blurred": torch.zeros(b, 3, size, size)}, batch_size=7)
+    query = ModelQuery(model, x, [[0]] * b, views={"blurred": torch.zeros(b, 3, size, size)}, batch_size=7)
     bench = DeletionGame(box=box, chunk=chunk, bootstrap=0)
-    return bench.score_batch([sample(size, i) for i in range(b)], maps, (size, size), probe=probe), probe
+    return bench.score_batch([sample(size, i) for i in range(b)], maps, (size, size), query=query), query
 
 
 def test_boxes_at_input_follow_getbb_from_heatmap():
@@ -77,14 +77,14 @@ def test_deletion_game_on_a_toy_model_with_a_known_answer():
     # slicing mask[y0:y1, x0:x1] of the 1-based box deletes 0-based y0..y1-1: the box 8..17
     # (alpha 0.78) deletes 8..16 (81 pixels) and covers R; the box 9..16 (alpha 0.79) deletes
     # 9..15 and leaves R's first row and column.
-    recs, probe = run_game([square_map()])
+    recs, query = run_game([square_map()])
     r = recs[0]
     assert r["alpha"] == 0.78 and r["reached"]
     assert r["value"] == pytest.approx(81 / 1024)
     assert r["p"] == pytest.approx(sig(10.0), abs=1e-6) and r["p_blur"] == pytest.approx(0.5)
     assert r["substrate"] == "blurred original (view)"
     # one pass for x and one for the blur, then one per distinct box (not per alpha)
-    assert probe.passes == 2 + r["boxes"] and r["boxes"] < 100
+    assert query.passes == 2 + r["boxes"] and r["boxes"] < 100
 
 
 def test_deletion_game_inclusive_box_and_a_worse_map():
@@ -100,7 +100,7 @@ def test_deletion_game_inclusive_box_and_a_worse_map():
 def test_deletion_game_batches_across_samples_and_chunks():
     maps = [square_map(), square_map(centre=20.5), square_map(centre=11.5)]
     a, _ = run_game(maps, chunk=0)
-    b, probe = run_game(maps, chunk=5)
+    b, query = run_game(maps, chunk=5)
     assert [r["value"] for r in a] == [r["value"] for r in b]
     assert a[0]["value"] == a[2]["value"] == pytest.approx(81 / 1024)
 
@@ -117,8 +117,8 @@ def test_deletion_game_summary_is_a_percentage_with_interval():
 
 def test_deletion_game_without_view_falls_back_and_says_so():
     model = toy_model(slice(8, 16), slice(8, 16), 10.0, 32)
-    probe = Probe(model, torch.ones(1, 3, 32, 32), [[0]])
-    r = DeletionGame().score_batch([sample(32)], [square_map()], (32, 32), probe=probe)[0]
+    query = ModelQuery(model, torch.ones(1, 3, 32, 32), [[0]])
+    r = DeletionGame().score_batch([sample(32)], [square_map()], (32, 32), query=query)[0]
     assert r["substrate"].startswith("fallback")
 
 
@@ -133,9 +133,9 @@ def raster_map(size: int = 8) -> np.ndarray:
 def causal(bench, maps, a=4.0, chunk=0):
     model = toy_model(slice(0, 2), slice(0, 8), a, 8)  # R = the first two rows
     b = len(maps)
-    probe = Probe(model, torch.ones(b, 3, 8, 8), [[0]] * b, batch_size=4)
+    query = ModelQuery(model, torch.ones(b, 3, 8, 8), [[0]] * b, batch_size=4)
     bench.options["chunk"] = chunk
-    return bench.score_batch([sample(8, i) for i in range(b)], maps, (8, 8), probe=probe), probe
+    return bench.score_batch([sample(8, i) for i in range(b)], maps, (8, 8), query=query), query
 
 
 def test_rise_auc_formula_by_hand():
@@ -146,13 +146,13 @@ def test_rise_auc_formula_by_hand():
 def test_deletion_auc_against_a_hand_computed_curve():
     # 8x8 input, step 8: 8 steps, 9 scores. Deleting rows in raster order into zeros leaves
     # f = 1, 1/2, 0, 0, ... of R: the curve is sigmoid(4), sigmoid(2), then 1/2 seven times.
-    recs, probe = causal(Deletion(step=8, bootstrap=0), [raster_map()])
+    recs, query = causal(Deletion(step=8, bootstrap=0), [raster_map()])
     curve = [sig(4), sig(2)] + [0.5] * 7
     assert recs[0]["curve"] == pytest.approx(curve, abs=1e-5)
     hand = (sum(curve) - curve[0] / 2 - curve[-1] / 2) / 8
     assert hand == pytest.approx(0.5777255, abs=1e-6)
     assert recs[0]["value"] == pytest.approx(hand, abs=1e-6)
-    assert probe.passes == 9
+    assert query.passes == 9
 
 
 def test_insertion_auc_against_a_hand_computed_curve():

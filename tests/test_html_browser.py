@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from saliency_bench import leaderboard as lb
+from saliency_bench import report as lb
 
 from test_leaderboard import LONG, SCORES, fake_run
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from saliency_bench import leaderboard as lb
+from saliency_bench import report as lb
 from saliency_bench.store import Store
 
 LONG = "contrastive_excitation_backprop[layer=inception4e]"
@@ -112,7 +112,7 @@ def test_columns_come_from_the_benchmarks_in_the_runs_order(tmp_path):
 
 def test_a_run_without_declared_columns_falls_back_to_the_builtin_ones(tmp_path):
     run = lb.load_run(fake_run(tmp_path, declared=False))
-    keys = [c["key"] for c in lb._used_columns(run["tables"][0])]
+    keys = [c["key"] for c in lb.used_columns(run["tables"][0])]
     assert keys == ["pointing_all", "pointing_difficult", "loc_error_value", "maxboxacc_v2", "images_per_s",
                     "passes_per_image"]
     cols = {c["key"]: c for c in run["tables"][0]["columns"]}

@@ -6,7 +6,7 @@ the ``saliency_bench.benchmarks`` entry point:
 * :mod:`.runtime` — images/s, ms/image and passes per image from the run's own timed calls (§4);
 * :mod:`.parts` — the part-saliency test (§7);
 * :mod:`.faithfulness` — the deletion game, RISE's deletion and insertion (§10): these run the
-  model on perturbed inputs through a :class:`~saliency_bench.contracts.Probe`.
+  model on perturbed inputs through a :class:`~saliency_bench.contracts.ModelQuery`.
 
 Pointing, localization and parts are functions of (maps, ground truth) alone; :mod:`.stats`
 gives every score its bootstrap interval (§12).

@@ -8,9 +8,11 @@
   the area under the target probability as the most salient pixels are removed into, or revealed
   from, a substrate, ``step`` pixels at a time.
 
-Every benchmark here runs the model through the :class:`~saliency_bench.contracts.Probe`: the
+Every benchmark here runs the model through the :class:`~saliency_bench.contracts.ModelQuery`: the
 perturbed inputs of all samples of a batch, and of all thresholds or steps, are scored chunk by
-chunk, and the probe counts the passes and seconds for the runtime table.
+chunk, and the query counts the passes and seconds for the runtime table. The query's model is
+the verified, pristine one, and a benchmark that changes it fails, named (docs/ARCHITECTURE.md,
+"Isolation").
 """
 from __future__ import annotations
 
@@ -20,12 +22,12 @@ import numpy as np
 import torch
 
 import saliency_bench
-from saliency_bench.contracts import HEATMAP, Benchmark, Sample
+from saliency_bench.contracts import HEATMAP, Benchmark, Column, Metric, Sample
 from saliency_bench.imageio import blurred_input
 from saliency_bench.ops.blur import gaussian_blur, gkern, gkern_blur
 from saliency_bench.ops.resize import resize_map
 
-from .stats import bootstrap_ci, weighted_mean
+from .stats import PerSample, bootstrap_ci, weighted_mean
 
 GAME_ALPHAS = tuple(round(0.01 * i, 2) for i in range(100))  # np.arange(0, 1, 0.01)
 SUBSTRATES = ("zeros", "gkern", "blurred")
@@ -55,12 +57,12 @@ class _ModelInTheLoop(Benchmark):
     accepts = (HEATMAP,)
     needs: tuple[str, ...] = ()
     defaults: dict[str, Any] = {}
-    column = ""
-    unit = ""
     scale = 1.0  # record value -> column value
 
-    def _option(self, key: str) -> Any:
-        return self.options.get(key, self.defaults[key])
+    @property
+    def column(self) -> Column:
+        """The one column a faithfulness benchmark fills."""
+        return self.columns[0]
 
     def needs_blurred(self) -> bool:
         return True
@@ -70,17 +72,17 @@ class _ModelInTheLoop(Benchmark):
             raise KeyError(f"benchmark '{self.name}' makes no view '{name}' (its views: blurred)")
         if not self.needs_blurred():
             return None
-        return blurred_input(image, size, radius=float(self._option("blur_radius")))
+        return blurred_input(image, size, radius=float(self.option("blur_radius")))
 
-    def blurred(self, probe: Any, samples: Sequence[Sample]) -> tuple[torch.Tensor, str]:
+    def blurred(self, query: Any, samples: Sequence[Sample]) -> tuple[torch.Tensor, str]:
         """The blurred view of every row, or (no view: a direct call) the input blurred with
         ``blur_radius`` scaled by the resize (input pixels per original pixel), which
         approximates blurring the original first."""
-        v = probe.view("blurred")
+        v = query.view("blurred")
         if v is not None:
-            return v.to(probe.x.device, probe.x.dtype), "blurred original (view)"
-        x = probe.x
-        r = float(self._option("blur_radius"))
+            return v.to(query.x.device, query.x.dtype), "blurred original (view)"
+        x = query.x
+        r = float(self.option("blur_radius"))
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
         for i, s in enumerate(samples):
             h, w = (int(v) for v in (s.size if s.size and min(s.size) > 0 else x.shape[-2:]))
@@ -88,12 +90,12 @@ class _ModelInTheLoop(Benchmark):
             out[i] = gaussian_blur(x[i:i + 1], sigma)[0]
         return out, "fallback: the input blurred (sigma scaled to the input)"
 
-    def chunk(self, probe: Any) -> int:
-        return max(1, int(self._option("chunk") or 4 * probe.batch_size))
+    def chunk(self, query: Any) -> int:
+        return max(1, int(self.option("chunk") or 4 * query.batch_size))
 
     def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
-        replicates = int(self._option("bootstrap"))
-        seed = int(self._option("seed"))
+        replicates = int(self.option("bootstrap"))
+        seed = int(self.option("seed"))
         split = np.array([str(s.get("split", "eval")) for s in samples])
         use = split == "eval" if (split == "eval").any() else np.ones(len(samples), bool)
         vals = np.array([r.get("value", np.nan) for r in records], dtype=np.float64)[use] \
@@ -101,13 +103,21 @@ class _ModelInTheLoop(Benchmark):
         vals = vals[np.isfinite(vals)]
         n = int(len(vals))
         if n == 0:
-            return {self.column: {"value": None, "ci": None, "n": 0, "unit": self.unit, "note": "no samples"}}
+            return {str(self.column): self.column.metric(None, None, 0, "no samples")}
         ci = bootstrap_ci(weighted_mean(vals), n, replicates, seed)
-        return {self.column: {
-            "value": self.scale * float(vals.mean()),
-            "ci": None if ci is None else [self.scale * ci[0], self.scale * ci[1]],
-            "n": n, "unit": self.unit, "note": self.note(records, n),
-        }}
+        return {str(self.column): self.column.metric(
+            self.scale * float(vals.mean()), None if ci is None else [self.scale * ci[0], self.scale * ci[1]], n,
+            self.note(records, n))}
+
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, PerSample]:
+        """The record's value (an AUC, the deletion game's smallest area) per evaluation sample,
+        in the column's units: the column is their mean."""
+        split = [str(s.get("split", "eval")) for s in samples]
+        use = [i for i, sp in enumerate(split) if sp == "eval"] if "eval" in split else list(range(len(samples)))
+        keep = [i for i in use if isinstance(records[i].get("value"), (int, float))
+                and np.isfinite(records[i]["value"])]
+        return {str(self.column): PerSample(tuple(str(samples[i]["id"]) for i in keep),
+                                       [self.scale * float(records[i]["value"]) for i in keep])}
 
     def note(self, records: Sequence[dict], n: int) -> str:
         return f"mean over {n} samples"
@@ -168,56 +178,51 @@ class DeletionGame(_ModelInTheLoop):
 
     Options: ``alphas`` (0:0.01:0.99), ``threshold`` (0.01), ``box`` ("authors": their
     ``mask[y0:y1, x0:x1]`` slicing of the 1-based box; "inclusive"), ``blur_radius`` (10: PIL
-    GaussianBlur of the original), ``chunk`` (perturbed inputs per probe call; 0: 4 x the
-    probe's batch size), ``bootstrap`` (1000), ``seed`` (0).
+    GaussianBlur of the original), ``chunk`` (perturbed inputs per query call; 0: 4 x the
+    query's batch size), ``bootstrap`` (1000), ``seed`` (0).
     """
 
     name = "deletion_game"
     cost = 100  # up to one forward pass per threshold (equal boxes share one)
-    columns = ("deletion_game",)
-    column = "deletion_game"
-    titles = {"deletion_game": "Deletion game box (%)"}
-    short = {"deletion_game": "DelGame"}
-    lower_is_better = ("deletion_game",)
-    unit = "%"
+    columns = (Column("deletion_game", "Deletion game box (%)", "DelGame", "%", lower_is_better=True),)
     scale = 100.0
     defaults: dict[str, Any] = {"alphas": GAME_ALPHAS, "threshold": 0.01, "box": "authors",
                                 "blur_radius": 10.0, "chunk": 0, "bootstrap": 1000, "seed": 0}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        if self._option("box") not in BOXES:
-            raise ValueError(f"deletion_game: box must be one of {', '.join(BOXES)}, not {self._option('box')!r}")
+        if self.option("box") not in BOXES:
+            raise ValueError(f"deletion_game: box must be one of {', '.join(BOXES)}, not {self.option('box')!r}")
         if not len(self.alphas):
             raise ValueError("deletion_game: alphas must not be empty")
 
     @property
     def alphas(self) -> tuple[float, ...]:
-        return tuple(float(a) for a in self._option("alphas"))
+        return tuple(float(a) for a in self.option("alphas"))
 
     def protocol(self) -> dict[str, str]:
         return {"deletion_game": (
             f"Fong & Vedaldi's deletion_game.py: value-threshold boxes (alpha {self.alphas[0]:g}.."
             f"{self.alphas[-1]:g}, {len(self.alphas)} values; maps not at the input size thresholded first, "
             f"then bytescaled and PIL-bilinear resized), box replaced by the blurred original (PIL "
-            f"GaussianBlur({float(self._option('blur_radius')):g}), resized), {self._option('box')} slicing; "
-            f"the last alpha with (p(x')-p(blur))/(p(x)-p(blur)) <= {float(self._option('threshold')):g} "
+            f"GaussianBlur({float(self.option('blur_radius')):g}), resized), {self.option('box')} slicing; "
+            f"the last alpha with (p(x')-p(blur))/(p(x)-p(blur)) <= {float(self.option('threshold')):g} "
             f"(else the smallest), box area as % of the input; lower is better")}
 
-    def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int], *, probe: Any = None) -> dict:
-        return self.score_batch([sample], [output], input_size, probe=probe)[0]
+    def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int], *, query: Any = None) -> dict:
+        return self.score_batch([sample], [output], input_size, query=query)[0]
 
     def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int], *,
-                    probe: Any = None) -> list[dict]:
-        if probe is None:
-            raise TypeError("deletion_game runs the model: score_batch needs probe=")
+                    query: Any = None) -> list[dict]:
+        if query is None:
+            raise TypeError("deletion_game runs the model: score_batch needs query=")
         H, W = (int(v) for v in input_size)
-        x = probe.x
+        x = query.x
         B = len(samples)
-        null, how = self.blurred(probe, samples)
-        base = probe.probabilities(torch.cat([x, null]), list(range(B)) * 2).double().cpu().numpy()
+        null, how = self.blurred(query, samples)
+        base = query.probabilities(torch.cat([x, null]), list(range(B)) * 2).double().cpu().numpy()
         p_x, p_null = base[:B], base[B:]
-        mode = str(self._option("box"))
+        mode = str(self.option("box"))
         alphas = self.alphas
         jobs: list[tuple[int, tuple[int, ...]]] = []
         inverse, sizes = [], []
@@ -228,7 +233,7 @@ class DeletionGame(_ModelInTheLoop):
             sizes.append(np.array([deleted_region(b, mode, (H, W))[2] for b in boxes], np.float64))
             jobs.extend((i, tuple(int(v) for v in b)) for b in uniq)
         probs = np.zeros(len(jobs))
-        step = self.chunk(probe)
+        step = self.chunk(query)
         for j0 in range(0, len(jobs), step):
             part = jobs[j0:j0 + step]
             rows = [i for i, _ in part]
@@ -238,8 +243,8 @@ class DeletionGame(_ModelInTheLoop):
                 keep[n, :, r, c] = 0
             idx = torch.as_tensor(rows, device=x.device)
             xp = x[idx] * keep + null[idx] * (1 - keep)
-            probs[j0:j0 + len(part)] = probe.probabilities(xp, rows).double().cpu().numpy()
-        thr = float(self._option("threshold"))
+            probs[j0:j0 + len(part)] = query.probabilities(xp, rows).double().cpu().numpy()
+        thr = float(self.option("threshold"))
         records = []
         for i in range(B):
             start, inv = inverse[i]
@@ -261,7 +266,7 @@ class DeletionGame(_ModelInTheLoop):
         fallback = sum("fallback" in str(r.get("substrate", "")) for r in records)
         extra = f"; {fallback} with the input blurred (no view)" if fallback else ""
         return (f"mean smallest deleting box over {n} samples; {reached}/{len(records)} reached "
-                f"<= {float(self._option('threshold')):g} (others: the box of the lowest score){extra}; lower is better")
+                f"<= {float(self.option('threshold')):g} (others: the box of the lowest score){extra}; lower is better")
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,51 +280,51 @@ class _Causal(_ModelInTheLoop):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        if self._option("substrate") not in SUBSTRATES:
+        if self.option("substrate") not in SUBSTRATES:
             raise ValueError(f"{self.name}: substrate must be one of {', '.join(SUBSTRATES)}, "
-                             f"not {self._option('substrate')!r}")
-        if self._option("target") not in TARGETS:
-            raise ValueError(f"{self.name}: target must be one of {', '.join(TARGETS)}, not {self._option('target')!r}")
-        if int(self._option("step")) < 1:
-            raise ValueError(f"{self.name}: step must be a positive number of pixels, not {self._option('step')!r}")
+                             f"not {self.option('substrate')!r}")
+        if self.option("target") not in TARGETS:
+            raise ValueError(f"{self.name}: target must be one of {', '.join(TARGETS)}, not {self.option('target')!r}")
+        if int(self.option("step")) < 1:
+            raise ValueError(f"{self.name}: step must be a positive number of pixels, not {self.option('step')!r}")
 
     def needs_blurred(self) -> bool:
-        return self._option("substrate") == "blurred"
+        return self.option("substrate") == "blurred"
 
     def protocol(self) -> dict[str, str]:
         verb = "deleting (most salient first) into" if self.mode == "del" else "inserting (most salient first) from"
         sub = {"zeros": "zeros (the mean pixel)",
-               "gkern": f"RISE's gkern({int(self._option('klen'))}, {float(self._option('nsig')):g}) blur of the input",
-               "blurred": f"the blurred original (PIL GaussianBlur({float(self._option('blur_radius')):g}), resized)"}
-        tgt = "the map's target class" if self._option("target") == "target" else "the top-1 predicted class"
+               "gkern": f"RISE's gkern({int(self.option('klen'))}, {float(self.option('nsig')):g}) blur of the input",
+               "blurred": f"the blurred original (PIL GaussianBlur({float(self.option('blur_radius')):g}), resized)"}
+        tgt = "the map's target class" if self.option("target") == "target" else "the top-1 predicted class"
         better = "lower" if self.mode == "del" else "higher"
-        return {self.column: (f"RISE CausalMetric: {int(self._option('step'))} pixels per step {verb} "
-                              f"{sub[str(self._option('substrate'))]}, map bilinear to the input; softmax "
+        return {str(self.column): (f"RISE CausalMetric: {int(self.option('step'))} pixels per step {verb} "
+                              f"{sub[str(self.option('substrate'))]}, map bilinear to the input; softmax "
                               f"probability of {tgt}; AUC (sum - c0/2 - cN/2)/N; {better} is better")}
 
-    def substrate(self, probe: Any, samples: Sequence[Sample]) -> tuple[torch.Tensor, str]:
-        kind = str(self._option("substrate"))
-        x = probe.x
+    def substrate(self, query: Any, samples: Sequence[Sample]) -> tuple[torch.Tensor, str]:
+        kind = str(self.option("substrate"))
+        x = query.x
         if kind == "zeros":
             return torch.zeros_like(x), "zeros"
         if kind == "gkern":
-            return gkern_blur(x, int(self._option("klen")), float(self._option("nsig"))), "gkern"
-        return self.blurred(probe, samples)
+            return gkern_blur(x, int(self.option("klen")), float(self.option("nsig"))), "gkern"
+        return self.blurred(query, samples)
 
-    def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int], *, probe: Any = None) -> dict:
-        return self.score_batch([sample], [output], input_size, probe=probe)[0]
+    def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int], *, query: Any = None) -> dict:
+        return self.score_batch([sample], [output], input_size, query=query)[0]
 
     def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int], *,
-                    probe: Any = None) -> list[dict]:
-        if probe is None:
-            raise TypeError(f"{self.name} runs the model: score_batch needs probe=")
+                    query: Any = None) -> list[dict]:
+        if query is None:
+            raise TypeError(f"{self.name} runs the model: score_batch needs query=")
         H, W = (int(v) for v in input_size)
         HW = H * W
-        x = probe.x.contiguous()
+        x = query.x.contiguous()
         B = len(samples)
-        sub, how = self.substrate(probe, samples)
+        sub, how = self.substrate(query, samples)
         start, finish = (x, sub) if self.mode == "del" else (sub, x)
-        pix = int(self._option("step"))
+        pix = int(self.option("step"))
         n_steps = (HW + pix - 1) // pix
         # rank[b, p]: position of pixel p in decreasing saliency (ties: raster order)
         rank = torch.empty(B, HW, dtype=torch.long)
@@ -328,11 +333,11 @@ class _Causal(_ModelInTheLoop):
             rank[i, order] = torch.arange(HW)
         rank = rank.to(x.device)
         classes = None
-        if self._option("target") == "predicted":
-            classes = probe.logits(x).argmax(dim=1)
+        if self.option("target") == "predicted":
+            classes = query.logits(x).argmax(dim=1)
         jobs = [(i, k) for i in range(B) for k in range(n_steps + 1)]
         curves = np.zeros((B, n_steps + 1))
-        step = self.chunk(probe)
+        step = self.chunk(query)
         for j0 in range(0, len(jobs), step):
             part = jobs[j0:j0 + step]
             rows = torch.as_tensor([i for i, _ in part], device=x.device)
@@ -340,9 +345,9 @@ class _Causal(_ModelInTheLoop):
             sel = (rank[rows] < done[:, None]).view(len(part), 1, H, W)
             xp = torch.where(sel, finish[rows], start[rows])
             if classes is None:
-                p = probe.probabilities(xp, rows.cpu())
+                p = query.probabilities(xp, rows.cpu())
             else:
-                p = torch.softmax(probe.logits(xp), dim=1).gather(1, classes[rows][:, None])[:, 0]
+                p = torch.softmax(query.logits(xp), dim=1).gather(1, classes[rows][:, None])[:, 0]
             p = p.double().cpu().numpy()
             for n, (i, k) in enumerate(part):
                 curves[i, k] = p[n]
@@ -350,8 +355,8 @@ class _Causal(_ModelInTheLoop):
 
     def note(self, records: Sequence[dict], n: int) -> str:
         better = "lower" if self.mode == "del" else "higher"
-        return (f"mean AUC over {n} samples; step={int(self._option('step'))} px, "
-                f"substrate={self._option('substrate')}, target={self._option('target')}; {better} is better")
+        return (f"mean AUC over {n} samples; step={int(self.option('step'))} px, "
+                f"substrate={self.option('substrate')}, target={self.option('target')}; {better} is better")
 
 
 _CAUSAL_DEFAULTS = {"step": 224, "klen": 11, "nsig": 5.0, "blur_radius": 10.0, "target": "target",
@@ -366,17 +371,13 @@ class Deletion(_Causal):
     Options: ``step`` (224 px), ``substrate`` ("zeros": the mean pixel, RISE's; "gkern": RISE's
     insertion blur; "blurred": the authors' blurred original), ``klen``/``nsig`` (11, 5),
     ``blur_radius`` (10), ``target`` ("target": the class the map explains; "predicted": the
-    top-1 class, as RISE), ``chunk`` (0: 4 x the probe's batch size), ``bootstrap``, ``seed``.
+    top-1 class, as RISE), ``chunk`` (0: 4 x the query's batch size), ``bootstrap``, ``seed``.
     """
 
     name = "deletion"
     cost = 225  # one forward pass per step (224 pixels a step on a 224x224 input)
     mode = "del"
-    columns = ("deletion_auc",)
-    column = "deletion_auc"
-    titles = {"deletion_auc": "Deletion AUC"}
-    short = {"deletion_auc": "Del.AUC"}
-    lower_is_better = ("deletion_auc",)
+    columns = (Column("deletion_auc", "Deletion AUC", "Del.AUC", lower_is_better=True),)
     defaults: dict[str, Any] = {**_CAUSAL_DEFAULTS, "substrate": "zeros"}
 
 
@@ -389,10 +390,7 @@ class Insertion(_Causal):
     name = "insertion"
     cost = 225
     mode = "ins"
-    columns = ("insertion_auc",)
-    column = "insertion_auc"
-    titles = {"insertion_auc": "Insertion AUC"}
-    short = {"insertion_auc": "Ins.AUC"}
+    columns = (Column("insertion_auc", "Insertion AUC", "Ins.AUC"),)
     defaults: dict[str, Any] = {**_CAUSAL_DEFAULTS, "substrate": "gkern"}
 
 

@@ -1,46 +1,14 @@
-"""Weak localization (Fong & Vedaldi, ICCV 2017, §5 "Localization"; docs/PROTOCOLS.md §3) and
-MaxBoxAccV2 (Choe et al., "Evaluating Weakly Supervised Object Localization Methods Right",
-CVPR 2020, §4.1), each computed the way its reference program computes it.
+"""Weak localization (Fong & Vedaldi, ICCV 2017, §5 "Localization"), computed as the authors'
+``getbb_from_heatmap`` and ``compute_overlap`` did for the published numbers; the benchmark also
+reports MaxBoxAccV2 (:mod:`.maxboxacc`). docs/PROTOCOLS.md §3.
 
-**Fong & Vedaldi**, as their ``getbb_from_heatmap`` (``ruthcfong/perturb_explanations``,
-``code/caffe/python/heatmaps.py``) and ``compute_overlap`` (``helpers.py``) did for the published
-numbers. For each thresholding and alpha, at **the map's own resolution** (Grad-CAM 7x7,
-gradient 224x224), the rejected pixels are set to 0 (``value``, their ``min_max_diff``: keep
-``h - min(h) >= alpha * (max(h) - min(h))``; ``mean``: keep ``h >= alpha * mean(h)``; ``energy``:
-keep the first ``i`` pixels in descending order, ``i`` the first position where the cumulative sum
-reaches ``alpha * sum(h)``); then ``scipy.misc.imresize(kept, (H, W))`` brings it to the original
-size: ``bytescale`` to uint8 (``cmin``/``cmax`` the kept map's minimum and maximum, a zero range
-counted as 1, ``uint8(clip((x - cmin) * (255 / range), 0, 255) + 0.5)`` in float32) and PIL's
-``Image.resize((W, H), BILINEAR)``. The box is the tight box of **all** non-zero pixels of that
-uint8 image, in their 1-based coordinates (first non-zero column + 1, ...); when every pixel is 0
-their code returns ``[1, 1, H, W]`` (x2 = H and y2 = W, their order: we return the same). A
-hit is IoU >= 0.5 (VOC, +1) with a ground-truth box of the class as the annotation file writes
-it. Their quirks are ours: a kept map with negative values bytescales its zeros (the rejected
-pixels) to non-zero values; a constant kept map bytescales to all zeros; a small kept value can
-bytescale to 0. Thresholds are computed in float64 on the float32 map. Energy ties: the authors
-ordered with ``np.argsort(h)[::-1]`` (unstable); we cut tied values in raster order.
-
-**MaxBoxAccV2**, as wsolevaluation's ``inference.py`` and ``evaluation.py``
-(``compute_bboxes_from_scoremaps`` with ``multi_contour_eval``, ``BoxEvaluator``): the map, in
-float64 (their ``t2n``), resized to the network input size with ``cv2.resize(INTER_CUBIC)``,
-min-max normalised (NaN or constant: zeros), ``uint8(s * 255)``; for ``t`` in ``0:0.01:0.99`` the
-foreground is ``> int(t * max)``, and **every** contour ``cv2.findContours(RETR_TREE)`` returns
-gives a candidate box, the borders of holes included, as ``boundingRect``'s
-``(x, y, min(x + w, W - 1), min(y + h, H - 1))`` (no contour: ``(0, 0, 0, 0)``); ground-truth
-boxes are scaled to the input size by their ``resize_bbox``. A sample is correct at ``t`` when a
-candidate has IoU >= delta with a ground-truth box; per delta in {0.3, 0.5, 0.7} the score is the
-accuracy at the best ``t``, and MaxBoxAccV2 is their mean.
-
-The resize is PIL's as installed (Pillow 13: fixed-point taps, the horizontal pass first unless
-the height shrinks by more than twice as many pixels as the width), which the tests check on
-thousands of random cases; the authors ran a 2017 Pillow, whose resize differed in such details.
-
-Speed: per sample, the alphas of the three thresholdings select few distinct kept sets (all
-"the first ``c`` pixels in descending order"), and each is resized once, by an exact emulation
-of Pillow's fixed-point bilinear resize that computes only the output columns and rows the
-box needs (:func:`saliency_bench.ops.pil_resize.kept_set_boxes`): no image is resized. MaxBoxAccV2 lives in
-:mod:`.maxboxacc`.
-Loops are compiled with numba at first use.
+For each thresholding (``value``, ``energy``, ``mean``) and each alpha of its grid, at the map's
+own resolution, the rejected pixels are set to 0; the kept map goes to the original size as
+scipy's ``imresize`` did (bytescale to uint8, Pillow's bilinear resize); the box is the 1-based
+tight box of all non-zero pixels (none: ``[1, 1, H, W]``), a hit at IoU >= 0.5 (+1 convention)
+with a box of the class as annotated. alpha* is chosen on the held-out split. The resize is
+emulated exactly and only where the box needs it, columns and rows whose byte bounds cannot
+reach 1 skipped (:func:`saliency_bench.ops.pil_resize.kept_set_boxes`): no image is resized.
 """
 from __future__ import annotations
 
@@ -49,13 +17,13 @@ from typing import Any, Sequence
 import numpy as np
 
 import saliency_bench
-from saliency_bench.contracts import HEATMAP, Benchmark, Sample
+from saliency_bench.contracts import HEATMAP, Benchmark, Column, Metric, Sample
 from saliency_bench.ops.geometry import best_iou, scale_boxes_wsol
 from saliency_bench.ops.jit import Kernels
 from saliency_bench.ops.pil_resize import kept_set_boxes
 
 from .maxboxacc import WSOL_IOUS, WSOL_THRESHOLDS, maxboxacc_correct
-from .stats import bootstrap_ci, weighted_mean
+from .stats import PerSample, bootstrap_ci, weighted_mean
 
 jit = Kernels(__name__)
 
@@ -169,20 +137,18 @@ class Localization(Benchmark):
     name = "localization"
     needs = ("boxes", "single_class")  # one labelled object class per image, with its boxes
     accepts = (HEATMAP,)
-    columns = ("loc_error_value", "loc_error_energy", "loc_error_mean", "maxboxacc_v2")
-    titles = {"loc_error_value": "Loc. error value (%)", "loc_error_energy": "Loc. error energy (%)",
-              "loc_error_mean": "Loc. error mean (%)", "maxboxacc_v2": "MaxBoxAccV2 (%)"}
-    short = {"loc_error_value": "Loc.val", "loc_error_energy": "Loc.en", "loc_error_mean": "Loc.mean",
-             "maxboxacc_v2": "MaxBox"}
-    lower_is_better = ("loc_error_value", "loc_error_energy", "loc_error_mean")
+    columns = (Column("loc_error_value", "Loc. error value (%)", "Loc.val", "%", lower_is_better=True),
+               Column("loc_error_energy", "Loc. error energy (%)", "Loc.en", "%", lower_is_better=True),
+               Column("loc_error_mean", "Loc. error mean (%)", "Loc.mean", "%", lower_is_better=True),
+               Column("maxboxacc_v2", "MaxBoxAccV2 (%)", "MaxBox", "%"))
     defaults: dict[str, Any] = {"alphas": DEFAULT_ALPHAS, "iou": 0.5, "heldout": "split", "bootstrap": 1000,
                                 "seed": 0}
 
     def alphas(self, kind: str) -> tuple[float, ...]:
-        return tuple((self.options.get("alphas") or {}).get(kind, DEFAULT_ALPHAS[kind]))
+        return tuple((self.option("alphas") or {}).get(kind, DEFAULT_ALPHAS[kind]))
 
     def protocol(self) -> dict[str, str]:
-        iou = float(self.options.get("iou", self.defaults["iou"]))
+        iou = float(self.option("iou"))
         tail = (f"at the map's own resolution, then the authors' imresize (bytescale to uint8, PIL bilinear "
                 f"to the original size), box of all non-zero pixels (1-based; none: [1, 1, H, W]), "
                 f"hit at IoU>={iou:g} (+1) with a box as annotated; alpha* on the held-out split")
@@ -201,7 +167,7 @@ class Localization(Benchmark):
 
     def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int]) -> list[dict]:
         maps = np.stack([np.asarray(o, dtype=np.float32) for o in outputs])
-        iou = float(self.options.get("iou", self.defaults["iou"]))
+        iou = float(self.option("iou"))
         alphas = {kind: self.alphas(kind) for kind in THRESHOLDINGS}
         gt = [scale_boxes_wsol(s.boxes, s.size, input_size) for s in samples]
         mba = maxboxacc_correct(maps, gt, input_size)
@@ -214,10 +180,11 @@ class Localization(Benchmark):
             records.append(rec)
         return records
 
-    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
-        replicates = int(self.options.get("bootstrap", self.defaults["bootstrap"]))
-        seed = int(self.options.get("seed", self.defaults["seed"]))
-        mode = str(self.options.get("heldout", self.defaults["heldout"]))
+    def _splits(self, samples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """(samples alpha* is chosen on, samples the error is reported on, the evaluation split,
+        how alpha* was chosen)."""
+        seed = int(self.option("seed"))
+        mode = str(self.option("heldout"))
         split = np.array([str(s.get("split", "eval")) for s in samples])
         held = split == "heldout"
         evals = split == "eval"
@@ -230,29 +197,54 @@ class Localization(Benchmark):
             choose = np.zeros(len(samples), bool); choose[perm[: len(perm) // 2]] = True
             report = evals & ~choose
             how = f"no held-out split: alpha* on a seeded half ({int(choose.sum())}), error on the other half"
+        return choose, report, evals, how
+
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, PerSample]:
+        """Localization error (100: missed, 0: correct) of each reported sample at the method's own
+        alpha* (chosen as :meth:`summarize` chooses it); MaxBoxAccV2: the mean over IoU 0.3/0.5/0.7
+        of "a box at that IoU's best threshold is correct", 100 x."""
+        choose, report, evals, _ = self._splits(samples)
+        ids = np.array([str(s["id"]) for s in samples], dtype=object)
+        out: dict[str, PerSample] = {}
+        for kind in THRESHOLDINGS:
+            alphas = self.alphas(kind)
+            if choose.any() and report.any():
+                c = np.array([_unbits(r[kind]) for r in records], dtype=bool).reshape(len(records), len(alphas))
+                k = choose_alpha(c[choose])
+                out[f"loc_error_{kind}"] = PerSample(tuple(ids[report]), 100.0 * (1.0 - c[report, k]))
+        use = evals if evals.any() else np.ones(len(samples), bool)
+        if use.any():
+            m = np.array([[_unbits(r[f"mba{d}"]) for d in WSOL_IOUS] for r in records], dtype=np.float64)
+            m = m.reshape(len(records), len(WSOL_IOUS), -1)[use]
+            best_t = m.mean(axis=0).argmax(axis=1)  # [3]: each IoU's best threshold, as summarize picks it
+            per = m[:, np.arange(len(WSOL_IOUS)), best_t].mean(axis=1)
+            out["maxboxacc_v2"] = PerSample(tuple(ids[use]), 100.0 * per)
+        return out
+
+    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
+        replicates = int(self.option("bootstrap"))
+        seed = int(self.option("seed"))
+        choose, report, evals, how = self._splits(samples)
         out: dict[str, dict] = {}
         for kind in THRESHOLDINGS:
             alphas = self.alphas(kind)
             c = np.array([_unbits(r[kind]) for r in records], dtype=bool).reshape(len(records), len(alphas))
             n = int(report.sum())
             if not choose.any() or n == 0:
-                out[f"loc_error_{kind}"] = {"value": None, "ci": None, "n": n, "unit": "%",
-                                            "note": "not enough samples to choose alpha* and report"}
+                out[f"loc_error_{kind}"] = Metric.empty("not enough samples to choose alpha* and report", n, "%")
                 continue
             k = choose_alpha(c[choose])
             hit = c[report, k].astype(np.float64)
             ci = bootstrap_ci(weighted_mean(hit), n, replicates, seed)
-            out[f"loc_error_{kind}"] = {
-                "value": float(100.0 * (1.0 - hit.mean())),
-                "ci": None if ci is None else [100.0 * (1 - ci[1]), 100.0 * (1 - ci[0])],
-                "n": n, "unit": "%", "note": f"alpha*={alphas[k]:g} ({how})",
-            }
+            out[f"loc_error_{kind}"] = Metric(float(100.0 * (1.0 - hit.mean())),
+                                              None if ci is None else [100.0 * (1 - ci[1]), 100.0 * (1 - ci[0])],
+                                              n, "%", f"alpha*={alphas[k]:g} ({how})")
         use = evals if evals.any() else np.ones(len(samples), bool)
         m = np.array([[_unbits(r[f"mba{d}"]) for d in WSOL_IOUS] for r in records], dtype=np.float64)
         m = m.reshape(len(records), len(WSOL_IOUS), -1)[use]
         n = len(m)
         if n == 0:
-            out["maxboxacc_v2"] = {"value": None, "ci": None, "n": 0, "unit": "%", "note": "no samples"}
+            out["maxboxacc_v2"] = Metric.empty("no samples", 0, "%")
             return out
         acc = m.mean(axis=0)  # [3, T]
         best = acc.max(axis=1)
@@ -263,14 +255,11 @@ class Localization(Benchmark):
             return a.max(axis=2).mean(axis=1)
 
         ci = bootstrap_ci(stat, n, replicates, seed)
-        out["maxboxacc_v2"] = {
-            "value": 100.0 * float(best.mean()),
-            "ci": None if ci is None else [100.0 * ci[0], 100.0 * ci[1]],
-            "n": n, "unit": "%",
-            "note": "mean over IoU 0.3/0.5/0.7 of " + ", ".join(
-                f"{b * 100:.1f} (t={WSOL_THRESHOLDS[acc[k].argmax()]:.2f})" for k, b in enumerate(best)),
-        }
-        for k, d in enumerate(WSOL_IOUS):
-            out[f"maxboxacc_v2_iou{d}"] = {"value": 100.0 * float(best[k]), "ci": None, "n": n, "unit": "%",
-                                           "note": f"best threshold t={WSOL_THRESHOLDS[acc[k].argmax()]:.2f}"}
+        out["maxboxacc_v2"] = Metric(100.0 * float(best.mean()), None if ci is None else [100.0 * ci[0], 100.0 * ci[1]],
+                                     n, "%", "mean over IoU 0.3/0.5/0.7 of " + ", ".join(
+                                         f"{b * 100:.1f} (t={WSOL_THRESHOLDS[acc[k].argmax()]:.2f})"
+                                         for k, b in enumerate(best)))
+        for k, d in enumerate(WSOL_IOUS):  # beside the columns, in the files
+            out[f"maxboxacc_v2_iou{d}"] = Metric(100.0 * float(best[k]), None, n, "%",
+                                                 f"best threshold t={WSOL_THRESHOLDS[acc[k].argmax()]:.2f}")
         return out

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import saliency_bench
-from saliency_bench.contracts import HEATMAP, Benchmark, Sample
+from saliency_bench.contracts import HEATMAP, Benchmark, Column, Metric, Sample
 from saliency_bench.ops.resize import resize_map
 
 from .stats import bootstrap_ci
@@ -104,9 +104,7 @@ class Parts(Benchmark):
     default = False  # asked for by name: the bundled sample's hand-marked keypoints are a handful
     needs = ("keypoints",)
     accepts = (HEATMAP,)
-    columns = ("parts_ratio",)
-    titles = {"parts_ratio": "Feet:eyes"}
-    short = {"parts_ratio": "Feet:eyes"}
+    columns = (Column("parts_ratio", "Feet:eyes"),)
     defaults: dict[str, Any] = {"ratio": ("feet", "eyes"), "parts": DEFAULT_PARTS, "quantity": "mask",
                                 "resize": "authors", "window": "square", "size": 5, "groups": None,
                                 "bootstrap": 1000, "seed": 0}
@@ -114,24 +112,21 @@ class Parts(Benchmark):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         for key, allowed in (("quantity", QUANTITIES), ("resize", RESIZES), ("window", WINDOWS)):
-            if self._option(key) not in allowed:
-                raise ValueError(f"parts: {key} must be one of {', '.join(allowed)}, not {self._option(key)!r}")
-        ratio = tuple(self._option("ratio"))
+            if self.option(key) not in allowed:
+                raise ValueError(f"parts: {key} must be one of {', '.join(allowed)}, not {self.option(key)!r}")
+        ratio = tuple(self.option("ratio"))
         if len(ratio) != 2 or any(r not in self.parts for r in ratio):
             raise ValueError(f"parts: ratio must name two part groups of {', '.join(self.parts)}, not {ratio!r}")
-        if int(self._option("size")) < 1:
-            raise ValueError(f"parts: size must be a positive number of pixels, not {self._option('size')!r}")
-
-    def _option(self, key: str) -> Any:
-        return self.options.get(key, self.defaults[key])
+        if int(self.option("size")) < 1:
+            raise ValueError(f"parts: size must be a positive number of pixels, not {self.option('size')!r}")
 
     @property
     def parts(self) -> dict[str, tuple[str, ...]]:
-        return {str(k): tuple(v) for k, v in dict(self._option("parts")).items()}
+        return {str(k): tuple(v) for k, v in dict(self.option("parts")).items()}
 
     @property
     def ratio(self) -> tuple[str, str]:
-        a, b = self._option("ratio")
+        a, b = self.option("ratio")
         return str(a), str(b)
 
     def part_group(self, name: str) -> str | None:
@@ -149,26 +144,26 @@ class Parts(Benchmark):
         return all(r in found for r in self.ratio)
 
     def group_of(self, category: str) -> str:
-        groups = self._option("groups") or {}
+        groups = self.option("groups") or {}
         return str(groups.get(category, category))
 
     def protocol(self) -> dict[str, str]:
         a, b = self.ratio
         q = ("the mask intensity 1 - map (the seed's; > 1: " + b + " more salient)"
-             if self._option("quantity") == "mask" else "the map (< 1: " + b + " more salient)")
-        rs = ("imresize to the original size (bytescale, PIL bilinear)" if self._option("resize") == "authors"
+             if self.option("quantity") == "mask" else "the map (< 1: " + b + " more salient)")
+        rs = ("imresize to the original size (bytescale, PIL bilinear)" if self.option("resize") == "authors"
               else "bilinear to the original size, min-max")
-        return {"parts_ratio": f"{a}:{b} ratio of the mean of {q}, {rs}, {self._option('window')} window of "
-                               f"{int(self._option('size'))} px around each keypoint, pooled over keypoints; "
+        return {"parts_ratio": f"{a}:{b} ratio of the mean of {q}, {rs}, {self.option('window')} window of "
+                               f"{int(self.option('size'))} px around each keypoint, pooled over keypoints; "
                                f"Fong & Vedaldi §7, Table 2"}
 
     def intensity_map(self, output: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        m = bytescale_resize(output, size) if self._option("resize") == "authors" else bilinear_resize(output, size)
-        return 1.0 - m if self._option("quantity") == "mask" else m
+        m = bytescale_resize(output, size) if self.option("resize") == "authors" else bilinear_resize(output, size)
+        return 1.0 - m if self.option("quantity") == "mask" else m
 
     def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int]) -> dict:
         m = self.intensity_map(output, sample.size)
-        size, window = int(self._option("size")), str(self._option("window"))
+        size, window = int(self.option("size")), str(self.option("window"))
         parts: dict[str, list[float]] = defaultdict(list)
         ignored = 0
         for name, x, y in sample.keypoints or []:
@@ -180,7 +175,7 @@ class Parts(Benchmark):
             parts[g].append(round(v, 8))
         return {"parts": dict(parts), "ignored": ignored}
 
-    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
+    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, Metric]:
         a, b = self.ratio
         cats = [self.group_of(str(s.get("category", ""))) for s in samples]
         A = [list((r.get("parts") or {}).get(a, [])) for r in records]
@@ -195,7 +190,7 @@ class Parts(Benchmark):
             with np.errstate(invalid="ignore", divide="ignore"):
                 return (t[:, 0] / t[:, 1]) / (t[:, 2] / t[:, 3])
 
-        ci = bootstrap_ci(stat, n, int(self._option("bootstrap")), int(self._option("seed"))) if n and r is not None \
+        ci = bootstrap_ci(stat, n, int(self.option("bootstrap")), int(self.option("seed"))) if n and r is not None \
             else None
         per_group = {}
         for g in sorted(set(cats)):
@@ -204,14 +199,11 @@ class Parts(Benchmark):
             per_group[g] = {"ratio": rg, "se": seg, "samples": len(idx), **ig}
         groups_txt = "; ".join(f"{g} {v['ratio']:.2f}±{v['se']:.2f} (n={v['samples']})"
                                for g, v in per_group.items() if v["ratio"] is not None)
-        out = {"parts_ratio": {
-            "value": r, "ci": ci, "n": n, "unit": "",
-            "se": se, "per_group": per_group, **info,
-            "note": (f"{a}:{b} = {r:.3f}±{se:.3f} (delta-method SE) over {info['n_a']} {a} and {info['n_b']} {b} "
-                     f"keypoints of {n} samples; quantity={self._option('quantity')}; per group: {groups_txt}"
-                     if r is not None else f"no {a} or {b} keypoints in {n} samples"),
-        }}
-        return out  # per-group ratios ride in "per_group" and the note, not as table columns
+        note = (f"{a}:{b} = {r:.3f}±{se:.3f} (delta-method SE) over {info['n_a']} {a} and {info['n_b']} {b} "
+                f"keypoints of {n} samples; quantity={self.option('quantity')}; per group: {groups_txt}"
+                if r is not None else f"no {a} or {b} keypoints in {n} samples")
+        (col,) = self.columns
+        return {str(col): Metric(r, ci, n, col.unit, note, extra={"se": se, "per_group": per_group, **info})}  # per-group ratios ride in "per_group" and the note, not as table columns
 
 
 __all__ = ["Parts", "bytescale_resize", "bilinear_resize", "window_mean", "ratio_with_se", "DEFAULT_PARTS"]

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 import saliency_bench
-from saliency_bench.contracts import HEATMAP, POINT, Benchmark, Sample
+from saliency_bench.contracts import HEATMAP, POINT, Benchmark, Column, Metric, Sample
 from saliency_bench.ops.resize import resize_map
 
-from .stats import bootstrap_ci
+from .stats import PerSample, bootstrap_ci
 
 
 def heatmap_points(maps: np.ndarray, size: tuple[int, int], tie: str = "mean") -> np.ndarray:
@@ -149,9 +149,8 @@ class Pointing(Benchmark):
     # of the category's boxes (ImageNet, VOC: TorchRay's ``voc_as_mask``), docs/PROTOCOLS.md §2.
     needs = ("mask|boxes",)
     accepts = (HEATMAP, POINT)
-    columns = ("pointing_all", "pointing_difficult")
-    titles = {"pointing_all": "Pointing all (%)", "pointing_difficult": "Pointing difficult (%)"}
-    short = {"pointing_all": "Point.all", "pointing_difficult": "Point.dif"}
+    columns = (Column("pointing_all", "Pointing all (%)", "Point.all", "%"),
+               Column("pointing_difficult", "Pointing difficult (%)", "Point.dif", "%"))
     defaults: dict[str, Any] = {"resolution": "original", "tolerance": 15.0, "tie": "mean",
                                 "bootstrap": 1000, "seed": 0}
 
@@ -166,23 +165,20 @@ class Pointing(Benchmark):
         if not self.tolerance > 0:
             raise ValueError(f"pointing: tolerance must be positive, not {self.tolerance!r}")
 
-    def _option(self, key: str) -> Any:
-        return self.options.get(key, self.defaults[key])
-
     def applies_to(self, sample: Sample) -> bool:
         return sample.mask is not None or len(sample.boxes) > 0
 
     @property
     def resolution(self) -> str:
-        return str(self._option("resolution"))
+        return str(self.option("resolution"))
 
     @property
     def tolerance(self) -> float:
-        return float(self._option("tolerance"))
+        return float(self.option("tolerance"))
 
     @property
     def tie(self) -> str:
-        return str(self._option("tie"))
+        return str(self.option("tie"))
 
     def protocol(self) -> dict[str, str]:
         """One line per column: the protocol these options follow."""
@@ -238,9 +234,21 @@ class Pointing(Benchmark):
         return [{"hit": int(is_hit(p, self.region(s, self.scoring_size(s, input_size)), self.tolerance)),
                  "x": round(float(p[0]), 2), "y": round(float(p[1]), 2)} for s, p in zip(samples, pts)]
 
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, PerSample]:
+        """Hit (100 or 0) per sample, stratified by category: the column is the mean over
+        categories, so a paired test compares category means on the common samples."""
+        out = {}
+        for column in self.columns:
+            keep = [i for i, s in enumerate(samples) if column == "pointing_all"
+                    or bool((s.get("flags") or {}).get("difficult", False))]
+            out[column] = PerSample(tuple(str(samples[i]["id"]) for i in keep),
+                                    [100.0 * float(records[i]["hit"]) for i in keep],
+                                    tuple(str(samples[i]["category"]) for i in keep))
+        return out
+
     def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
-        replicates = int(self._option("bootstrap"))
-        seed = int(self._option("seed"))
+        replicates = int(self.option("bootstrap"))
+        seed = int(self.option("seed"))
         hits = np.array([r["hit"] for r in records], dtype=np.float64)
         cats = [str(s["category"]) for s in samples]
         difficult = np.array([bool((s.get("flags") or {}).get("difficult", False)) for s in samples], dtype=bool)
@@ -250,11 +258,8 @@ class Pointing(Benchmark):
             c = [cats[i] for i in np.flatnonzero(sel)]
             value, n_cat = category_mean_accuracy(h, c)
             ci = bootstrap_ci(_category_mean_statistic(h, c), len(h), replicates, seed) if len(h) else None
-            out[column] = {
-                "value": None if value is None else 100.0 * value,
-                "ci": None if ci is None else [100.0 * ci[0], 100.0 * ci[1]],
-                "n": int(len(h)), "unit": "%",
-                "note": f"mean over {n_cat} categories; {int(len(h))} samples; "
-                        f"resolution={self.resolution}, tie={self.tie}, hit if d<{self.tolerance:g}px",
-            }
+            out[column] = self.declared_column(column).metric(
+                None if value is None else 100.0 * value, None if ci is None else [100.0 * ci[0], 100.0 * ci[1]],
+                int(len(h)), f"mean over {n_cat} categories; {int(len(h))} samples; "
+                             f"resolution={self.resolution}, tie={self.tie}, hit if d<{self.tolerance:g}px")
         return out

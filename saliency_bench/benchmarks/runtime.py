@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from typing import Sequence
 
-from ..contracts import HEATMAP, POINT, Benchmark
+from ..contracts import HEATMAP, POINT, Benchmark, Column, Metric
 from ..registry import benchmark
 
 
@@ -21,19 +21,16 @@ class Runtime(Benchmark):
 
     name = "runtime"
     accepts = (HEATMAP, POINT)
-    columns = ("images_per_s", "ms_per_image", "passes_per_image", "peak_mem_mb")
-    titles = {"images_per_s": "Images/s", "ms_per_image": "ms/image", "passes_per_image": "Passes/image",
-              "peak_mem_mb": "Peak memory (MiB)"}
-    short = {"images_per_s": "img/s", "ms_per_image": "ms/img", "passes_per_image": "passes",
-             "peak_mem_mb": "MiB"}
-    lower_is_better = ("ms_per_image", "passes_per_image", "peak_mem_mb")
-    no_interval = ("images_per_s", "ms_per_image", "passes_per_image", "peak_mem_mb")
+    # the ci of a runtime column is the spread of the calls, not a confidence interval
+    columns = (Column("images_per_s", "Images/s", "img/s", "img/s", interval=False),
+               Column("ms_per_image", "ms/image", "ms/img", "ms", lower_is_better=True, interval=False),
+               Column("passes_per_image", "Passes/image", "passes", lower_is_better=True, interval=False),
+               Column("peak_mem_mb", "Peak memory (MiB)", "MiB", "MiB", lower_is_better=True, interval=False))
     timing = True  # fed with the store's timings, not with per-sample outputs
 
-    def summarize_timings(self, timings: Sequence[dict], model_fb: dict | None) -> dict[str, dict]:
+    def summarize_timings(self, timings: Sequence[dict], model_fb: dict | None) -> dict[str, Metric]:
         if not timings:
-            return {c: {"value": None, "ci": None, "n": 0, "unit": "", "note": "no timed calls"}
-                    for c in self.columns}
+            return {str(c): Metric.empty("no timed calls") for c in self.columns}
         by_rank: dict[int, list[dict]] = {}
         for t in sorted(timings, key=lambda t: t["batch_first"]):
             by_rank.setdefault(int(t.get("rank") or 0), []).append(t)
@@ -55,20 +52,18 @@ class Runtime(Benchmark):
                         for r, ts in sorted(measured_by_rank.items())}
             rate = sum(per_rank.values())
             note += "; aggregate of ranks " + ", ".join(f"{r}: {v:.3g}" for r, v in per_rank.items())
+        ips, ms, passes, peak = self.columns
+        cuda = device.startswith("cuda")
         out = {
-            "images_per_s": {"value": rate, "ci": None if len(by_rank) > 1 else [1.0 / hi, 1.0 / lo], "n": n,
-                             "unit": "img/s", "note": note},
-            "ms_per_image": {"value": 1000 * med, "ci": [1000 * lo, 1000 * hi], "n": n, "unit": "ms",
-                             "note": "median over calls; interval = fastest..slowest call"},
-            "peak_mem_mb": {"value": max(t["peak_bytes"] for t in timings) / 2**20 if device.startswith("cuda")
-                            else None, "ci": None, "n": n, "unit": "MiB",
-                            "note": "peak device memory" if device.startswith("cuda") else "CPU: not measured"},
+            ips: ips.metric(rate, None if len(by_rank) > 1 else [1.0 / hi, 1.0 / lo], n, note),
+            ms: ms.metric(1000 * med, [1000 * lo, 1000 * hi], n, "median over calls; interval = fastest..slowest call"),
+            peak: peak.metric(max(t["peak_bytes"] for t in timings) / 2**20 if cuda else None, None, n,
+                              "peak device memory" if cuda else "CPU: not measured"),
         }
         if model_fb:
             fb = model_fb["images_per_s"]
-            out["passes_per_image"] = {
-                "value": fb * med, "ci": None, "n": n, "unit": "",
-                "note": f"model forward+backward {fb:.1f} img/s at batch {model_fb['batch_size']}"}
+            out[passes] = passes.metric(fb * med, None, n,
+                                        f"model forward+backward {fb:.1f} img/s at batch {model_fb['batch_size']}")
         else:
-            out["passes_per_image"] = {"value": None, "ci": None, "n": n, "unit": "", "note": ""}
-        return out
+            out[passes] = passes.metric(None, None, n, "")
+        return {str(k): v for k, v in out.items()}

@@ -1,13 +1,14 @@
-"""The gallery: overlays of a few samples per method, drawn from the heatmap cache."""
+"""The gallery: overlays of a few samples per method, drawn from the heatmap cache into
+``runs/<id>/gallery/<model>/<dataset>/<sample>__<method>.jpg``, and read back for the HTML page."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-from .cache import HeatmapCache, safe
-from .contracts import POINT, Method
-from .imageio import display_map, overlay
-from .store import Store
+from ..cache import HeatmapCache, safe
+from ..contracts import POINT, Method
+from ..imageio import display_map, overlay
+from ..store import Store
 
 
 def draw_gallery(store: Store, run_id: str, run_dir: Path, runs_dir: Path, methods: Sequence[Method],
@@ -45,3 +46,14 @@ def draw_gallery(store: Store, run_id: str, run_dir: Path, runs_dir: Path, metho
                 pic = overlay(sample.image, display_map(cached, model.input_size))
             pic.thumbnail((2 * 110 * w // max(h, 1), 110))
             pic.save(folder / f"{safe(sid)}__{safe(m.name)}.jpg", quality=85)
+
+
+def load_gallery(run_dir: Path) -> dict[str, dict[str, dict[str, bytes]]]:
+    """``{"<model> on <dataset>": {sample: {method: jpeg bytes}}}`` from ``run_dir/gallery``."""
+    out: dict[str, dict[str, dict[str, bytes]]] = {}
+    root = run_dir / "gallery"
+    for f in sorted(root.glob("*/*/*.jpg")) if root.is_dir() else []:
+        sample, _, method = f.stem.partition("__")
+        key = f"{f.parent.parent.name} on {f.parent.name}"
+        out.setdefault(key, {}).setdefault(sample, {})[method] = f.read_bytes()
+    return out
