@@ -27,8 +27,6 @@ RESULT_KEYS = ("methods", "all_methods", "models", "weights", "datasets", "split
 # strict xfail asks for the entry to go).
 STALE = {
     "reference-cpu": "written before benchmarks declared their columns; shows weak localization on COCO",
-    "embedded-default": "written before the default run had deconvnet (and left out rise and extremal "
-                        "perturbation, issue 24)",
     "reference-cpu-packs": "written while the pointing game skipped box datasets: today it scores ImageNet on the "
                            "union of each class's boxes (issue 24)",
     "reference-cpu-all-methods": "written before the mask's game and top_k parameters and before the settings "
