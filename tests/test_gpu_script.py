@@ -1,4 +1,4 @@
-"""``benchmarks/gpu.sh``, the one call that measures every GPU speed figure, run on the CPU with
+"""``perf/gpu.sh``, the one call that measures every GPU speed figure, run on the CPU with
 the tiny settings from a source tree *without* the package installed (as on the GPU machine):
 every section is in the JSON, every peer that imports has numbers, and the targets are judged.
 Plus the parts whose arithmetic a slow, shared CPU cannot show: the mask's step extrapolation
@@ -17,10 +17,10 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "benchmarks"
+BENCH = ROOT / "perf"
 
 # Hides the installed distribution: no editable finder, no entry points of ours. What is left
-# is the source tree on PYTHONPATH, as `PYTHONPATH=. bash benchmarks/gpu.sh` has it.
+# is the source tree on PYTHONPATH, as `PYTHONPATH=. bash perf/gpu.sh` has it.
 NOT_INSTALLED = '''
 import importlib.metadata as md
 import sys

@@ -2,12 +2,12 @@
 code it replaces and beside the reference procedure done plainly with PIL; MaxBoxAccV2 beside
 wsolevaluation's per-threshold OpenCV loop, on the same maps.
 
-    python benchmarks/bench_scoring.py [--n 64] [--threads 1] [--data ../shared/data] [--baseline REV]
+    python perf/bench_scoring.py [--n 64] [--threads 1] [--data ../shared/data] [--baseline REV]
 
 Maps, at their own resolution as the run keeps them: smooth synthetic maps (Gaussian-blurred
 noise, 224x224), and, when the shared test data is there, real maps of the embedded
 EfficientNet-Lite0 on ImageNet val images: gradient (224x224, noisy) and Grad-CAM (7x7).
-Writes benchmarks/results/scoring-cpu-<date>.json (a letter is appended when that file exists).
+Writes perf/results/scoring-cpu-<date>.json (a letter is appended when that file exists).
 
 * localization: :class:`~saliency_bench.benchmarks.localization.Localization` ``score_batch``
   (the authors' thresholding + imresize boxes for 61 alphas, and MaxBoxAccV2), and its two parts.
@@ -199,7 +199,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--baseline", default=BASELINE, help="git revision to time as 'before' ('' to skip)")
-    ap.add_argument("--out", default="", help="result file (default: benchmarks/results/scoring-cpu-<date>.json)")
+    ap.add_argument("--out", default="", help="result file (default: perf/results/scoring-cpu-<date>.json)")
     args = ap.parse_args()
     import cv2  # a runtime dependency of the localization benchmark
 

@@ -1,4 +1,4 @@
-"""Every speed benchmark that needs a GPU, in one call (``benchmarks/gpu.sh`` runs this file).
+"""Every speed benchmark that needs a GPU, in one call (``perf/gpu.sh`` runs this file).
 
 For each model (GoogLeNet, then the embedded EfficientNet-Lite0; random weights, since speed
 does not depend on them), in this order:
@@ -22,8 +22,8 @@ its error and the others go on. ``--budget`` seconds (counted from the start of 
 is shared among the sections still to run; the repeats, and the mask's timed step count, are
 trimmed to fit it, and a section with no time left is recorded as skipped.
 
-    bash benchmarks/gpu.sh                            # CUDA, about 4.5 minutes
-    bash benchmarks/gpu.sh --device cpu --tiny        # the whole script in seconds (tests)
+    bash perf/gpu.sh                            # CUDA, about 4.5 minutes
+    bash perf/gpu.sh --device cpu --tiny        # the whole script in seconds (tests)
 """
 from __future__ import annotations
 

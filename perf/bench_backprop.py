@@ -5,9 +5,9 @@ Peers: pytorch-grad-cam's ``GradCAM`` (its CAM maths and the upsampling run on t
 NumPy/OpenCV), Captum's ``Saliency`` (the gradient) and Captum's ``LayerGradCam``. A peer that
 is not installed is recorded as ``{"status": "not installed"}``.
 
-    python benchmarks/bench_backprop.py --model googlenet --batch 64 --device cuda
+    python perf/bench_backprop.py --model googlenet --batch 64 --device cuda
 
-Writes ``benchmarks/results/backprop-<device>-<date>.json`` (``--out`` to change it).
+Writes ``perf/results/backprop-<device>-<date>.json`` (``--out`` to change it).
 
 ``--packs`` (default: every pack method named in ``PACK_PAIRS`` whose library is installed)
 also times the method packs' versions of our methods (``captum.saliency`` beside ``gradient``,
@@ -16,10 +16,10 @@ also times the method packs' versions of our methods (``captum.saliency`` beside
 model, batch and device, interleaved round by round (``--repeats`` rounds); the results file
 gets a ``packs`` section with each pair's speed ratio. ``--methods ''`` times the packs only:
 
-    python benchmarks/bench_backprop.py --model efficientnet_lite0 --batch 8 --device cpu --methods 
+    python perf/bench_backprop.py --model efficientnet_lite0 --batch 8 --device cpu --methods 
 Random-weight models (speed does not depend on weights); the device is synchronised before
 every clock read; the median of ``--repeats`` timed runs after ``--warmup`` runs.
-``benchmarks/gpu.sh`` runs this section with every other GPU benchmark in one go.
+``perf/gpu.sh`` runs this section with every other GPU benchmark in one go.
 """
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Every GPU speed benchmark in one call: ceilings, backprop methods, occlusion and the mask
-# beside their peers, with PERFORMANCE.md's targets as pass/fail (benchmarks/README.md).
+# beside their peers, with PERFORMANCE.md's targets as pass/fail (perf/README.md).
 #
-#   bash benchmarks/gpu.sh                        # --device cuda, about 4.5 minutes
-#   bash benchmarks/gpu.sh --out-dir "$OUT"       # results where the caller collects them
-#   bash benchmarks/gpu.sh --device cpu --tiny    # every section in seconds (the tests)
+#   bash perf/gpu.sh                        # --device cuda, about 4.5 minutes
+#   bash perf/gpu.sh --out-dir "$OUT"       # results where the caller collects them
+#   bash perf/gpu.sh --device cpu --tiny    # every section in seconds (the tests)
 #
 # Works from a source checkout without installing the package: the repository root goes on
 # PYTHONPATH and the built-in methods are registered from methods/ (bench_common.load_builtins).
-# Options: python benchmarks/bench_gpu.py --help.
+# Options: python perf/bench_gpu.py --help.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"

@@ -13,12 +13,12 @@
   ``steps``, a call's time is measured at a smaller step count and extrapolated linearly from
   two step counts (``t(k) = fixed + k * per_step``); the record says so (``extrapolated``).
 
-    python benchmarks/bench_perturbation.py --size 64 --threads 1    # CPU, small settings
-    python benchmarks/bench_perturbation.py --device cuda --batch 64 --max-steps 300
+    python perf/bench_perturbation.py --size 64 --threads 1    # CPU, small settings
+    python perf/bench_perturbation.py --device cuda --batch 64 --max-steps 300
 
-Writes ``benchmarks/results/perturbation-<device>-<date>.json``. Random weights (speed does
+Writes ``perf/results/perturbation-<device>-<date>.json``. Random weights (speed does
 not depend on them); the device is synchronised before each clock read.
-``benchmarks/gpu.sh`` runs these sections with every other GPU benchmark in one go.
+``perf/gpu.sh`` runs these sections with every other GPU benchmark in one go.
 """
 from __future__ import annotations
 
