@@ -61,7 +61,7 @@ def _prolong(e: torch.Tensor, size) -> torch.Tensor:
 def _hierarchy(u: torch.Tensor, k: torch.Tensor, coarsest: int = 8) -> list[_Level]:
     levels = [_Level(u, k)]
     while min(levels[-1].u.shape[-2:]) > coarsest:
-        cu = (_restrict(levels[-1].u) > 0).to(u.dtype)  # a coarse pixel is removed if a child is
+        cu = (_restrict(levels[-1].u) >= COARSE_RULE).to(u.dtype)  # removed if that many children are
         levels.append(_Level(cu, k))
     return levels
 
@@ -72,6 +72,7 @@ def _smooth(lv: _Level, x: torch.Tensor, b: torch.Tensor, steps: int, omega: flo
     return x
 
 
+COARSE_RULE = 1  # a coarse pixel is removed if one of its 4 children is
 COARSE_SCALE = 1.0  # Galerkin scaling of the summed residual (15 iterations on real maps; 1/4: 100)
 
 

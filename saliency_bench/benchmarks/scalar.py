@@ -54,6 +54,11 @@ class ScalarBenchmark(Benchmark):
         return {self.column: (self.__doc__ or "").strip().splitlines()[0]}
 
     def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
+        return {self.column: self.column_metric(records, samples)}
+
+    def column_metric(self, records: Sequence[dict], samples: Sequence[dict], key: str = "value") -> dict:
+        """Mean of the records' ``key`` (eval split), interval, and how many samples have none and why."""
+        records = [r if r.get("value") is None else {**r, "value": r.get(key)} for r in records]
         split = np.array([str(s.get("split", "eval")) for s in samples])
         use = split == "eval" if (split == "eval").any() else np.ones(len(samples), bool)
         recs = [r for r, u in zip(records, use) if u]
@@ -63,10 +68,10 @@ class ScalarBenchmark(Benchmark):
         left = "; ".join(f"{k} ({v})" for k, v in why.most_common(3))
         n = int(len(vals))
         if n == 0:
-            return {self.column: {"value": None, "ci": None, "n": 0, "unit": self.unit,
-                                  "note": "no sample with a value" + (f": {left}" if left else "")}}
+            return {"value": None, "ci": None, "n": 0, "unit": self.unit,
+                    "note": "no sample with a value" + (f": {left}" if left else "")}
         ci = bootstrap_ci(weighted_mean(vals), n, int(self._option("bootstrap")), int(self._option("seed")))
         note = f"mean over {n} samples" + (f"; {sum(why.values())} without a value: {left}" if why else "")
-        return {self.column: {"value": self.scale * float(vals.mean()),
-                              "ci": None if ci is None else [self.scale * ci[0], self.scale * ci[1]],
-                              "n": n, "unit": self.unit, "note": note}}
+        return {"value": self.scale * float(vals.mean()),
+                "ci": None if ci is None else [self.scale * ci[0], self.scale * ci[1]],
+                "n": n, "unit": self.unit, "note": note}
