@@ -388,6 +388,13 @@ class Benchmark:
     table. ``views`` names inputs the benchmark makes from each original image (a blurred
     image, say): :meth:`make_view` makes them in the DataLoader workers, as methods' views
     are, and ``probe.view(name)`` hands them over preprocessed.
+
+    **The method in the loop.** A benchmark with ``reruns_method = True`` (and ``uses_model``:
+    randomisation, sensitivity) may also ask the harness to run *the method under test* again:
+    :meth:`Probe.explain` on other inputs, or on a copy of the model from :meth:`Probe.model_copy`
+    (which it may randomise: the model every other method sees is never touched). A benchmark
+    never imports a method; those maps are not the method's own: they are never cached nor scored
+    as its maps, and their time counts in the benchmark's cost column.
     """
 
     name: str = ""
@@ -395,6 +402,7 @@ class Benchmark:
     accepts: tuple[str, ...] = (HEATMAP,)
     columns: tuple[str, ...] = ()  # leaderboard columns this benchmark fills, in order
     uses_model: bool = False
+    reruns_method: bool = False  # needs Probe.explain (the method under test, run again)
     views: tuple[str, ...] = ()
     #: Column headers (``{"pointing_all": "Pointing all (%)"}``), short headers for narrow
     #: terminals, the columns where lower is better, and those whose ``ci`` is a spread of
@@ -467,7 +475,9 @@ class Probe:
     """
 
     def __init__(self, model: Model, x: torch.Tensor, targets: Any,
-                 views: Mapping[str, torch.Tensor | None] | None = None, batch_size: int = 16) -> None:
+                 views: Mapping[str, torch.Tensor | None] | None = None, batch_size: int = 16,
+                 explainer: Callable[..., Any] | None = None,
+                 method_views: Mapping[str, torch.Tensor | None] | None = None) -> None:
         from .targets import Targets
 
         self.model = model
@@ -477,7 +487,12 @@ class Probe:
         self.batch_size = max(1, int(batch_size))
         self.passes = 0
         self.seconds = 0.0
+        self.reruns = 0  # maps the method under test made for the benchmark
         self._parent: Probe | None = None  # a probe over some rows adds its cost to its parent's
+        # explainer(model, x, targets, views) -> (outputs: list of [h,w] arrays or None, reasons):
+        # the harness's isolated call of the method under test (None: a plain model-in-the-loop probe)
+        self._explainer = explainer
+        self._method_views = dict(method_views or {})
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -491,15 +506,57 @@ class Probe:
         passes and seconds still add up in the parent."""
         idx = torch.as_tensor(list(rows), dtype=torch.long, device=self.x.device)
         sub = Probe(self.model, self.x[idx], self.targets[idx.cpu()].to(self.x.device),
-                    {k: None if v is None else v[idx] for k, v in self._views.items()}, self.batch_size)
+                    {k: None if v is None else v[idx] for k, v in self._views.items()}, self.batch_size,
+                    self._explainer, {k: None if v is None else v[idx] for k, v in self._method_views.items()})
         sub._parent = self
         return sub
 
-    def _count(self, passes: int, seconds: float) -> None:
+    def _count(self, passes: int, seconds: float, reruns: int = 0) -> None:
         self.passes += passes
         self.seconds += seconds
+        self.reruns += reruns
         if self._parent is not None:
-            self._parent._count(passes, seconds)
+            self._parent._count(passes, seconds, reruns)
+
+    def model_copy(self) -> Model:
+        """A deep copy of the model (net, parameters, buffers) to randomise; the run's model stays as
+        loaded. The copy keeps its name, roles and layers, so a method finds its layers in it."""
+        import copy
+
+        return copy.deepcopy(self.model)
+
+    def explain(self, x: torch.Tensor | None = None, rows: Sequence[int] | torch.Tensor | None = None,
+                model: Model | None = None, targets: Any = None) -> tuple[list[np.ndarray | None], list[str | None]]:
+        """Run the method under test (with its parameters and, for its own inputs, its views) on
+        ``x`` (default: the batch's inputs), for the target sets of ``rows`` (default: every row,
+        ``rows[n]`` belongs to ``x[n]``) or the given ``targets``, on ``model`` (default: the run's
+        model; or a copy from :meth:`model_copy`). Returns the maps at the method's resolution
+        (float32 numpy, or None) and, per map, why there is none (the method raised, returned
+        non-finite values). Timed (device synchronised) into the benchmark's cost."""
+        import time
+
+        from .targets import Targets
+
+        if self._explainer is None:
+            raise RuntimeError("this probe cannot re-run the method: the benchmark must declare "
+                               "reruns_method = True")
+        own = x is None
+        x = self.x if own else x.to(self.x.device)
+        rows = torch.arange(x.shape[0]) if rows is None else torch.as_tensor(rows, dtype=torch.long).cpu()
+        if targets is None:
+            targets = self.targets[rows].to(self.x.device)
+        elif not isinstance(targets, Targets):
+            targets = Targets(targets, self.x.device)
+        views = {k: None if v is None else v[rows.to(v.device)] for k, v in self._method_views.items()}
+        dev = self.x.device
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        outputs, reasons = self._explainer(model or self.model, x, targets, views)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        self._count(0, time.perf_counter() - t0, int(x.shape[0]))
+        return outputs, reasons
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """``[N,C]`` logits of ``N`` preprocessed inputs (float32, on the device)."""

@@ -286,8 +286,8 @@ class Runner:
                 ks = [k for k in scored_ks if bench.applies_to(samples[k])]
                 if not ks:
                     continue
-                probe = self._probe(model, batch, good, x_all, t_all, ks, bench, views_made) \
-                    if bench.uses_model else None
+                probe = self._probe(model, batch, good, x_all, t_all, ks, bench, views_made,
+                                    method if bench.reruns_method else None) if bench.uses_model else None
                 scored, failed = score_isolated(bench, [samples[k] for k in ks], [outputs[k] for k in ks],
                                                 model.input_size, probe)
                 if probe is not None and scored:  # its cost, shared by the samples it scored
@@ -302,9 +302,11 @@ class Runner:
             progress.advance(task, len(mine))
 
     def _probe(self, model, batch: list, good: list[int], x_all, t_all, ks: list[int], bench,
-               views_made: dict) -> Probe:
+               views_made: dict, method: Method | None = None) -> Probe:
         """The model in the loop for ``bench`` over the batch's samples ``ks``; its views are
-        preprocessed once per batch (``views_made``), whichever method's maps it scores."""
+        preprocessed once per batch (``views_made``), whichever method's maps it scores. With
+        ``method``, the probe can re-run it (``Probe.explain``), isolated as the harness calls it;
+        those maps are never cached."""
         rows = [good.index(k) for k in ks]
         views = {}
         for v in getattr(bench, "views", ()) or ():
@@ -313,7 +315,11 @@ class Runner:
                 views_made[key] = self._view_batch(model, batch, ks, None, v, key[0])
             views[v] = views_made[key]
         idx = torch.as_tensor(rows, device=x_all.device)
-        return Probe(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)
+        if method is None:
+            return Probe(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)
+        method_views = {v: self._view_batch(model, batch, ks, method, v) for v in method.views}
+        return Probe(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size,
+                     explainer=rerun(method), method_views=method_views)
 
     @staticmethod
     def _view_batch(model, batch: list, good: list[int], method: Method | None, name: str,
@@ -333,6 +339,17 @@ class Runner:
 
     def summarize(self, store: Store, model, display: str, skipped: dict[str, str]) -> None:
         summarize_into(store, self.run_id, model.name, display, self.plan, skipped)
+
+
+def rerun(method: Method):
+    """The method under test as a benchmark may run it again (``Probe.explain``): isolated, its
+    failures reasons, its maps for the benchmark only."""
+
+    def explain(model, x, targets, views):
+        res = call_method(method, model, x, targets, views)
+        return res.outputs, res.reasons
+
+    return explain
 
 
 def cpu_default(cfg: RunConfig, device: torch.device) -> bool:

@@ -1,0 +1,202 @@
+"""Model-parameter randomisation (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018),
+cascading from the logits down, as Quantus 0.6's ``MPRT`` runs it.
+
+The benchmark asks the harness for a copy of the model (:meth:`~saliency_bench.contracts.Probe.model_copy`;
+the run's model stays as loaded) and randomises it step by step, **from the logits down**: the modules
+that have ``reset_parameters`` (convolutions, batch norms, the classifier), in reverse order of
+``named_modules()`` (Quantus's ``get_random_layer_generator(order="top_down")``), each re-initialised by
+its own ``reset_parameters()`` after ``torch.manual_seed(init_seed + 1)`` (Quantus's ``seed``, 42; the
+process's random state is restored afterwards). ``granularity="module"`` makes each module one step
+(Quantus's); ``"block"`` (the default) randomises the modules of one block per step (the module path cut
+to ``depth`` parts: ``blocks.5``), the paper's per-block cascade. After each step the harness runs **the
+method under test** on the randomised copy (:meth:`~saliency_bench.contracts.Probe.explain`; those maps
+are never cached nor scored as the method's), and its map is compared with the method's own map:
+
+* **Spearman** rank correlation of the absolute maps (Quantus's ``correlation_spearman``; SciPy's
+  ``spearmanr``, ties by average rank), on the maps at the input size (bilinear; Quantus needs
+  attributions at the input's shape);
+* **SSIM** of the absolute maps each divided by its largest value (Quantus's normalisation of one
+  sample), skimage's ``structural_similarity`` with ``data_range`` the joint range of the two maps and
+  its default 7x7 uniform window (the settings of Quantus's ``ssim``, on the 2-D maps: Quantus's MPRT
+  flattens maps before its similarity function, which for SSIM would mean 1-D windows).
+
+The record holds the per-step curve (step names, Spearman, SSIM); the columns hold the similarity after
+the last step (the whole model randomised). Lower similarity: the method depends on what the model
+learned (the published finding: gradient and Grad-CAM decorrelate; an edge detector, or a map that
+ignores the model, stays at 1).
+
+A step where the method fails on the randomised model, or where a similarity is undefined (a constant
+map has no ranks), has no value in the curve and a reason in ``failures``; a sample without a value
+after the last step is recorded with the reason.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+import saliency_bench
+from saliency_bench.contracts import Sample
+
+from .scalar import ScalarBenchmark, map_at_input, undefined
+
+GRANULARITIES = ("block", "module")
+
+
+def randomisation_steps(net: torch.nn.Module, granularity: str = "block", depth: int = 2
+                        ) -> list[tuple[str, list[torch.nn.Module]]]:
+    """The cascade from the logits down: ``[(step name, modules)]``, each step's modules re-initialised
+    together. Modules with ``reset_parameters`` in reverse ``named_modules()`` order, as Quantus's
+    ``get_random_layer_generator(order="top_down")``; ``block`` groups consecutive ones by path prefix."""
+    mods = [(n, m) for n, m in net.named_modules() if hasattr(m, "reset_parameters")][::-1]
+    if granularity == "module":
+        return [(n, [m]) for n, m in mods]
+    steps: list[tuple[str, list[torch.nn.Module]]] = []
+    for n, m in mods:
+        key = ".".join(n.split(".")[:max(1, int(depth))])
+        if steps and steps[-1][0] == key:
+            steps[-1][1].append(m)
+        else:
+            steps.append((key, [m]))
+    return steps
+
+
+def randomise(modules: Sequence[torch.nn.Module], seed: int) -> None:
+    """Quantus's re-initialisation: ``torch.manual_seed(seed + 1)`` then ``reset_parameters()``, per
+    module; the process's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        for m in modules:
+            torch.manual_seed(seed + 1)
+            m.reset_parameters()
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(spearmanr(np.abs(a).reshape(-1), np.abs(b).reshape(-1))[0])
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    def norm(m):
+        m = np.asarray(m, dtype=np.float64)
+        mx = np.max(np.abs(m))
+        return np.abs(m / mx) if mx > 0 else np.abs(m)
+
+    aa, bb = norm(a), norm(b)
+    both = np.concatenate([aa.reshape(-1), bb.reshape(-1)])
+    rng = float(np.abs(both.max() - both.min()))
+    if rng == 0:
+        return float("nan")
+    return float(structural_similarity(aa, bb, data_range=rng))
+
+
+@saliency_bench.benchmark("randomisation")
+class Randomisation(ScalarBenchmark):
+    """Model-parameter randomisation (Adebayo et al. 2018) as Quantus's MPRT: similarity (Spearman of
+    |maps|, SSIM) of the method's map on the model randomised from the logits down to its own map;
+    lower means the method depends on the model.
+
+    Options: ``granularity`` ("block": one block per step, the module path cut to ``depth`` parts;
+    "module": each module with parameters, Quantus's), ``depth`` (2), ``init_seed`` (42, Quantus's
+    ``seed``), ``resolution`` ("input": maps bilinear to the input, as Quantus; "map"), ``bootstrap``
+    (1000), ``seed`` (the run's: the bootstrap).
+    """
+
+    name = "randomisation"
+    uses_model = True
+    reruns_method = True
+    cost = 100  # one re-run of the method per step (12 blocks of EfficientNet-Lite0): heavy on a CPU
+    columns = ("randomisation_spearman", "randomisation_ssim")
+    column = "randomisation_spearman"
+    titles = {"randomisation_spearman": "Randomisation Spearman", "randomisation_ssim": "Randomisation SSIM"}
+    short = {"randomisation_spearman": "MPRT rho", "randomisation_ssim": "MPRT SSIM"}
+    lower_is_better = ("randomisation_spearman", "randomisation_ssim")
+    defaults: dict[str, Any] = {"granularity": "block", "depth": 2, "init_seed": 42, "resolution": "input",
+                                "bootstrap": 1000, "seed": 0}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self._option("granularity") not in GRANULARITIES:
+            raise ValueError(f"randomisation: granularity must be one of {', '.join(GRANULARITIES)}, "
+                             f"not {self._option('granularity')!r}")
+        if self._option("resolution") not in ("input", "map"):
+            raise ValueError(f"randomisation: resolution must be input or map, not {self._option('resolution')!r}")
+
+    def protocol(self) -> dict[str, str]:
+        g = self._option("granularity")
+        line = (f"Quantus MPRT, cascading from the logits down ({g} steps, reset_parameters after "
+                f"manual_seed({int(self._option('init_seed'))} + 1)), the method re-run on the randomised copy")
+        return {"randomisation_spearman": line + "; Spearman of |maps| after the last step; lower is better",
+                "randomisation_ssim": line + "; SSIM (skimage, 7x7) of max-normalised |maps| after the last step"}
+
+    def _at(self, m: np.ndarray, size) -> np.ndarray:
+        return map_at_input(m, size) if self._option("resolution") == "input" else np.asarray(m, np.float32)
+
+    def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int], *, probe: Any = None) -> dict:
+        return self.score_batch([sample], [output], input_size, probe=probe)[0]
+
+    def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int], *,
+                    probe: Any = None) -> list[dict]:
+        if probe is None:
+            raise TypeError("randomisation re-runs the method: score_batch needs probe=")
+        B = len(samples)
+        size = tuple(int(v) for v in input_size)
+        own = [self._at(o, size) for o in outputs]
+        copy = probe.model_copy()
+        steps = randomisation_steps(copy.net, str(self._option("granularity")), int(self._option("depth")))
+        names, rho, sim = [], [[] for _ in range(B)], [[] for _ in range(B)]
+        fails: list[list[str]] = [[] for _ in range(B)]
+        for name, mods in steps:
+            randomise(mods, int(self._option("init_seed")))
+            maps, reasons = probe.explain(model=copy)
+            names.append(name)
+            for i in range(B):
+                if maps[i] is None:
+                    rho[i].append(None)
+                    sim[i].append(None)
+                    fails[i].append(f"{name}: {reasons[i]}")
+                    continue
+                m = self._at(maps[i], size)
+                r, s = spearman(own[i], m), ssim(own[i], m)
+                rho[i].append(r if np.isfinite(r) else None)
+                sim[i].append(s if np.isfinite(s) else None)
+                if not np.isfinite(r):
+                    fails[i].append(f"{name}: Spearman undefined (a constant map has no ranks)")
+        records = []
+        for i in range(B):
+            curve = {"steps": names, "spearman": rho[i], "ssim": sim[i]}
+            if fails[i]:
+                curve["failures"] = fails[i][:5]
+            if rho[i][-1] is None:
+                why = fails[i][-1] if fails[i] else "no similarity after the last step"
+                records.append({**undefined(f"after the whole model is randomised: {why}"), **curve})
+            else:
+                records.append({"value": rho[i][-1], "ssim_last": sim[i][-1], **curve})
+        return records
+
+    def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
+        out = {"randomisation_spearman": self.column_metric(records, samples)}
+        ssim_recs = [r if r.get("ssim_last") is not None or r.get("value") is None
+                     else undefined("SSIM undefined (constant maps)") for r in records]
+        out["randomisation_ssim"] = self.column_metric(ssim_recs, samples, "ssim_last")
+        curves = [r["spearman"] for r in records if r.get("spearman")]
+        if curves and len({len(c) for c in curves}) == 1:
+            arr = np.array([[np.nan if v is None else v for v in c] for c in curves], dtype=np.float64)
+            with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+                __import__("warnings").simplefilter("ignore")
+                mean = np.nanmean(arr, axis=0)
+            steps = next(r["steps"] for r in records if r.get("steps"))
+            out["randomisation_spearman"]["note"] += "; mean Spearman per step from the logits down: " + ", ".join(
+                f"{s} {v:.2f}" for s, v in zip(steps, mean) if np.isfinite(v))
+        return out
+
+
+__all__ = ["Randomisation", "randomisation_steps", "randomise", "spearman", "ssim"]
