@@ -105,7 +105,8 @@ class Randomisation(ScalarBenchmark):
     lower means the method depends on the model.
 
     Options: ``granularity`` ("block": one block per step, the module path cut to ``depth`` parts;
-    "module": each module with parameters, Quantus's), ``depth`` (2), ``init_seed`` (42, Quantus's
+    "module": each module with parameters, Quantus's), ``depth`` (2), ``steps`` (0: the whole cascade;
+    ``k``: its first ``k`` steps from the logits), ``init_seed`` (42, Quantus's
     ``seed``), ``resolution`` ("input": maps bilinear to the input, as Quantus; "map"), ``bootstrap``
     (1000), ``seed`` (the run's: the bootstrap).
     """
@@ -119,8 +120,8 @@ class Randomisation(ScalarBenchmark):
     titles = {"randomisation_spearman": "Randomisation Spearman", "randomisation_ssim": "Randomisation SSIM"}
     short = {"randomisation_spearman": "MPRT rho", "randomisation_ssim": "MPRT SSIM"}
     lower_is_better = ("randomisation_spearman", "randomisation_ssim")
-    defaults: dict[str, Any] = {"granularity": "block", "depth": 2, "init_seed": 42, "resolution": "input",
-                                "bootstrap": 1000, "seed": 0}
+    defaults: dict[str, Any] = {"granularity": "block", "depth": 2, "steps": 0, "init_seed": 42,
+                                "resolution": "input", "bootstrap": 1000, "seed": 0}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -152,6 +153,8 @@ class Randomisation(ScalarBenchmark):
         own = [self._at(o, size) for o in outputs]
         copy = probe.model_copy()
         steps = randomisation_steps(copy.net, str(self._option("granularity")), int(self._option("depth")))
+        if int(self._option("steps")) > 0:
+            steps = steps[:int(self._option("steps"))]
         names, rho, sim = [], [[] for _ in range(B)], [[] for _ in range(B)]
         fails: list[list[str]] = [[] for _ in range(B)]
         for name, mods in steps:
