@@ -60,7 +60,7 @@ def boxes_inside(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray
 
     Returns ``(kept, outside, dropped)``: ``outside`` counts the kept boxes that reach outside the
     image, ``dropped`` the boxes left out; the caller reports both. Weak localization scores
-    against the boxes as the annotation files write them (PROTOCOLS.md §3, the authors'
+    against the boxes as the annotation files write them (docs/PROTOCOLS.md §3, the authors'
     ``compute_overlap`` and wsolevaluation's ``resize_bbox`` clip nothing).
     """
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)

@@ -1,7 +1,7 @@
 """COCO for the pointing game (Zhang et al., ECCV 2016), and the bundled sample.
 
 One sample per (image, category present in the image), id ``"{image_id}:{category name}"``.
-Ground truth (PROTOCOLS.md §2):
+Ground truth (docs/PROTOCOLS.md §2):
 
 * ``mask``: the union of the category's instance masks, decoded as ``COCO.annToMask`` does
   (polygons and RLE through ``pycocotools.mask``), bool ``[H, W]``, in ``load(i)`` only.
@@ -9,7 +9,11 @@ Ground truth (PROTOCOLS.md §2):
   original pixels (the VOC convention of :mod:`saliency_bench.contracts`): COCO's
   ``[x, y, w, h]`` becomes ``x1 = x, y1 = y, x2 = x + w - 1, y2 = y + h - 1``, clipped to the image.
 * ``flags["difficult"]``: the total area of the category's boxes (sum of ``w * h``) is below
-  1/4 of the image area **and** at least one other category is present (the paper's wording).
+  1/4 of the image area **and** at least one other category is present (the paper's wording,
+  ``difficult="paper"``, the default); ``difficult="torchray"`` reads TorchRay's flags file
+  ``pointing_game_ebp_coco_difficult.txt`` from the installed ``torchray`` package instead, and a
+  path reads such a file (rows named after the image file without extension; see
+  :mod:`._difficult`); an image without a row there costs its samples.
 
 Crowd annotations (``iscrowd = 1``, one RLE region over a group of instances) are, by default
 (``crowd="include"``), ground truth like any other: the pixels are the category's, so a point on
@@ -40,6 +44,7 @@ from saliency_bench.contracts import Dataset, Sample
 from saliency_bench.imageio import ImageError, load_rgb
 
 from ._common import LayoutError, clip_boxes, coco_keypoints, require
+from ._difficult import COCO_IDS, check_covers, flags_path, read_flags
 from .coco_imagenet_map import COCO_TO_IMAGENET
 
 SAMPLE_ROOT = Path(__file__).parent / "sample"
@@ -79,7 +84,8 @@ class CocoDataset(Dataset):
 
     def __init__(self, annotations: str | Path, images: str | Path, *, name: str = "coco",
                  cap_per_category: int | None = None, crowd: str = "include",
-                 keypoints: str | Path | None = None) -> None:
+                 keypoints: str | Path | None = None, difficult: str = "paper",
+                 single_class_subset: bool = False) -> None:
         self.name = name
         self.annotation_file = Path(annotations)
         self.image_dir = Path(images)
@@ -90,6 +96,10 @@ class CocoDataset(Dataset):
         self.options = {"annotations": str(self.annotation_file), "images": str(self.image_dir),
                         "cap_per_category": None if cap_per_category is None else int(cap_per_category),
                         "crowd": crowd, "keypoints": None if keypoints is None else str(keypoints)}
+        if difficult != "paper":  # the option appears in the run's record only when used
+            self.options["difficult"] = str(difficult)
+        self.flags_file = flags_path(difficult, "coco")
+        self.flags = read_flags(self.flags_file, len(COCO_IDS)) if self.flags_file else None
         require(self.annotation_file, "COCO annotation file", _LAYOUT)
         require(self.image_dir, "COCO image folder", _LAYOUT)
         try:
@@ -101,6 +111,30 @@ class CocoDataset(Dataset):
                              f"(json with images, annotations, categories): {type(e).__name__}: {e}") from e
         self._index(images_json, anns_json, cats_json, cap_per_category, crowd)
         self._attach_keypoints(data, keypoints)
+        self.single_class_subset = bool(single_class_subset)
+        if self.single_class_subset:  # weak localization on the images with exactly one category
+            single = [r for r in self._records if r["error"] is None and r["others"] == 0]
+            self.provides = tuple(self.provides) + ("single_class",)
+            self.subsets = {"single_class": f"on the {len(single)} images of {name} with exactly one category "
+                                            "present (the others have several), box ground truth as annotated"}
+        if self.flags is not None:
+            self._attach_flags()
+
+    def _attach_flags(self) -> None:
+        """TorchRay's difficult flags of each sample (by image name and category id)."""
+        names = sorted({Path(str(r["image"].get("file_name") or "")).stem for r in self._records if not r["error"]})
+        check_covers(self.flags, names, self.flags_file)
+        for rec in self._records:
+            if rec["error"]:
+                continue
+            stem = Path(str(rec["image"]["file_name"])).stem
+            cid = rec["anns"][0].get("category_id")
+            if stem not in self.flags:
+                rec["error"] = f"image {stem} has no row in the difficult flags file {self.flags_file}"
+            elif cid not in COCO_IDS:
+                rec["error"] = f"category id {cid} is not one of COCO's 80 (the columns of {self.flags_file})"
+            else:
+                rec["torchray_difficult"] = self.flags[stem][COCO_IDS.index(cid)]
 
     # -- indexing (once, at construction) ----------------------------------------------------
     def _index(self, images_json: list, anns_json: list, cats_json: list,
@@ -231,7 +265,12 @@ class CocoDataset(Dataset):
             sample.keypoints = [(str(n), float(x), float(y)) for n, x, y in rec["keypoints"]]
         elif self.keypoint_count:
             sample.keypoints = []  # the dataset has keypoints, this sample none
-        sample.flags = {"difficult": bool(area < 0.25 * h * w and rec["others"] > 0)}
+        if "torchray_difficult" in rec:
+            sample.flags = {"difficult": bool(rec["torchray_difficult"])}
+        else:
+            sample.flags = {"difficult": bool(area < 0.25 * h * w and rec["others"] > 0)}
+        if self.single_class_subset:
+            sample.flags["single_class"] = rec["others"] == 0
         return sample
 
     def describe(self) -> dict:
@@ -265,6 +304,9 @@ class CocoDataset(Dataset):
         for r in self._records:
             if r["error"]:
                 continue
+            if "torchray_difficult" in r:
+                n += int(r["torchray_difficult"])
+                continue
             area = sum(float(a["bbox"][2]) * float(a["bbox"][3]) for a in r["anns"])
             hw = float(r["image"]["height"]) * float(r["image"]["width"])
             n += int(area < 0.25 * hw and r["others"] > 0)
@@ -284,13 +326,14 @@ def _find_split(root: Path, split: str) -> tuple[Path, Path]:
 
 @saliency_bench.dataset("coco")
 def coco(path: str, *, split: str = "val2014", cap_per_category: int | None = None,
-         crowd: str = "include", keypoints: str | None = None) -> CocoDataset:
+         crowd: str = "include", keypoints: str | None = None, difficult: str = "paper") -> CocoDataset:
     """COCO instances (val2014, val2017, train2017 ...) via pycocotools: pointing-game samples.
 
     ``cap_per_category=400`` keeps each category's first 400 images in image-id order (the
     seed's COCO protocol); ``crowd`` is ``include`` (default) or ``ignore``; ``keypoints`` a
     COCO-keypoint-format json (``auto``: ``PATH/annotations/person_keypoints_SPLIT.json``) whose
-    keypoints the part-saliency benchmark reads.
+    keypoints the part-saliency benchmark reads; ``difficult`` is ``paper`` (default: the rule of
+    Zhang et al.'s text), ``torchray`` (TorchRay's flags file from the installed package) or a path.
     """
     root = Path(path).expanduser()
     ann, images = _find_split(root, str(split))
@@ -298,16 +341,19 @@ def coco(path: str, *, split: str = "val2014", cap_per_category: int | None = No
         keypoints = str(require(root / "annotations" / f"person_keypoints_{split}.json",
                                 f"COCO person keypoints for split '{split}'", _LAYOUT))
     return CocoDataset(ann, images, name="coco", cap_per_category=cap_per_category, crowd=crowd,
-                       keypoints=keypoints)
+                       keypoints=keypoints, difficult=difficult)
 
 
 @saliency_bench.dataset("sample")
 def sample(*, cap_per_category: int | None = None, crowd: str = "include") -> CocoDataset:
     """The bundled sample: 39 freely licensed COCO train2017 images (see sample/CREDITS.md),
-    with eyes and feet of its animals marked by hand for this project (``sample/keypoints.json``)."""
+    with eyes and feet of its animals marked by hand for this project (``sample/keypoints.json``).
+    Weak localization scores its images with exactly one category present (a single-class
+    subset, labelled so on the leaderboard); the pointing game scores them all."""
     kp = SAMPLE_ROOT / "keypoints.json"
     return CocoDataset(SAMPLE_ROOT / "instances.json", SAMPLE_ROOT / "images", name="sample",
-                       cap_per_category=cap_per_category, crowd=crowd, keypoints=kp if kp.exists() else None)
+                       cap_per_category=cap_per_category, crowd=crowd, keypoints=kp if kp.exists() else None,
+                       single_class_subset=True)
 
 
 __all__ = ["CocoDataset", "coco", "sample", "LayoutError"]

@@ -4,7 +4,7 @@ One sample per image, id = the file stem (``ILSVRC2012_val_00000556``), target =
 ground-truth class (index in sorted-WordNet-id order, the models' label space), category =
 its WordNet id, boxes = that class's boxes, float32 ``[N, 4]`` inclusive ``(x1, y1, x2, y2)``
 in original pixels (VOC convention), taken as written in the annotation files, **not clipped**
-to the image: weak localization scores against the boxes as annotated (PROTOCOLS.md §3; the
+to the image: weak localization scores against the boxes as annotated (docs/PROTOCOLS.md §3; the
 authors' ``compute_overlap`` and wsolevaluation's ``resize_bbox`` clip nothing). A box with no
 pixel inside the image is left out (and a sample left with none fails, with the reason).
 
@@ -276,7 +276,7 @@ class ImageNetDataset(Dataset):
             "categories": len({r["wnid"] for r in ok}),
             "boxes": sum(len(r["boxes"]) for r in ok),
             "boxes_outside_stated_size": sum(r.get("outside", 0) for r in ok),  # kept as written
-            "boxes_clipped": 0,  # boxes are scored as annotated (PROTOCOLS.md §3)
+            "boxes_clipped": 0,  # boxes are scored as annotated (docs/PROTOCOLS.md §3)
             "boxes_wholly_outside_stated_size": sum(r.get("wholly_outside", 0) for r in ok),  # left out
             "failed": len(failed),
             "failed_reasons": dict(failed[:50]),

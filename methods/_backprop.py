@@ -1,12 +1,12 @@
 """The one backprop engine of gradient, guided backprop, excitation backprop and Grad-CAM.
 
-TorchRay's ``saliency()`` shape (see STYLE.md): probe a layer, run the model forward, inject
+TorchRay's ``saliency()`` shape: probe a layer, run the model forward, inject
 the seed at the logits, read the (pseudo-)gradient at the probed layer. A method is then a few
 lines: which layer, which backward rules, how the recorded tensors become a map.
 
 * :func:`forward` runs the model once with probes on the named layers (``"input"`` is the
   network input) and, optionally, modified backward rules.
-* :func:`backward` back-propagates ``d target_score / d logits`` (``targets.score_gradient``:
+* :func:`backward` back-propagates ``d target_score / d logits`` (``Targets.gradient``:
   one-hot for one class, softmax over the set for a set scored as log-sum-exp) to probes.
 
 Backward rules are installed with a :class:`torch.overrides.TorchFunctionMode` for the duration
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from saliency_bench.targets import score_gradient
+from saliency_bench.targets import Targets, score_gradient
 
 INPUT = "input"  # the probe name of the network input
 
@@ -249,8 +249,8 @@ class ExcitationRules(Rules):
       does not handle (it uses ``x`` as it is and expects ``x >= 0``). Default ``"split"``;
       ``"as_is"`` is TorchRay's code on such inputs; ``"clamp"``. On EfficientNet, whose
       linear-bottleneck outputs feed the next block's expansion conv, ``"as_is"`` amplifies the
-      signal about a thousandfold between the classifier and ``blocks.2`` (see
-      ``methods/excitation_backprop.py`` for what that does to localization);
+      signal about a thousandfold between the classifier and ``blocks.2`` (what that does to
+      localization: docs/PROTOCOLS.md §5.4);
     * average pooling: :func:`mwp_pool`; max pooling: the ordinary backward (winner takes all);
     * a residual sum ``a + b`` of two computed tensors: :func:`mwp_sum`, ``residual="signed"``
       (default, TorchRay's ``EltwiseSum``: ``a / (a + b)`` on the signed branches) or
@@ -459,7 +459,7 @@ def forward(model, x: Tensor, layers: Sequence[str], rules: Rules | None = None)
     return run
 
 
-def backward(run: Pass, targets: Tensor, layers: Sequence[str], *, retain: bool = False,
+def backward(run: Pass, targets: Targets | Tensor, layers: Sequence[str], *, retain: bool = False,
              inject: dict[str, Callable[[Tensor], Tensor]] | None = None) -> list[Tensor]:
     """The (pseudo-)gradient of the target score at each probed layer in ``layers``.
 

@@ -10,8 +10,9 @@ Four pieces, all batched and on the input's device (the views run where images a
   them with ``@saliency_bench.method(..., views=...)``; the same function read with the same
   parameter values (``blur_sigma``, ``blur_source``, ``jitter``, ``jitter_mode``) is computed
   once per image for all of them;
-* :func:`gaussian_blur` — a separable Gaussian blur (the paper-text reading of the "blurred
-  copy" ``blur(x, sigma0)`` of Fong & Vedaldi 2017, eq. 2, and the soft edges of discs and masks);
+* :func:`~saliency_bench.ops.blur.gaussian_blur` (the blur, from :mod:`saliency_bench.ops.blur`)
+  — the paper-text reading of the "blurred copy" ``blur(x, sigma0)`` of Fong & Vedaldi 2017,
+  eq. 2, and the soft edges of discs and masks;
 * :func:`soft_discs` — discs of given centres and radii, edges softened by a Gaussian
   (the blur-occlusion discs, the variable-occlusion discs, the circular mask initialisation);
 * :func:`perturbation_scores` — "apply masks, score": for every image ``b`` and every mask
@@ -25,15 +26,14 @@ keeps the pixel), so ``P = 1 - M``.
 """
 from __future__ import annotations
 
-import math
-from functools import lru_cache
 from typing import Callable
 
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from saliency_bench.imageio import blurred_input, to_input
-from saliency_bench.targets import as_target_tensor
+from saliency_bench.ops.blur import gaussian_blur, pil_gaussian_blur
+from saliency_bench.targets import Targets, as_target_tensor
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -52,11 +52,6 @@ def check_blur_source(blur_source: str) -> None:
 def check_jitter_mode(jitter_mode: str) -> None:
     if jitter_mode not in JITTER_MODES:
         raise ValueError(f"jitter_mode must be one of {', '.join(map(repr, JITTER_MODES))}, not {jitter_mode!r}")
-
-
-def _pil_blur(image: Image.Image, sigma: float) -> Image.Image:
-    # PIL's GaussianBlur "radius" is the Gaussian's standard deviation (the authors' blur)
-    return image.filter(ImageFilter.GaussianBlur(float(sigma))) if sigma > 0 else image
 
 
 def blurred_original(image: Image.Image, size: tuple[int, int], *, blur_sigma: float = 10.0,
@@ -91,7 +86,7 @@ def blurred_jittered_original(image: Image.Image, size: tuple[int, int], *, jitt
     check_blur_source(blur_source)
     if jitter <= 0 or jitter_mode != "resize" or blur_source != "original":
         return None
-    return to_input(_pil_blur(image.convert("RGB"), blur_sigma), (size[0] + int(jitter), size[1] + int(jitter)))
+    return to_input(pil_gaussian_blur(image.convert("RGB"), blur_sigma), (size[0] + int(jitter), size[1] + int(jitter)))
 
 
 def null_image(x: torch.Tensor, blurred: torch.Tensor | None, blur_sigma: float, blur_source: str) -> torch.Tensor:
@@ -107,46 +102,10 @@ def null_image(x: torch.Tensor, blurred: torch.Tensor | None, blur_sigma: float,
     return gaussian_blur(x, blur_sigma)
 
 
-def gaussian_kernel1d(sigma: float, truncate: float = 4.0, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Normalised 1-D Gaussian with radius ``ceil(truncate * sigma)`` (scipy's convention)."""
-    radius = max(1, int(math.ceil(truncate * sigma)))
-    t = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum()
-
-
-@lru_cache(maxsize=32)
-def _blur_matrix(n: int, sigma: float, truncate: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """``[n,n]`` matrix of the 1-D Gaussian blur with edge replication folded in."""
-    k = gaussian_kernel1d(sigma, truncate, dtype=torch.float64)
-    r = (k.numel() - 1) // 2
-    cols = (torch.arange(n)[:, None] + torch.arange(-r, r + 1)[None, :]).clamp(0, n - 1)
-    g = torch.zeros(n, n, dtype=torch.float64).scatter_add_(1, cols, k.expand(n, -1).contiguous())
-    return g.to(device=device, dtype=dtype)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """Blur ``[..., H, W]`` with a Gaussian of standard deviation ``sigma`` pixels.
-
-    Borders are extended by replication (the image's edge pixels continue outwards), which,
-    unlike zero padding, neither darkens nor brightens the border and works for any image size.
-    Computed as ``G_H @ x @ G_W^T`` with banded blur matrices: dense matrix products are faster
-    than a wide depthwise convolution on both CPU and GPU at these sizes. ``sigma <= 0``
-    returns ``x``. Differentiable (the mask's smoothing is back-propagated through, where the
-    released code skipped it in its hand-written gradient).
-    """
-    if sigma <= 0:
-        return x
-    h, w = x.shape[-2:]
-    gh = _blur_matrix(h, float(sigma), float(truncate), x.device, x.dtype)
-    gw = gh if w == h else _blur_matrix(w, float(sigma), float(truncate), x.device, x.dtype)
-    return torch.matmul(torch.matmul(gh, x), gw.t())
-
-
 def soft_discs(centres: torch.Tensor, radii: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
     """``[N,H,W]`` discs (1 inside) of the given ``centres`` ``[N,2]`` as (x, y) pixels and
-    ``radii`` ``[N]``, each blurred by a Gaussian of ``sigma`` (PROTOCOLS.md §5 blur occlusion,
-    §6 initialisation). A pixel ``(i, j)`` is inside when ``(j-x)^2 + (i-y)^2 <= r^2``.
+    ``radii`` ``[N]``, each blurred by a Gaussian of ``sigma`` (blur occlusion and the mask's
+    initialisation, docs/PROTOCOLS.md §5.6 and §6). A pixel ``(i, j)`` is inside when ``(j-x)^2 + (i-y)^2 <= r^2``.
     """
     h, w = size
     device = centres.device
@@ -221,7 +180,7 @@ def squares_at(corners: torch.Tensor, side: int, size: tuple[int, int]) -> torch
 
 
 def perturbation_scores(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, null: torch.Tensor,
-                        perturb: torch.Tensor, targets: torch.Tensor, score: ScoreFn,
+                        perturb: torch.Tensor, targets: Targets | torch.Tensor, score: ScoreFn,
                         chunk: int = 256) -> torch.Tensor:
     """``[B,N]`` scores of every image under every perturbation.
 
@@ -272,7 +231,7 @@ def perturbation_scores(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
 
 def accumulate(drops: torch.Tensor, weights: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """``[B,H,W]``: each pixel's weighted mean of the drops of the perturbations that cover it,
-    ``sum_n drops[b,n] * W[n] / sum_n W[n]`` (PROTOCOLS.md §5, occlusion: accumulated on the
+    ``sum_n drops[b,n] * W[n] / sum_n W[n]`` (docs/PROTOCOLS.md §5.6, occlusion: accumulated on the
     occluded pixels and divided by the number of masks covering each pixel). Pixels no
     perturbation covers are 0."""
     cover = weights.sum(0)

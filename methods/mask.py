@@ -1,77 +1,19 @@
 """Meaningful perturbation: the learned mask of Fong & Vedaldi, "Interpretable Explanations of
-Black Boxes by Meaningful Perturbation", ICCV 2017 (§3-4; PROTOCOLS.md §6).
-
-Deletion game (eq. 3-4, with the blur perturbation of eq. 2 and the jitter of §4)::
+Black Boxes by Meaningful Perturbation", ICCV 2017, eq. 3-4 (deletion game, blur perturbation of
+eq. 2, jitter of §4)::
 
     min_m  l1 ||1 - m||_1  +  l2 sum_u ||grad m(u)||^beta  +  E_tau[ f_c( Phi(x0(. - tau), M) ) ]
-    Phi(x, M) = M * x + (1 - M) * blur(x, sigma0 = 10),    M = blur(upsample(m, delta = 8), sigma_m = 5)
+    Phi(x, M) = M * x + (1 - M) * blur(x, sigma0),    M = blur(upsample(m, delta), sigma_m)
 
-``m`` lives on a coarse grid (28x28 for a 224 input), ``m = 1`` keeps a pixel, ``f_c`` is the
-softmax probability of the target (of the target set: the sum of its classes' probabilities),
-optimised with Adam (lr 0.1, 300 steps), ``m`` clipped to [0, 1] after every step. The
-preservation game minimises ``l1 ||m||_1 + l2 TV(m) - E_tau[f_c(Phi)]``. The heatmap is
-``1 - M`` (deletion) or ``M`` (preservation) at the input resolution.
-
-**The program followed** is the authors' released code (``ruthcfong/perturb_explanations``,
-``code/caffe/python/optimize_mask.py``, defaults in ``defaults.py``), where it is clear:
-
-* the blurred image ``blur(x, 10)`` is PIL ``GaussianBlur(10)`` of the **original** image at its
-  own resolution, then resized with the image (``get_blurred_img``): the ``blurred`` view
-  (:func:`~._perturb.blurred_original`). On a 500x375 photo that is about sigma 4.5-6 at 224;
-  blurring the 224 input with sigma 10 (``blur_source="input"``, the paper-text reading) is
-  twice as strong. A direct call without the view falls back to the paper-text reading;
-* jitter (``jitter_mode="resize"``): the image and its blurred copy are the original resized
-  to ``(H + 4, W + 4)`` (the ``jittered`` and ``blurred_jittered`` views) and cropped to
-  ``H x W`` at an offset drawn per step from ``{0..3}`` on each axis (``np.random.randint(4)``);
-  without the views (a direct call), the ``H x W`` input and its blurred copy are resized
-  bilinearly to ``H + 4`` instead. ``jitter_mode="pad"`` is the earlier reading: the ``H x W``
-  images extended by edge replication on the right and bottom and cropped at offsets ``{0..4}``;
-* the upsampled mask is smoothed with PIL's ``GaussianBlur(radius=5)``, whose radius *is* the
-  Gaussian's standard deviation: ``mask_sigma = 5``;
-* initialisation (``test_circular_masks``): centred discs of radius 0:5:175, blurred with
-  sigma 10; the smallest radius whose normalised score
-  ``(f(disc) - f(all perturbed)) / (f(x) - f(all perturbed))`` is ``<= 0.01`` (deletion;
-  ``>= 0.99`` preservation) starts the mask; if none qualifies, the **largest** radius does (the
-  released code's ``radii[first_i]`` with ``first_i = -1``): for deletion nearly the whole image
-  perturbed, for preservation nearly the whole image kept (an earlier version started both
-  games from the whole image perturbed, the worst start for preservation). The disc map is
-  averaged down to the mask grid (the released code samples it, ``imresize(..., 'nearest')``).
-
-**Where ours differs**, each a parameter or a stated choice:
-
-* the smoothing ``blur(upsample(m))`` is differentiated exactly (autograd); the released code's
-  hand-written gradient skipped it, and quantised the smoothed mask to uint8 (PIL);
-* the final heatmap's smoothing is computed in float64 and rounded to float32, so a plateau of
-  the mask (``m = 1`` or ``m = 0`` over a region) gives exactly equal values: the maximum of a
-  preservation mask is the plateau (whose tied pixels the pointing game averages, PROTOCOLS.md
-  §2), not the pixel where float32 rounding happened to land highest;
-* mask side: ``4 * ceil(input / (4 * delta))`` — 28 for a 224 input, 32 for AlexNet's 227 —
-  so the upsampled mask (256 px for 227) covers the whole input; it is centre-cropped to it;
-* jitter offsets come from a counter-based hash: image ``i`` of a batch draws from stream
-  ``seed + i``, so a batch gives exactly what the images give one at a time with seeds
-  ``seed, seed + 1, ...``;
-* intermediate layers (``layer=``): a mask of the activation's size, shared by its channels,
-  multiplies the activation (the constant-zero perturbation); no upsampling, blur or jitter;
-  starts at ``m = 1``; l1/l2 from the per-layer tables of the supplementary material (VGG16 and
-  AlexNet), the input-space defaults elsewhere;
-* ``amp``: bf16 autocast for the network (off by default); ``cuda_graph``: the 300-step loop is
-  captured once as a CUDA graph and replayed (off by default; ignored on other devices, whose
-  path is the eager loop unchanged).
-
-Diagnostics per image (``info``): ``loss`` (the objective at the final mask, without jitter),
-``loss_init`` (the same at the initial mask), ``score_before`` (``f_c(x)``), ``score_after``
-(``f_c(Phi(x, M))``), ``score_blurred`` (``f_c`` of the whole image perturbed), ``init_radius``
-(the radius the search chose; -1 where none qualified and the largest radius started the mask;
-NaN for ``init="ones"`` and layer masks) and ``converged`` (finite and lower than at the start;
-a NaN or a loss that did not decrease is reported, never hidden).
-
-Everything is batched: one ``[B,1,28,28]`` tensor, one Adam state (Adam is element-wise and
-the objective a sum over images, so images do not interact), per-image jitter and init, no
-host synchronisation inside the loop.
+``f_c`` is the target set's summed softmax probability; the heatmap is ``1 - M`` (deletion) or
+``M`` (preservation) at the input resolution. The defaults are the authors' released
+``optimize_mask.py``; where ours differs, the blurred and jittered views, the initialisation and
+the diagnostics in ``info``: docs/PROTOCOLS.md §6.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 
 import torch
@@ -95,6 +37,50 @@ LAYER_DEFAULTS: dict[str, dict[str, tuple[float, float]]] = {
     "vgg16": {"pool1": (5e-5, 1e-2), "pool2": (1e-4, 1e-2), "pool3": (1e-4, 1e-2),
               "pool4": (5e-3, 1e-2), "pool5": (1e-2, 1e-3)},
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskSettings:
+    """The mask's settings (docs/PROTOCOLS.md §6), checked once when made.
+
+    ``top_k > 0`` replaces the targets by the ``top_k`` classes the model predicts (the
+    localisation setting); ``l1``/``l2`` None: the per-layer table for ``layer``, else 1e-4/1e-2;
+    ``mask_size`` None: :func:`mask_side`; ``init``: ``"circle"`` (the radius search over
+    ``0:radius_step:radius_max``) or ``"ones"`` (nothing perturbed); ``chunk``: perturbed copies
+    per forward in the radius search.
+    """
+
+    game: str = DELETION
+    top_k: int = 0
+    iterations: int = 300
+    lr: float = 0.1
+    l1: float | None = None
+    l2: float | None = None
+    beta: float = 3.0
+    delta: int = 8
+    mask_size: int | None = None
+    mask_sigma: float = 5.0
+    blur_sigma: float = 10.0
+    blur_source: str = "original"
+    jitter: int = 4
+    jitter_mode: str = "resize"
+    init: str = "circle"
+    radius_step: float = 5.0
+    radius_max: float = 175.0
+    init_threshold: float = 0.01
+    layer: str | None = None
+    seed: int = 0
+    amp: bool = False
+    cuda_graph: bool = False
+    chunk: int = 128
+
+    def __post_init__(self) -> None:
+        if self.game not in (DELETION, PRESERVATION):
+            raise ValueError(f"game must be '{DELETION}' or '{PRESERVATION}', not {self.game!r}")
+        if self.init not in ("circle", "ones"):
+            raise ValueError(f"init must be 'circle' or 'ones', not {self.init!r}")
+        check_blur_source(self.blur_source)
+        check_jitter_mode(self.jitter_mode)
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +185,7 @@ def _layer_defaults(model, layer: str) -> tuple[float, float] | None:
 # --------------------------------------------------------------------------------------------
 # The radius search
 # --------------------------------------------------------------------------------------------
-def circular_init(net, x: torch.Tensor, null: torch.Tensor, targets: torch.Tensor, game: str,
+def circular_init(net, x: torch.Tensor, null: torch.Tensor, targets: Targets, game: str,
                   radii: torch.Tensor, threshold: float, disc_sigma: float,
                   chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(keep [B,1,H,W], radius [B])``: the initial keep map at input resolution and the radius
@@ -232,8 +218,8 @@ def circular_init(net, x: torch.Tensor, null: torch.Tensor, targets: torch.Tenso
 # --------------------------------------------------------------------------------------------
 # The optimisation
 # --------------------------------------------------------------------------------------------
-def jitter_images(x: torch.Tensor, null: torch.Tensor, jitter: int, jitter_mode: str, blur_sigma: float,
-                  blur_source: str, blurred: torch.Tensor | None, jittered: torch.Tensor | None,
+def jitter_images(x: torch.Tensor, null: torch.Tensor, s: MaskSettings, blurred: torch.Tensor | None,
+                  jittered: torch.Tensor | None,
                   blurred_jittered: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``(image, blurred image, offsets drawn from {0..count-1})`` the jitter crops come from.
 
@@ -244,7 +230,8 @@ def jitter_images(x: torch.Tensor, null: torch.Tensor, jitter: int, jitter_mode:
     ``{0..J}``.
     """
     h, w = x.shape[-2:]
-    if jitter_mode == "resize":
+    jitter, blur_sigma, blur_source = max(0, int(s.jitter)), s.blur_sigma, s.blur_source
+    if s.jitter_mode == "resize":
         size = (h + jitter, w + jitter)
         xj = jittered.to(x) if jittered is not None else \
             F.interpolate(x, size=size, mode="bilinear", align_corners=False)
@@ -267,56 +254,44 @@ def jitter_images(x: torch.Tensor, null: torch.Tensor, jitter: int, jitter_mode:
     return xj, nj, jitter + 1
 
 
-def learn_mask(model, x: torch.Tensor, targets: torch.Tensor, *, game: str = DELETION, top_k: int = 0,
-               iterations: int = 300, lr: float = 0.1, l1: float | None = None, l2: float | None = None,
-               beta: float = 3.0, delta: int = 8, mask_size: int | None = None, mask_sigma: float = 5.0,
-               blur_sigma: float = 10.0, blur_source: str = "original", jitter: int = 4,
-               jitter_mode: str = "resize", init: str = "circle", radius_step: float = 5.0,
-               radius_max: float = 175.0, init_threshold: float = 0.01, layer: str | None = None,
-               seed: int = 0, amp: bool = False, cuda_graph: bool = False, chunk: int = 128,
+def learn_mask(model, x: torch.Tensor, targets: Targets, settings: MaskSettings | None = None, *,
                blurred: torch.Tensor | None = None, jittered: torch.Tensor | None = None,
-               blurred_jittered: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+               blurred_jittered: torch.Tensor | None = None, **overrides) -> tuple[torch.Tensor, dict]:
     """Learn a batch of perturbation masks; returns ``(heatmaps [B,h,w], info)``.
 
-    ``top_k > 0`` replaces the targets by the ``top_k`` classes the model predicts for ``x``
-    (the localisation setting). ``init``: ``"circle"`` (the radius search) or ``"ones"``
-    (nothing perturbed). ``blurred``, ``jittered``, ``blurred_jittered``: the views (see the
-    module docstring), None in a direct call.
+    ``settings`` (default :class:`MaskSettings`), with any of its fields overridden by keyword.
+    ``blurred``, ``jittered``, ``blurred_jittered``: the views of the original image the harness
+    makes (docs/PROTOCOLS.md §6), None in a direct call.
     """
-    if game not in (DELETION, PRESERVATION):
-        raise ValueError(f"game must be '{DELETION}' or '{PRESERVATION}', not {game!r}")
-    if init not in ("circle", "ones"):
-        raise ValueError(f"init must be 'circle' or 'ones', not {init!r}")
-    check_blur_source(blur_source)
-    check_jitter_mode(jitter_mode)
+    s = dataclasses.replace(settings or MaskSettings(), **overrides)
     net = model.net
     x = x.detach()
-    with torch.no_grad(), _autocast(x, amp):
+    with torch.no_grad(), _autocast(x, s.amp):
         logits0 = net(x).float()
-    if top_k > 0:
-        targets = logits0.topk(top_k, dim=1).indices
+    if s.top_k > 0:
+        targets = logits0.topk(s.top_k, dim=1).indices
     targets = Targets(targets, x.device)
     score_before = target_probability(logits0, targets)
-    defaults = (_layer_defaults(model, layer) if layer else None) or (1e-4, 1e-2)
-    l1 = defaults[0] if l1 is None else float(l1)
-    l2 = defaults[1] if l2 is None else float(l2)
-    if layer:
-        return _learn_layer_mask(model, x, targets, game, iterations, lr, l1, l2, beta, layer, amp, score_before)
+    defaults = (_layer_defaults(model, s.layer) if s.layer else None) or (1e-4, 1e-2)
+    l1 = defaults[0] if s.l1 is None else float(s.l1)
+    l2 = defaults[1] if s.l2 is None else float(s.l2)
+    game, beta, amp, delta, mask_sigma = s.game, s.beta, s.amp, s.delta, s.mask_sigma
+    if s.layer:
+        return _learn_layer_mask(model, x, targets, dataclasses.replace(s, l1=l1, l2=l2), score_before)
 
     b, _, h, w = x.shape
-    side = (mask_size, mask_size) if mask_size else (mask_side(h, delta), mask_side(w, delta))
-    null = null_image(x, blurred, blur_sigma, blur_source)
-    jit = max(0, int(jitter))
+    side = (s.mask_size, s.mask_size) if s.mask_size else (mask_side(h, delta), mask_side(w, delta))
+    null = null_image(x, blurred, s.blur_sigma, s.blur_source)
+    jit = max(0, int(s.jitter))
     if jit:
-        x_big, null_big, count = jitter_images(x, null, jit, jitter_mode, blur_sigma, blur_source,
-                                               blurred, jittered, blurred_jittered)
+        x_big, null_big, count = jitter_images(x, null, s, blurred, jittered, blurred_jittered)
         diff_big = x_big - null_big  # Phi = null + M * (x - null): one fused multiply-add per step
     else:
         null_big, diff_big, count = null, x - null, 1
 
-    if init == "circle":
-        radii = torch.arange(0.0, radius_max + 1e-6, radius_step, device=x.device)
-        keep, radius = circular_init(net, x, null, targets, game, radii, init_threshold, blur_sigma, chunk)
+    if s.init == "circle":
+        radii = torch.arange(0.0, s.radius_max + 1e-6, s.radius_step, device=x.device)
+        keep, radius = circular_init(net, x, null, targets, game, radii, s.init_threshold, s.blur_sigma, s.chunk)
         m0 = _to_mask_grid(keep, side, delta)
     else:
         m0 = torch.ones(b, 1, *side, device=x.device)
@@ -329,9 +304,9 @@ def learn_mask(model, x: torch.Tensor, targets: torch.Tensor, *, game: str = DEL
         return _objective(m, f, game, l1, l2, beta), f
 
     loss_init, _ = objective_at(m0)
-    offsets = jitter_offsets(seed, b, iterations, count, x.device)
+    offsets = jitter_offsets(s.seed, b, s.iterations, count, x.device)
     m = m0.clone().requires_grad_(True)
-    graphed = bool(cuda_graph) and x.is_cuda and iterations > _GRAPH_WARMUP
+    graphed = bool(s.cuda_graph) and x.is_cuda and s.iterations > _GRAPH_WARMUP
 
     def step(off: torch.Tensor, opt: torch.optim.Optimizer) -> None:
         with _autocast(x, amp, cache=not graphed):
@@ -349,12 +324,12 @@ def learn_mask(model, x: torch.Tensor, targets: torch.Tensor, *, game: str = DEL
 
     with torch.enable_grad():
         if graphed:
-            _optimise_graphed(step, m, lr, offsets)
+            _optimise_graphed(step, m, s.lr, offsets)
         else:
             # on a GPU, Adam's arithmetic is the graph's (capturable: its step count on the device),
             # so the two loops compute the same numbers; on the CPU, plain Adam
-            opt = torch.optim.Adam([m], lr=lr, capturable=x.is_cuda)
-            for t in range(iterations):
+            opt = torch.optim.Adam([m], lr=s.lr, capturable=x.is_cuda)
+            for t in range(s.iterations):
                 opt.zero_grad(set_to_none=True)
                 step(offsets[t], opt)
     m = m.detach()
@@ -399,15 +374,17 @@ def _optimise_graphed(step, m: torch.Tensor, lr: float, offsets: torch.Tensor) -
     torch.cuda.current_stream().synchronize()
 
 
-def _score(net, x: torch.Tensor, targets: torch.Tensor, amp: bool) -> torch.Tensor:
+def _score(net, x: torch.Tensor, targets: Targets, amp: bool) -> torch.Tensor:
     with torch.no_grad(), _autocast(x, amp):
         return target_probability(net(x).float(), targets)
 
 
-def _learn_layer_mask(model, x, targets, game, iterations, lr, l1, l2, beta, layer, amp, score_before):
-    """The mask on an activation (supplementary §"intermediate layers"): ``a * m``, zero fill."""
+def _learn_layer_mask(model, x: torch.Tensor, targets: Targets, s: MaskSettings, score_before: torch.Tensor):
+    """The mask on an activation (supplementary §"intermediate layers"): ``a * m``, zero fill;
+    ``s.l1``/``s.l2`` already resolved."""
     net = model.net
-    module = model.layer(layer)
+    module = model.layer(s.layer)
+    game, l1, l2, beta, amp = s.game, s.l1, s.l2, s.beta, s.amp
     state: dict[str, torch.Tensor | None] = {"m": None, "shape": None}
 
     def hook(_mod, _inp, out):
@@ -427,10 +404,10 @@ def _learn_layer_mask(model, x, targets, game, iterations, lr, l1, l2, beta, lay
 
         loss_init, _ = objective_at(m0)
         m = m0.clone().requires_grad_(True)
-        opt = torch.optim.Adam([m], lr=lr)
+        opt = torch.optim.Adam([m], lr=s.lr)
         state["m"] = m
         with torch.enable_grad():
-            for _ in range(iterations):
+            for _ in range(s.iterations):
                 with _autocast(x, amp):
                     f = target_probability(net(x).float(), targets)
                 loss = _objective(m, f, game, l1, l2, beta)
@@ -456,11 +433,6 @@ def _learn_layer_mask(model, x, targets, game, iterations, lr, l1, l2, beta, lay
 # --------------------------------------------------------------------------------------------
 # The registered methods
 # --------------------------------------------------------------------------------------------
-_FORWARDED = ("iterations", "lr", "l1", "l2", "beta", "jitter", "jitter_mode", "mask_sigma", "blur_sigma",
-              "blur_source", "delta", "mask_size", "init", "layer", "seed", "amp", "cuda_graph", "chunk",
-              "blurred", "jittered", "blurred_jittered")
-
-
 @saliency_bench.method("mask", views=VIEWS, cost=lambda iterations=300, **_: iterations + 36, variants=[
     saliency_bench.param(top_k=5, l1=1e-3, beta=2.0, id="mask_top5", doc=(
         "Meaningful perturbation, localisation setting: delete the top-5 predicted classes' summed "
@@ -469,7 +441,7 @@ _FORWARDED = ("iterations", "lr", "l1", "l2", "beta", "jitter", "jitter_mode", "
         "Meaningful perturbation, preservation game: the smallest blur mask that keeps the target's "
         "probability (eq. 3 with the sign of the score flipped; not in the released Caffe code)")),
 ])
-def mask(model, x: torch.Tensor, targets: torch.Tensor, *, game: str = DELETION, top_k: int = 0,
+def mask(model, x: torch.Tensor, targets: Targets, *, game: str = DELETION, top_k: int = 0,
          iterations: int = 300, lr: float = 0.1,
          l1: float | None = None, l2: float | None = None, beta: float = 3.0, jitter: int = 4,
          jitter_mode: str = "resize", mask_sigma: float = 5.0, blur_sigma: float = 10.0,
@@ -477,13 +449,16 @@ def mask(model, x: torch.Tensor, targets: torch.Tensor, *, game: str = DELETION,
          layer: str | None = None, seed: int = 0, amp: bool = False, cuda_graph: bool = False, chunk: int = 128,
          blurred: torch.Tensor | None = None, jittered: torch.Tensor | None = None,
          blurred_jittered: torch.Tensor | None = None):
-    """Meaningful perturbation (Fong & Vedaldi 2017): 1 - the learned blur mask (deletion game),
-    as the authors' ``optimize_mask.py`` ran it (blur of the original image, resize jitter; the
-    module docstring lists where ours differs). l1/l2 default to 1e-4/1e-2 (input) or the
-    per-layer table (layer=pool3 ...). ``game="preservation"``: the preservation game (the
-    heatmap is the kept mask ``M``); ``top_k=5``: delete the top-5 predicted classes (the
-    localisation setting). Declared variants: ``mask_top5`` (top_k=5, l1=1e-3, beta=2, as the
-    released ``--loc_params``) and ``mask_preserve``. Options: ``blur_source="input"``,
-    ``jitter_mode="pad"``."""
-    kw = dict(locals())
-    return learn_mask(model, x, targets, game=game, top_k=top_k, **{k: kw[k] for k in _FORWARDED})
+    """Meaningful perturbation (Fong & Vedaldi 2017, eq. 3-4): ``1 - M`` of the learned blur mask
+    (deletion game) as the authors' ``optimize_mask.py`` ran it; ``game="preservation"`` gives the
+    kept mask ``M``, ``top_k=5`` deletes the top-5 predicted classes. l1/l2 default to 1e-4/1e-2
+    (input) or the per-layer table (``layer=pool3`` ...). Declared variants: ``mask_top5``
+    (top_k=5, l1=1e-3, beta=2, the released ``--loc_params``) and ``mask_preserve``. Options and
+    where ours differs: docs/PROTOCOLS.md §6."""
+    settings = MaskSettings(game=game, top_k=top_k, iterations=iterations, lr=lr, l1=l1, l2=l2, beta=beta,
+                            jitter=jitter, jitter_mode=jitter_mode, mask_sigma=mask_sigma,
+                            blur_sigma=blur_sigma, blur_source=blur_source, delta=delta,
+                            mask_size=mask_size, init=init, layer=layer, seed=seed, amp=amp,
+                            cuda_graph=cuda_graph, chunk=chunk)
+    return learn_mask(model, x, targets, settings, blurred=blurred, jittered=jittered,
+                      blurred_jittered=blurred_jittered)

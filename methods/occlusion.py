@@ -1,26 +1,14 @@
 """Occlusion saliency: score the image with parts hidden, credit the parts by the score's drop.
 
-* ``occlusion`` (Zeiler & Fergus, ECCV 2014) as Fong & Vedaldi 2017 (§5) ran it, following the
-  authors' ``occlusion_mask.py``: 35x35 squares filled with the mean pixel (0 in normalised
-  space), top-left corners at ``linspace(0, 224, 28, endpoint=False).astype(int)`` (0, 8, ...,
-  216) and clipped at the bottom and right borders; the heatmap is ``1 +`` the drop of the
-  target logit averaged over the squares covering each pixel (their localisation scored
-  ``1 - (occluded - original)``). The symmetric centred grid, Captum's unclipped grid and the
-  drop without the offset are options.
-* ``blur_occlusion``: soft discs (diameter 35, edges blurred by a Gaussian of sigma 10) centred
-  on the stride-8 grid (4, 12, ..., 220), blending in the mask's blurred image — the paper's
-  "meaningful" blur perturbation used as an occluder. The heatmap is the drop accumulated with
-  the disc's soft weight and divided by the summed weight.
-* ``variable_occlusion``: 784 random soft discs, area ~ LogNormal(7.5060, 1.2848) px^2,
-  centre y ~ Normal(116.0759, 47.5054), x ~ Uniform over the width (statistics of a 224x224
-  input; other sizes scale them with the image); the answer is the centre of the smallest
-  disc among the 10% that suppress the target logit most: a point method.
+* ``occlusion`` (Zeiler & Fergus, ECCV 2014) as Fong & Vedaldi 2017 (§5) ran it in their
+  ``occlusion_mask.py``: 35x35 mean-pixel squares on the authors' grid, heatmap = ``1 +`` the
+  drop of the target logit averaged over the squares covering each pixel;
+* ``blur_occlusion``: soft discs on the stride-8 grid blending in the mask's blurred image;
+* ``variable_occlusion``: 784 random soft discs; the centre of the smallest among the 10% most
+  suppressing ones, a point method.
 
-No program was released for the two disc methods: they follow the paper's text. Their blurred
-image is the mask's (the ``blurred`` view: PIL ``GaussianBlur(10)`` of the original image, then
-the run's resize, as the authors' ``get_blurred_img``), so the harness makes it once for all
-of them. Scores are pre-softmax target scores (:func:`saliency_bench.targets.target_score`); the
-perturbed copies are scored ``chunk`` per forward pass by :mod:`._perturb`.
+The two disc methods follow the paper's text (no released code). Grids, options and the Captum
+equivalence: docs/PROTOCOLS.md §5.6. The perturbed copies are scored by :mod:`._perturb`.
 """
 from __future__ import annotations
 
@@ -31,13 +19,13 @@ import torch
 
 import saliency_bench
 from saliency_bench.contracts import POINT
-from saliency_bench.targets import target_score
+from saliency_bench.targets import Targets, target_score
 
 from ._perturb import (accumulate, authors_corners, blurred_original, grid_centres, null_image, perturbation_scores,
                        soft_discs, square_maps, squares_at, valid_corners)
 
 
-def _base_score(model, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _base_score(model, x: torch.Tensor, targets: Targets) -> torch.Tensor:
     with torch.no_grad():
         return target_score(model.net(x), targets).float()
 
@@ -67,24 +55,16 @@ def occlusion_squares(hw: tuple[int, int], grid: str, size: int, per_side: int, 
 
 @saliency_bench.method("occlusion", cost=lambda grid="authors", per_side=28, stride=8, **_: (
     per_side ** 2 if grid == "authors" else (224 // stride) ** 2))
-def occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, size: int = 35, grid: str = "authors",
+def occlusion(model, x: torch.Tensor, targets: Targets, *, size: int = 35, grid: str = "authors",
               per_side: int = 28, stride: int = 8, offset: float = 1.0, chunk: int = 256) -> torch.Tensor:
     """Occlusion (Zeiler & Fergus 2014) as Fong & Vedaldi ran it (``occlusion_mask.py``):
     35x35 mean-pixel squares, heatmap = ``offset`` + the target logit's drop averaged over the
-    squares covering each pixel (``1 - (occluded - original)``, PROTOCOLS.md §5).
+    squares covering each pixel (their ``1 - (occluded - original)``).
 
-    Follows the authors' ``generate_occlusion_masks`` / ``compute_occlusion_heatmap``:
-    ``grid="authors"`` puts the squares' top-left corners at
-    ``linspace(0, side, per_side, endpoint=False).astype(int)`` (0, 8, ..., 216 for 224), clipped
-    at the bottom and right borders (so the top-left 8x8 pixels are covered by one square, the
-    bottom-right ones by 16); the fill is the mean pixel (0 after normalisation); the drop is of
-    the pre-softmax logit; and their localisation scored ``1 - heatmap`` with ``heatmap =
-    occluded - original``, i.e. ``offset=1`` (logit units), which matters for mean and energy
-    thresholding. Options: ``grid="centred"`` (squares centred at ``stride/2 + k*stride``,
-    clipped on every side: the symmetric reading of the paper's text), ``grid="valid"`` (corners
-    ``0, stride, ...`` of the windows wholly inside the image, as Captum's ``Occlusion``; pixels no
-    window covers get ``offset``), ``offset=0`` (the drop itself). ``per_side`` is read by the
-    authors' grid, ``stride`` by the other two.
+    ``grid``: ``"authors"`` (corners ``linspace(0, side, per_side, endpoint=False).astype(int)``,
+    squares clipped at the bottom and right), ``"centred"`` (centred on the ``stride`` grid,
+    clipped on every side) or ``"valid"`` (Captum's windows wholly inside the image);
+    ``offset=0`` gives the drop itself (docs/PROTOCOLS.md §5.6).
     """
     hw = tuple(x.shape[-2:])
     squares = occlusion_squares(hw, grid, int(size), int(per_side), int(stride), x.device)
@@ -95,18 +75,13 @@ def occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, size: int = 35, 
 
 
 @saliency_bench.method("blur_occlusion", views={"blurred": blurred_original}, cost=lambda stride=8, **_: (224 // stride) ** 2)
-def blur_occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, diameter: float = 35.0, stride: int = 8,
+def blur_occlusion(model, x: torch.Tensor, targets: Targets, *, diameter: float = 35.0, stride: int = 8,
                    edge_sigma: float = 10.0, blur_sigma: float = 10.0, blur_source: str = "original",
                    chunk: int = 256, blurred: torch.Tensor | None = None) -> torch.Tensor:
     """Blur occlusion (Fong & Vedaldi 2017 §5): soft discs (diameter 35, edge sigma 10) blending
     in the blurred image, centred on the stride-8 grid; drop of the target logit averaged with
-    the discs' weights.
-
-    No released program: this follows the paper's text. The blurred image is the mask's (the
-    ``blurred`` view: PIL ``GaussianBlur(blur_sigma)`` of the original image, then the run's
-    resize, as the authors' ``get_blurred_img``); ``blur_source="input"`` blurs the network
-    input with ``blur_sigma`` instead (the paper-text reading, and the fallback of a direct call
-    without the view).
+    the discs' weights. ``blurred`` is the mask's view of the original (docs/PROTOCOLS.md §6);
+    ``blur_source="input"``, or a direct call without it, blurs the network input instead.
     """
     hw = tuple(x.shape[-2:])
     discs = _grid_discs(hw, stride, float(diameter), float(edge_sigma), str(x.device))
@@ -150,7 +125,7 @@ def _random_disc_maps(n: int, size: tuple[int, int], seed: int, edge_sigma: floa
 
 @saliency_bench.method("variable_occlusion", kind=POINT, views={"blurred": blurred_original},
                        cost=lambda discs=784, **_: discs)
-def variable_occlusion(model, x: torch.Tensor, targets: torch.Tensor, *, discs: int = 784, seed: int = 0,
+def variable_occlusion(model, x: torch.Tensor, targets: Targets, *, discs: int = 784, seed: int = 0,
                        edge_sigma: float = 10.0, blur_sigma: float = 10.0, blur_source: str = "original",
                        top_fraction: float = 0.1, chunk: int = 256, blurred: torch.Tensor | None = None):
     """Variable occlusion (Fong & Vedaldi 2017 §5): 784 random soft blur discs; the centre of the

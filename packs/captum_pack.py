@@ -39,20 +39,16 @@ import torch
 from torch import nn
 
 import saliency_bench
+from saliency_bench.packs._lazy import LazyModule, installed
 from saliency_bench.targets import Targets
 
-try:  # the pack is optional: no Captum, no methods
-    import captum.attr as ca
-except ImportError:  # pragma: no cover - exercised by the missing-library test
-    ca = None
-
-try:  # Captum's Lime and KernelShap fit their surrogate with scikit-learn
-    import sklearn  # noqa: F401
-    HAVE_SKLEARN = True
-except ImportError:  # pragma: no cover
-    HAVE_SKLEARN = False
-
-AVAILABLE = ca is not None
+# The pack is optional: no Captum, no methods. Whether Captum (and scikit-learn, with which
+# Lime and KernelShap fit their surrogate) is installed is asked of the import system without
+# importing it; Captum itself is imported when a method first runs, so that listing or
+# planning a run does not pay for it.
+AVAILABLE = installed("captum")
+HAVE_SKLEARN = installed("sklearn")
+ca = LazyModule("captum.attr")
 CHANNELS = ("sum", "mean", "max_abs")
 SIGNS = ("absolute_value", "positive", "negative", "all")
 

@@ -43,15 +43,15 @@ import numpy as np
 import torch
 
 import saliency_bench
+from saliency_bench.packs._lazy import LazyModule, installed
 from saliency_bench.targets import Targets
 
-try:  # the pack is optional: no pytorch-grad-cam, no methods
-    import pytorch_grad_cam as pgc
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-except ImportError:  # pragma: no cover - exercised by the missing-library test
-    pgc = None
-
-AVAILABLE = pgc is not None
+# The pack is optional: no pytorch-grad-cam, no methods. Whether it is installed is asked of
+# the import system without importing it (the library imports torchvision, seconds of start-up);
+# it is imported when a method first runs.
+AVAILABLE = installed("pytorch_grad_cam")
+pgc = LazyModule("pytorch_grad_cam")
+_model_targets = LazyModule("pytorch_grad_cam.utils.model_targets")
 RESOLUTIONS = ("layer", "input")
 
 
@@ -75,7 +75,7 @@ class SetTarget:
 
 def cam_targets(targets: Any, device: torch.device) -> list[Callable]:
     t = targets if isinstance(targets, Targets) else Targets(targets, device)
-    return [ClassifierOutputTarget(s[0]) if len(s) == 1 else SetTarget(s) for s in t.sets]
+    return [_model_targets.ClassifierOutputTarget(s[0]) if len(s) == 1 else SetTarget(s) for s in t.sets]
 
 
 @contextlib.contextmanager

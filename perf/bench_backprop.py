@@ -1,5 +1,5 @@
 """Throughput of the backprop methods beside the model's own forward+backward and beside the
-peers on the same model, batch and device (PERFORMANCE.md: target >= 0.8 of forward+backward).
+peers on the same model, batch and device (docs/PERFORMANCE.md §1: target >= 0.8 of forward+backward).
 
 Peers: pytorch-grad-cam's ``GradCAM`` (its CAM maths and the upsampling run on the CPU in
 NumPy/OpenCV), Captum's ``Saliency`` (the gradient) and Captum's ``LayerGradCam``. A peer that

@@ -2,7 +2,7 @@
 timer with warm-up and a time allowance, the model's own ceilings, a wall-time budget, and a
 results file that is rewritten after every measurement (an interrupted run keeps what it had).
 
-The ceilings follow PERFORMANCE.md: forward+backward is the input gradient of the target's
+The ceilings follow docs/PERFORMANCE.md §1: forward+backward is the input gradient of the target's
 pre-softmax score (what every backprop method needs at least), forward-only is the logits under
 ``no_grad`` (what every occlusion copy needs at least). Timings go through the runtime
 :func:`saliency_bench.timing.timed` (the device is synchronised before

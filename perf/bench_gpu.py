@@ -14,15 +14,22 @@ does not depend on them), in this order:
    ``cuda_graph`` when the method has it), beside the per-image loop; fraction of ``--steps`` x
    forward+backward and speed-up over the loop (extrapolated from fewer steps when the full
    count does not fit the time allowance, and said so).
+5. ``isolation`` (``bench_isolation.py``): the guard's verify of an unchanged model after a
+   gradient / Grad-CAM batch, as a fraction of the batch (target: well under 1% on a GPU).
 
-Then ``targets``: each ratio beside its target in PERFORMANCE.md, with pass/fail. The JSON
+Then, once, ``e2e`` (``bench_e2e.py``): a real ``saliency-bench run`` per method on synthetic
+ImageNet-size JPEGs with VOC XML boxes written to disk, localization and pointing, its samples/s
+beside the method's alone (the harness's efficiency), the CPU cores it kept busy and where the
+time went; on its own allowance, ``--e2e-max-s``.
+
+Then ``targets``: each ratio beside its target in docs/PERFORMANCE.md §1, with pass/fail. The JSON
 (``gpu-<device>-<date>.json``) and a text summary beside it are rewritten after every
 measurement, so a run cut short keeps what it measured; one failing measurement is recorded as
 its error and the others go on. ``--budget`` seconds (counted from the start of this process)
 is shared among the sections still to run; the repeats, and the mask's timed step count, are
 trimmed to fit it, and a section with no time left is recorded as skipped.
 
-    bash perf/gpu.sh                            # CUDA, about 4.5 minutes
+    bash perf/gpu.sh                            # CUDA, under 8 minutes
     bash perf/gpu.sh --device cpu --tiny        # the whole script in seconds (tests)
 """
 from __future__ import annotations
@@ -38,15 +45,19 @@ from typing import Callable  # noqa: E402
 import torch  # noqa: E402
 
 from bench_backprop import METHODS as BACKPROP_METHODS, backprop_section  # noqa: E402
+from bench_e2e import e2e_section  # noqa: E402
+from bench_isolation import describe as describe_isolation, isolation_section  # noqa: E402
 from bench_common import (Budget, ResultsFile, ceilings, environment, guarded, load_builtins,  # noqa: E402
                           peer_import, random_inputs, slug)
 from bench_perturbation import OCCLUSION_METHODS, mask_section, occlusion_section  # noqa: E402
 from saliency_bench.registry import get_model  # noqa: E402
 
-SECTIONS = ("ceilings", "backprop", "occlusion", "mask")
+SECTIONS = ("ceilings", "backprop", "occlusion", "mask", "isolation", "e2e")
+#: Sections measured once per model; ``e2e`` runs once, after them, on its own allowance.
+PER_MODEL = SECTIONS[:5]
 #: Shares of the time budget (the mask's 300 steps per image dominate).
-WEIGHTS = {"ceilings": 1.0, "backprop": 2.0, "occlusion": 3.0, "mask": 8.0}
-#: PERFORMANCE.md's targets: (section, record key, threshold).
+WEIGHTS = {"ceilings": 1.0, "backprop": 2.0, "occlusion": 3.0, "mask": 8.0, "isolation": 0.5}
+#: The targets of docs/PERFORMANCE.md §1: (section, record key, threshold).
 TARGETS = (("backprop", "fraction_of_forward_backward", 0.8),
            ("occlusion", "fraction_of_forward", 0.8),
            ("mask", "fraction_of_steps_x_forward_backward", 0.7),
@@ -54,9 +65,10 @@ TARGETS = (("backprop", "fraction_of_forward_backward", 0.8),
 #: Settings for a GPU run, and for the tiny run of the tests (every section, a few seconds each).
 FULL = dict(models="googlenet,efficientnet_lite0", batch=64, forward_batch=256, occlusion_images=4, steps=300,
             max_steps=300, probe=10, loop_images=2, warmup=2, repeats=5, ceiling_repeats=10, budget=270.0,
-            size=None, threads=0)
+            size=None, threads=0, e2e_images=3000, e2e_batch=64, e2e_workers=6, e2e_max_s=120.0)
 TINY = dict(models="googlenet", batch=2, forward_batch=4, occlusion_images=1, steps=300, max_steps=2, probe=1,
-            loop_images=1, warmup=0, repeats=1, ceiling_repeats=1, budget=0.0, size=32, threads=1)
+            loop_images=1, warmup=0, repeats=1, ceiling_repeats=1, budget=0.0, size=32, threads=1,
+            e2e_images=8, e2e_batch=4, e2e_workers=0, e2e_max_s=0.0)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -81,12 +93,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=int, help="input side (default: the model's)")
     p.add_argument("--threads", type=int, help="CPU threads, 0: torch's default (tiny: 1, which a shared "
                                                 "CPU runs fastest)")
+    p.add_argument("--e2e-images", type=int, help=f"synthetic ImageNet-size JPEGs of the e2e section ({FULL['e2e_images']})")
+    p.add_argument("--e2e-batch", type=int, help=f"the e2e runs' --batch-size ({FULL['e2e_batch']})")
+    p.add_argument("--e2e-workers", type=int, help=f"the e2e runs' data loader --workers ({FULL['e2e_workers']})")
+    p.add_argument("--scoring-workers", type=int, help="the e2e runs' --scoring-workers (default: the run's own "
+                                                       "default from the cores; --tiny: 1)")
+    p.add_argument("--e2e-max-s", type=float, help=f"seconds for the e2e section, 0: none ({FULL['e2e_max_s']:g})")
+    p.add_argument("--work-dir", help="where the e2e images and runs go (default: a temporary folder, removed)")
     p.add_argument("--out-dir", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--out", help="the JSON file (default: OUT_DIR/gpu-<device>-<date>.json)")
     a = p.parse_args(argv)
     for k, v in (TINY if a.tiny else FULL).items():
         if getattr(a, k) is None:
             setattr(a, k, v)
+    if a.tiny and a.scoring_workers is None:
+        a.scoring_workers = 1  # the pool is exercised on a CPU check too
     if a.per_eval is None:
         a.per_eval = max(1, a.forward_batch // a.occlusion_images)
     return a
@@ -116,7 +137,7 @@ def evaluate_targets(models: dict) -> list[dict]:
 
 
 def summary(rows: list[dict]) -> list[str]:
-    out = ["targets (PERFORMANCE.md):"]
+    out = ["targets (docs/PERFORMANCE.md §1):"]
     for r in rows:
         what = f"{r['model']} {r.get('method', r['section'])}[{r.get('variant', '-')}] {r['target']}"
         if r["value"] is None:
@@ -139,7 +160,10 @@ def main(argv=None) -> Path:
     peers = {name: peer_import(name)[1] for name in ("captum", "pytorch_grad_cam")}
     settings = {k: v for k, v in vars(a).items() if k not in ("out", "out_dir")}
     models = [m for m in a.models.split(",") if m]
-    sections = [s for s in a.sections.split(",") if s]
+    sections = [s for s in a.sections.split(",") if s in PER_MODEL]
+    unknown = [s for s in a.sections.split(",") if s and s not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"--sections: unknown {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     out = Path(a.out) if a.out else Path(a.out_dir) / (
         f"gpu-{slug(env['device_name']) if device.type == 'cuda' else 'cpu'}-{env['date']}.json")
     doc = ResultsFile(out, {"meta": {**env, "registration": registration, "weights": "random",
@@ -197,10 +221,11 @@ def main(argv=None) -> Path:
                     model, xb, tb, entry[s], doc.save, fb=fb, steps=a.steps, max_steps=a.max_steps,
                     probe=a.probe, loop_images=a.loop_images, repeats=max(1, a.repeats // 2),
                     warmup=a.warmup > 0, max_s=allot, log=log),
+                "isolation": lambda: isolation_section(model, xb, tb, repeats=a.repeats, max_s=allot),
             }[s]
             t0 = time.perf_counter()
             r = guarded(run)
-            if s == "ceilings":
+            if s in ("ceilings", "isolation"):
                 entry[s] = r
             elif "error" in r:  # keep what the section measured before it failed
                 entry[s].update(r)
@@ -213,12 +238,32 @@ def main(argv=None) -> Path:
                         + " images/s")
             elif "error" in r:
                 log(f"  {s}: {r['error']}")
+            elif s == "isolation":
+                log(f"  isolation: {describe_isolation(r)}")
             doc.data["targets"] = evaluate_targets(doc.data["models"])
             doc.data["meta"]["elapsed_s"] = budget.elapsed()
             doc.save()
         del model, x, xf, xb, tb
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    if "e2e" in a.sections.split(","):
+        import shutil
+        import tempfile
+
+        work = Path(a.work_dir) if a.work_dir else Path(tempfile.mkdtemp(prefix="saliency-bench-e2e-"))
+        doc.data["e2e"] = {}
+        log(f"end to end (saliency-bench run, {a.e2e_images} images, batch {a.e2e_batch}):")
+        t0 = time.perf_counter()
+        r = guarded(lambda: e2e_section(doc.data["e2e"], doc.save, device=device, work=work, images=a.e2e_images,
+                                        batch=a.e2e_batch, workers=a.e2e_workers, scoring_workers=a.scoring_workers,
+                                        tiny=a.tiny, warmup=a.warmup, repeats=a.repeats,
+                                        max_s=a.e2e_max_s or float("inf"), log=log))
+        if "error" in r:
+            doc.data["e2e"].update(r)
+            log(f"  e2e: {r['error']}")
+        doc.data["e2e"]["seconds"] = time.perf_counter() - t0
+        if not a.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
     doc.data["targets"] = evaluate_targets(doc.data["models"])
     doc.data["meta"]["elapsed_s"] = budget.elapsed()
     doc.save()

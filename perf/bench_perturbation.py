@@ -1,4 +1,4 @@
-"""Speed of the perturbation methods against the model's own ceilings (PERFORMANCE.md targets).
+"""Speed of the perturbation methods against the model's own ceilings (docs/PERFORMANCE.md §1).
 
 * ``occlusion`` and ``blur_occlusion`` (every speed variant they expose) beside Captum's
   ``Occlusion`` (35x35 window, stride 8, baseline 0, ``perturbations_per_eval`` copies of each

@@ -46,9 +46,9 @@ import scipy.ndimage as ndi
 import torch
 from PIL import Image
 
-from saliency_bench.benchmarks.boxes import iou_voc, scale_boxes_wsol
-from saliency_bench.benchmarks.localization import (DEFAULT_ALPHAS, WSOL_THRESHOLDS, Localization,
-                                                    authors_boxes, maxboxacc_correct)
+from saliency_bench.benchmarks.localization import DEFAULT_ALPHAS, Localization, authors_boxes
+from saliency_bench.benchmarks.maxboxacc import WSOL_THRESHOLDS, maxboxacc_correct
+from saliency_bench.ops.geometry import iou_voc, scale_boxes_wsol
 from saliency_bench.benchmarks.pointing import Pointing
 from saliency_bench.contracts import Sample
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Every GPU speed benchmark in one call: ceilings, backprop methods, occlusion and the mask
-# beside their peers, with PERFORMANCE.md's targets as pass/fail (perf/README.md).
+# Every GPU speed measurement in one call: ceilings, backprop methods, occlusion and the mask
+# beside their peers, a real run end to end, with the targets of docs/PERFORMANCE.md §1 as
+# pass/fail (perf/README.md).
 #
-#   bash perf/gpu.sh                        # --device cuda, about 4.5 minutes
+#   bash perf/gpu.sh                        # --device cuda, under 8 minutes
 #   bash perf/gpu.sh --out-dir "$OUT"       # results where the caller collects them
 #   bash perf/gpu.sh --device cpu --tiny    # every section in seconds (the tests)
 #

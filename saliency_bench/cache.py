@@ -1,9 +1,13 @@
 """The heatmap cache: every heatmap is computed once and reused by every benchmark and run.
 
-Layout: ``<root>/v2/<model>-<weights digest>/<dataset key>/<method key>/<batch>.npz``, one file
+Layout: ``<root>/v3/<model>-<weights digest>/<dataset key>/<method key>/<batch>.npz``, one file
 per computed batch, holding the sample ids and their maps (or points); failures are not
-cached (the store keeps them, with their reasons). ``v2``: maps at the resolution their method
-returned (``v1`` caches held maps upsampled to the input size; they are not read).
+cached (the store keeps them, with their reasons). ``v3``: maps at the resolution their method
+returned, each file written only from a call after which the model and the process state were
+verified unchanged (:mod:`.isolation`), and saying so (its ``provenance``); a file without it
+is not read. Older layouts are not read: ``v1`` held maps upsampled to the input size, ``v2``
+maps written without that check (a method that changed the model left maps of the changed
+model there, which later runs read back); the run says so when it finds one.
 A file is written to a temporary name and renamed into place, so a run killed at any moment
 (SIGKILL included) leaves only whole files.
 
@@ -24,7 +28,9 @@ from pathlib import Path
 import numpy as np
 
 
-VERSION = "v2"
+VERSION = "v3"
+PROVENANCE = "model and process state verified unchanged after the call (isolation 1)"
+UNTRUSTED = ("v2",)  # layouts of earlier versions, not read: the run names them
 
 
 def safe(name: str) -> str:
@@ -45,6 +51,8 @@ class HeatmapCache:
             for f in sorted(self.dir.glob("*.npz")):
                 try:
                     with np.load(f) as z:
+                        if str(z["provenance"]) != PROVENANCE:
+                            continue
                         ids = [str(s) for s in z["ids"]]
                 except Exception:  # a foreign or damaged file: ignore it, recompute its samples
                     continue
@@ -91,10 +99,21 @@ class HeatmapCache:
         name = hashlib.sha256("\0".join(ids).encode()).hexdigest()[:16]
         final = self.dir / f"{name}.npz"
         tmp = self.dir / f".{name}.{os.getpid()}.tmp.npz"
-        np.savez(tmp, ids=np.array(ids), maps=outputs, scale=scale)
+        np.savez(tmp, ids=np.array(ids), maps=outputs, scale=scale, provenance=np.array(PROVENANCE))
         os.replace(tmp, final)
         if self._index is not None:
             for row, sid in enumerate(ids):
                 self._index[sid] = (final, row)
         stored = outputs.astype(np.float32)
         return stored * scale.reshape((-1,) + (1,) * (stored.ndim - 1)) if stored.ndim == 3 else stored
+
+
+def untrusted_note(root: str | Path) -> str | None:
+    """A line for a run whose cache folder holds an older layout (not read, maps recomputed)."""
+    old = [v for v in UNTRUSTED if (Path(root) / v).is_dir()]
+    if not old:
+        return None
+    where = ", ".join(str(Path(root) / v) for v in old)
+    return (f"the heatmap cache {where} was written by an earlier version, without checking that each map "
+            f"came from an unchanged model; it is not read (maps are computed again into {Path(root) / VERSION}); "
+            "delete it to free the space")

@@ -1,29 +1,33 @@
-"""The command line: ``saliency-bench list | explain | run | leaderboard``."""
+"""The command line: ``saliency-bench list | explain | run | leaderboard | compare``."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
 
-from . import registry
-from .config import parse_params
-from .registry import KINDS, RegistryError
+from .kinds import KINDS
 
+# The parser, and so ``--help``, needs none of the registry, torch or a plugin: those are
+# imported by the command that uses them.
 console = Console(emoji=False)
 
 
 def _load_plugins(files: Sequence[str] | None) -> None:
-    for f in files or ():
-        registry.load_plugin_file(f)
+    if files:
+        from . import registry
+
+        for f in files:
+            registry.load_plugin_file(f)
 
 
 # --------------------------------------------------------------------------------------------
 def _short(value: Any) -> str:
     """An option's value for a table: an evenly spaced grid as ``start:step:stop`` (MATLAB's
-    notation, as PROTOCOLS.md writes the alpha grids), a dict of them item by item."""
+    notation, as docs/PROTOCOLS.md §3 writes the alpha grids), a dict of them item by item."""
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)) and len(value) > 3 and all(isinstance(v, (int, float)) for v in value):
@@ -44,7 +48,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .config import default_device
+    from . import registry
+    from .config import default_device, parse_params
     from .contracts import POINT, check_output
     from .imageio import display_map, load_rgb, overlay, to_input
     from .plan import apply_params, select_methods
@@ -112,6 +117,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs
+    from .compare_view import print_table, write
+
+    if len(args.runs) < 2:
+        raise ValueError("compare needs two run directories or more (runs/<id> runs/<id> ...)")
+    table = compare_runs(args.runs)
+    print_table(table, console)
+    if args.out:
+        for path in write(table, args.out, args.format.split(",")):
+            console.print(f"wrote {path}", highlight=False)
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="saliency-bench", description=__doc__)
@@ -150,15 +169,33 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first recompute the summaries from the per-sample records (an interrupted run's "
                          "leaderboard shows the samples it finished)")
     bp.set_defaults(func=cmd_leaderboard)
+
+    cp = sub.add_parser("compare", help="one table from several runs, with paired differences")
+    cp.add_argument("runs", nargs="+", metavar="RUN", help="run directories (runs/<id>); the first is the reference")
+    cp.add_argument("--format", default="md,html,csv,json", help="with --out: md,html,csv,json")
+    cp.add_argument("--out", help="folder to write compare.{md,html,csv,json} to")
+    cp.set_defaults(func=cmd_compare)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .registry import RegistryError
+
     try:
         _load_plugins(args.plugin)
         return int(args.func(args) or 0)
+    except KeyboardInterrupt as e:  # one line, no traceback: what was kept, how to go on
+        kept = getattr(e, "kept", None)
+        words = argv if argv is not None else sys.argv[1:]
+        if args.command == "run":
+            line = (f"interrupted: {kept or 'nothing stored yet'}; resume with: "
+                    f"saliency-bench {shlex.join(words)}")
+        else:
+            line = "interrupted"
+        Console(stderr=True, emoji=False).print(line, markup=False, highlight=False, soft_wrap=True)
+        return 130
     except (RegistryError, FileNotFoundError, ValueError, TypeError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         from rich.markup import escape

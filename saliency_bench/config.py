@@ -62,6 +62,7 @@ class RunConfig:
     device: str | None = None
     batch_size: int = 16
     workers: int = 2
+    scoring_workers: int | None = None  # processes scoring the maps; None: from the cores (scoring.py)
     runs_dir: str = "runs"
     run_id: str | None = None
     seed: int = 0
@@ -111,6 +112,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=None, help="samples per method call (default 16)")
     p.add_argument("--workers", type=int, default=None, help="data loader workers (default 2)")
+    p.add_argument("--scoring-workers", type=int, default=None, metavar="N",
+                   help="processes that score the maps while the device computes the next ones; 0: score in "
+                        "the main process (default: the cores left after the main process and the loader workers)")
     p.add_argument("--runs-dir", default=None, help="where runs, the store and the heatmap cache live (default: runs)")
     p.add_argument("--run-id", default=None, help="name of the run (default: derived from the settings)")
     p.add_argument("--seed", type=int, default=None, help="seed for methods, splits and bootstrap (default 0)")
@@ -146,7 +150,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise ValueError(f"--weights {w}: with several models write MODEL=PATH")
     if args.dataset:
         cfg.datasets = list(args.dataset)
-    for opt in ("split", "limit", "device", "batch_size", "workers", "runs_dir", "run_id", "seed",
+    for opt in ("split", "limit", "device", "batch_size", "workers", "scoring_workers", "runs_dir", "run_id", "seed",
                 "leaderboard_dir", "cache_dtype"):
         if getattr(args, opt, None) is not None:
             setattr(cfg, opt, getattr(args, opt))

@@ -1,6 +1,6 @@
 """The four contracts every part of saliency-bench speaks: Sample, Model, Method, Benchmark.
 
-A run moves data along these arrows (see ARCHITECTURE.md)::
+A run moves data along these arrows (docs/ARCHITECTURE.md §1)::
 
     Dataset -> Sample -> Model.preprocess -> Method.explain -> heatmaps [B,h,w] | points [B,2]
             -> Benchmark.score (per sample) -> Benchmark.summarize (per dataset)
@@ -239,12 +239,13 @@ class Method:
     base: str | None = None  # the registered method this is a variant of
     root: str = ""  # the name an id is made from ("" = name)
     id_params: dict[str, Any] = field(default_factory=dict)  # the parameters the id shows
+    code: str = ""  # a digest of the function's code (a function passed to saliency_bench.run)
 
     @property
     def key(self) -> str:
         """The registered method plus a hash of the parameters: what a heatmap cache entry is
         keyed by (a variant and the method run with the same parameters share it)."""
-        blob = json.dumps(self.params, sort_keys=True, default=str)
+        blob = json.dumps(self.params, sort_keys=True, default=str) + self.code
         return f"{self.base or self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
     def _check(self, params: Mapping[str, Any]) -> None:
@@ -443,7 +444,9 @@ class Benchmark:
             return False
         if "mask" in self.needs and sample.mask is None and len(sample.boxes) == 0:
             return False
-        return True
+        # a flag named like a need, False: this sample lacks it (the bundled sample's images with
+        # several categories, for localization's single_class)
+        return not any((sample.flags or {}).get(n) is False for n in self.needs)
 
     def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int]) -> dict:
         raise NotImplementedError
@@ -462,6 +465,13 @@ class Benchmark:
         "n": samples used, "unit": "%" | "", "note": str}`` (``note`` e.g. ``"alpha*=0.35"``).
         """
         raise NotImplementedError
+
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, Any]:
+        """Each column's per-sample quantity, for paired comparisons between methods (docs/PROTOCOLS.md
+        §9): ``{column: saliency_bench.benchmarks.stats.PerSample}`` on the same records and
+        samples as :meth:`summarize`, which it aggregates to the column's value, the column's own
+        choices (alpha*, a best threshold) fixed. A column left out has no paired test."""
+        return {}
 
 
 class Probe:

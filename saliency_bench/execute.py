@@ -10,17 +10,27 @@ import torch
 
 from .contracts import Benchmark, MethodOutputError, Probe, Sample, check_output
 from .imageio import to_input
+from .isolation import Guard
 from .timing import timed
 
 NOT_EVALUABLE = "not evaluable"
 
 
-class _Loaded(torch.utils.data.Dataset):
-    """Decode, resize (and make the methods' views of) each sample, in DataLoader workers.
+@dataclass
+class Item:
+    """One loaded sample of a batch: its ``index`` in the dataset, the ``sample`` (image
+    dropped), ``x`` the uint8 input at the model's size (None when loading failed), ``views``
+    ``{view key: uint8 tensor or None}`` made from the original image before it was dropped."""
 
-    An item is ``(index, sample, x, views)``: ``x`` the uint8 input, ``views`` ``{view key:
-    uint8 tensor or None}`` made from the original image before it is dropped.
-    """
+    index: int
+    sample: Sample
+    x: torch.Tensor | None
+    views: dict
+
+
+class _Loaded(torch.utils.data.Dataset):
+    """Decode, resize (and make the methods' views of) each sample, in DataLoader workers;
+    each item an :class:`Item`."""
 
     def __init__(self, ds, indices: Sequence[int], size: tuple[int, int],
                  views: dict[tuple, tuple[Any, str]] | None = None) -> None:
@@ -30,7 +40,7 @@ class _Loaded(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, k: int) -> tuple[int, Sample, torch.Tensor | None, dict]:
+    def __getitem__(self, k: int) -> Item:
         i = self.indices[k]
         try:
             s = self.ds.load(i)
@@ -47,7 +57,7 @@ class _Loaded(torch.utils.data.Dataset):
             except Exception as e:
                 s.error = f"resizing failed: {type(e).__name__}: {e}"
         s.image = None  # the decoded original stays in the worker
-        return i, s, x, views
+        return Item(i, s, x, views)
 
 
 def _collate(batch: list) -> list:
@@ -66,24 +76,43 @@ class CallResult:
 
 
 def call_method(method, model, x: torch.Tensor, targets,
-                views: dict[str, torch.Tensor | None] | None = None) -> CallResult:
+                views: dict[str, torch.Tensor | None] | None = None, guard: Guard | None = None) -> CallResult:
     """Call a method on a batch; maps come back at the method's own resolution (no resizing:
-    each benchmark brings them to its scoring resolution, PROTOCOLS.md §1)."""
+    each benchmark brings them to its scoring resolution, docs/PROTOCOLS.md §1).
+
+    Any exception (``SystemExit`` included; ``KeyboardInterrupt`` stops the run) fails the
+    samples that caused it. With a ``guard``, the model and the process state are verified after
+    the call: if the method changed them, they are restored and the whole batch fails with what
+    changed (its maps came from another model)."""
     b = x.shape[0]
     views = views or {}
+
+    def changed() -> CallResult | None:
+        what = guard.verify() if guard is not None else None
+        if what is None:
+            return None
+        return CallResult([None] * b, [f"method '{method.name}' {what}"] * b, [{} for _ in range(b)], None)
+
     try:
         (maps, info), seconds, peak = timed(lambda: method.explain(model, x, targets, **views), x.device)
         bad = check_output(method, maps, b)
+    except KeyboardInterrupt:
+        raise
     except MethodOutputError as e:
-        return CallResult([None] * b, [str(e)] * b, [{} for _ in range(b)], None)
-    except Exception as e:
+        return changed() or CallResult([None] * b, [str(e)] * b, [{} for _ in range(b)], None)
+    except BaseException as e:  # a plugin's sys.exit() costs its samples, not the run
+        if (res := changed()) is not None:
+            return res
         if b == 1:
             reason = f"method '{method.name}' raised {type(e).__name__}: {e}"
             return CallResult([None], [reason], [{}], None)
         parts = [call_method(method, model, x[i:i + 1], targets[i:i + 1],
-                             {k: None if v is None else v[i:i + 1] for k, v in views.items()}) for i in range(b)]
+                             {k: None if v is None else v[i:i + 1] for k, v in views.items()}, guard)
+                 for i in range(b)]
         return CallResult([p.outputs[0] for p in parts], [p.reasons[0] for p in parts],
                           [p.info[0] for p in parts], None)
+    if (res := changed()) is not None:
+        return res
     arr = maps.detach().float().cpu().numpy()
     per_info = [{} for _ in range(b)]
     for k, v in info.items():
@@ -97,11 +126,13 @@ def call_method(method, model, x: torch.Tensor, targets,
 
 
 def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.ndarray],
-                   input_size: tuple[int, int], probe: Probe | None = None
+                   input_size: tuple[int, int], probe: Probe | None = None, guard: Guard | None = None
                    ) -> tuple[list[tuple[str, dict]], dict[str, str]]:
     """Score a batch; if the benchmark raises, score sample by sample so that only the sample
     whose ground truth or output it cannot handle fails, with the reason. ``probe`` (rows
-    aligned with ``samples``) goes to a benchmark that runs the model."""
+    aligned with ``samples``) goes to a benchmark that runs the model; with a ``guard``, such a
+    benchmark's scores count only if the model and the process state are unchanged after it
+    (else they are restored, and the batch's samples fail with what changed)."""
 
     def score(ss: list[Sample], arr: np.ndarray, rows: list[int]) -> list[dict]:
         if not bench.uses_model:
@@ -111,18 +142,30 @@ def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.nda
         return bench.score_batch(ss, arr, input_size,
                                  probe=probe if len(rows) == len(probe) else probe.rows(rows))
 
+    def verified(scored: list[tuple[str, dict]], failed: dict[str, str]):
+        what = guard.verify() if guard is not None and bench.uses_model else None
+        if what is None:
+            return scored, failed
+        return [], {s.id: f"benchmark '{bench.name}' {what}" for s in samples}
+
     same = len({o.shape for o in outputs}) <= 1
     try:
         if not same:
             raise ValueError("maps of different shapes")
         recs = score(samples, np.stack(outputs), list(range(len(samples))))
-        return [(s.id, r) for s, r in zip(samples, recs)], {}
-    except Exception:
+        return verified([(s.id, r) for s, r in zip(samples, recs)], {})
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
         pass
+    if guard is not None and bench.uses_model and (what := guard.verify()) is not None:
+        return [], {s.id: f"benchmark '{bench.name}' {what}" for s in samples}
     scored, failed = [], {}
     for k, (s, o) in enumerate(zip(samples, outputs)):
         try:
             scored.append((s.id, score([s], o[None], [k])[0]))
-        except Exception as e:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:
             failed[s.id] = f"benchmark '{bench.name}' could not score it: {type(e).__name__}: {e}"
-    return scored, failed
+    return verified(scored, failed)

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFile, ImageFilter
+from PIL import Image, ImageDraw, ImageFile
+
+from saliency_bench.ops.blur import pil_gaussian_blur
+from saliency_bench.ops.resize import resize_map
 
 # A truncated JPEG must fail loudly, not load half grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -29,7 +32,7 @@ def load_rgb(path: str | Path) -> Image.Image:
 
 
 def to_input(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
-    """Resize the **whole** image (no crop, PROTOCOLS.md §1) to ``size`` = (H, W): uint8 [3,H,W]."""
+    """Resize the **whole** image (no crop, docs/PROTOCOLS.md §1) to ``size`` = (H, W): uint8 [3,H,W]."""
     h, w = size
     im = image.resize((w, h), Image.BILINEAR) if image.size != (w, h) else image
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -44,9 +47,7 @@ def blurred_input(image: Image.Image, size: tuple[int, int], radius: float = 10.
 
     Shared by the methods' ``blurred`` view and the faithfulness benchmarks' substrate."""
     image = image.convert("RGB") if image.mode != "RGB" else image
-    if radius > 0:
-        image = image.filter(ImageFilter.GaussianBlur(float(radius)))
-    return to_input(image, size)
+    return to_input(pil_gaussian_blur(image, radius), size)
 
 
 def _jet(v: np.ndarray) -> np.ndarray:
@@ -70,10 +71,7 @@ def display_map(heatmap: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     h = np.asarray(heatmap, dtype=np.float32)
     if h.shape == tuple(input_size):
         return h
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(np.ascontiguousarray(h))[None, None]
-    return F.interpolate(t, size=tuple(int(s) for s in input_size), mode="bilinear", align_corners=False)[0, 0].numpy()
+    return resize_map(h, input_size, reference="torchray").numpy()
 
 
 def overlay(image: Image.Image, heatmap: np.ndarray | None = None, point: tuple[float, float] | None = None,

@@ -17,6 +17,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from .compare import (COMPARE_ROW, baselines_of, mark_legend, mark_text, method_label, paired_marks,
+                      pairwise_matrix, subset_notes)
 from .store import Store
 
 # The fallback columns, for runs whose store has no ``__columns__`` rows (runs written before the
@@ -98,6 +100,8 @@ def load_run(run_dir: Path) -> dict:
     declared: dict[tuple[str, str], dict[str, list[dict]]] = {}  # (model, dataset) -> benchmark -> columns
     seen: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> metric key -> benchmark
     skipped: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> benchmark -> why
+    comparisons: dict[tuple[str, str], dict[str, dict]] = {}  # (model, dataset) -> column -> comparison
+    subsets: dict[tuple[str, str], dict[str, str]] = {}  # (model, dataset) -> benchmark -> which part
     for r in rows:
         key = (r["model"], r["dataset"])
         if r["method"] == "__model__":
@@ -108,6 +112,12 @@ def load_run(run_dir: Path) -> dict:
             continue
         if r["method"] == "__skipped__":  # a benchmark the dataset cannot feed, and why
             skipped.setdefault(key, {})[r["benchmark"]] = str((r["metrics"] or {}).get("why", ""))
+            continue
+        if r["method"] == "__subset__":  # a benchmark that scored part of the dataset, which part
+            subsets.setdefault(key, {})[r["benchmark"]] = str((r["metrics"] or {}).get("note", ""))
+            continue
+        if r["method"] == COMPARE_ROW:  # the paired comparisons of a benchmark's columns
+            comparisons.setdefault(key, {}).update(r["metrics"] or {})
             continue
         if r["method"] == COLUMNS_ROW:
             declared.setdefault(key, {})[r["benchmark"]] = list((r["metrics"] or {}).get("columns") or [])
@@ -133,6 +143,9 @@ def load_run(run_dir: Path) -> dict:
         out.append({"model": model, "dataset": dataset, "model_forward_backward": model_fb.get((model, dataset)),
                     "protocols": protocols.get((model, dataset), {}), "columns": cols,
                     "skipped": skipped.get((model, dataset), {}),
+                    "comparisons": comparisons.get((model, dataset), {}),
+                    "subsets": subsets.get((model, dataset), {}),
+                    "baselines": baselines_of(info["settings"], names),
                     "rows": [{"method": m, **methods[m]} for m in names]})
     return {"run_id": run_id, "settings": info["settings"], "meta": info["meta"], "tables": out,
             "finished": info.get("finished") is not None, "columns": all_columns,
@@ -250,8 +263,11 @@ def _used_columns(table: dict, extra: dict[str, str] | None = None) -> list[dict
     return [c for c in cols if any((r.get(c["key"]) or {}).get("value") is not None for r in table["rows"])]
 
 
-def _cell(row: dict, col: dict, ci: bool = True) -> str:
-    return _fmt(row.get(col["key"]), ci=ci and bool(col.get("interval", True)))
+def _cell(row: dict, col: dict, ci: bool = True, marks: dict | None = None) -> str:
+    """A score cell's text, with its marks (best, tie: :func:`saliency_bench.compare.paired_marks`)."""
+    s = _fmt(row.get(col["key"]), ci=ci and bool(col.get("interval", True)))
+    m = mark_text((marks or {}).get((row["method"], col["key"]), ()))
+    return f"{s} {m}" if m and s != "–" else s
 
 
 def _settings_lines(run: dict) -> list[str]:
@@ -286,13 +302,16 @@ def to_markdown(run: dict) -> str:
         out += [f"## {t['model']} on {t['dataset']}", ""]
         out.append("| Method | " + " | ".join(c["title"] for c in cols) + " | Coverage |")
         out.append("|---|" + "---|" * len(cols) + "---|")
+        marks = paired_marks(t, cols)
         for r in t["rows"]:
-            cells = [_cell(r, c) for c in cols]
-            out.append(f"| {r['method']} | " + " | ".join(cells) + f" | {_coverage(r)} |")
+            cells = [_cell(r, c, marks=marks) for c in cols]
+            out.append(f"| {method_label(t, r['method'])} | " + " | ".join(cells) + f" | {_coverage(r)} |")
         fb = t.get("model_forward_backward")
         if fb:
             out += ["", f"Model forward+backward: {fb['images_per_s']:.1f} images/s at batch {fb['batch_size']}."]
-        out += [""] + [f"alpha*: {why}." for why in _table_notes(t)]
+        legend = mark_legend(t, cols)
+        out += [""] + ([f"{legend}."] if legend else []) + [f"{n}." for n in subset_notes(t)]
+        out += [f"alpha*: {why}." for why in _table_notes(t)]
         why = [w for w in map(_why_not_all, t["rows"]) if w] + empty_notes(t)
         if why:
             out += ["", "Coverage:", ""] + [f"- {w}" for w in why]
@@ -350,6 +369,8 @@ def _gallery(run_dir: Path) -> dict:
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3;cursor:pointer}
 td:first-child,th:first-child{text-align:left}.ci{color:#777;font-size:85%}.best{font-weight:bold}
+.tie{font-weight:600}.mark{color:#1f4e8c}.baseline td:first-child{font-style:italic;color:#555}
+.marks{font-size:90%;color:#444}table.pairs td,table.pairs th{font-size:85%;cursor:default}table.pairs .sig{font-weight:bold}
 .gallery td{text-align:center;font-size:80%;vertical-align:top}.gallery img{height:110px}
 .plots{display:flex;flex-wrap:wrap;gap:1em}.plots figure{margin:0}.plots figcaption{font-size:85%;color:#555}
 svg.speed text{font-size:10px;font-family:system-ui,sans-serif}svg.speed .axis{stroke:#888}
@@ -453,6 +474,36 @@ def speed_plot_svg(table: dict, col: dict, speed: dict, width: int = 440, height
     return "".join(out)
 
 
+def _matrices(t: dict, cols: list[dict]) -> list[str]:
+    """Per column, the paired comparison of every two methods: row minus column on the samples
+    both scored, its interval and Holm-adjusted p; bold where significant at 5%."""
+    e = html.escape
+    out = []
+    for c in cols:
+        mat = pairwise_matrix(t, c["key"])
+        if mat is None:
+            continue
+        names, grid = mat
+        comp = t["comparisons"][c["key"]]
+        rows = ["<tr><th>row − column</th>" + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>"]
+        for a, line in zip(names, grid):
+            tds = []
+            for p in line:
+                if p is None:
+                    tds.append("<td>–</td>")
+                    continue
+                sig = " class='sig'" if p["p_holm"] < comp.get("level", 0.05) else ""
+                ci = p.get("ci")
+                ci_s = f" <span class='ci'>[{ci[0]:.3g}, {ci[1]:.3g}]</span>" if ci else ""
+                tds.append(f"<td{sig} title='n={p['n']}, p={p['p']:.3g}, Holm {p['p_holm']:.3g}'>{p['diff']:+.3g}"
+                           f"{ci_s}<br><span class='ci'>p={p['p_holm']:.2g}</span></td>")
+            rows.append(f"<tr><th>{e(a)}</th>" + "".join(tds) + "</tr>")
+        out.append(f"<details class='pairs' data-column='{e(c['key'])}'><summary>Pairwise: {e(c['title'])}"
+                   f"</summary><p>{e(comp.get('test', ''))}.</p><table class='pairs'>" + "".join(rows)
+                   + "</table></details>")
+    return out
+
+
 def to_html(run: dict) -> str:
     e = html.escape
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>saliency-bench leaderboard</title>",
@@ -463,14 +514,10 @@ def to_html(run: dict) -> str:
         parts.append(f"<h2>{e(t['model'])} on {e(t['dataset'])}</h2><table class='lb'><thead><tr><th>Method</th>")
         parts += [f"<th title='{e(c['key'])}'>{e(c['title'])}</th>" for c in cols]
         parts.append("<th>Coverage</th></tr></thead><tbody>")
-        best = {}
-        for c in cols:
-            vals = [(r.get(c["key"]) or {}).get("value") for r in t["rows"]]
-            vals = [v for v in vals if v is not None]
-            if vals:
-                best[c["key"]] = min(vals) if c.get("better") == "lower" else max(vals)
+        marks = paired_marks(t, cols)  # best and its ties (never a baseline)
         for r in t["rows"]:
-            parts.append(f"<tr><td data-v='{e(r['method'])}'>{e(r['method'])}</td>")
+            base = " class='baseline'" if r["method"] in set(t.get("baselines") or ()) else ""
+            parts.append(f"<tr{base}><td data-v='{e(r['method'])}'>{e(method_label(t, r['method']))}</td>")
             for c in cols:
                 m = r.get(c["key"]) or {}
                 v = m.get("value")
@@ -478,11 +525,13 @@ def to_html(run: dict) -> str:
                     parts.append(f"<td data-v='' title='{e(m.get('note', ''))}'>–</td>")
                     continue
                 ci = m.get("ci") if c.get("interval", True) else None
-                cls = " class='best'" if best.get(c["key"]) == v else ""
+                mk = marks.get((r["method"], c["key"]), set())
+                cls = f" class='{' '.join(sorted(mk))}'" if mk else ""
                 ci_s = f" <span class='ci'>[{ci[0]:.3g}, {ci[1]:.3g}]</span>" if ci and None not in ci[:2] else ""
                 note = m.get("note", "")
                 note_s = f" <span class='ci'>{e(_alpha(m))}</span>" if _alpha(m) else ""
-                parts.append(f"<td data-v='{v}'{cls} title='{e(note)}'>{v:.3g}{ci_s}{note_s}</td>")
+                mk_s = f" <span class='mark'>{mark_text(mk)}</span>" if mk else ""
+                parts.append(f"<td data-v='{v}'{cls} title='{e(note)}'>{v:.3g}{ci_s}{note_s}{mk_s}</td>")
             cov = r.get("coverage") or {}
             reasons = "; ".join(f"{f['id']}: {f['reason']}" for f in cov.get("failures", [])[:10])
             parts.append(f"<td data-v='{cov.get('scored', '')}' title='{e(reasons)}'>{e(_coverage(r))}</td></tr>")
@@ -490,7 +539,10 @@ def to_html(run: dict) -> str:
         fb = t.get("model_forward_backward")
         if fb:
             parts.append(f"<p>Model forward+backward: {fb['images_per_s']:.1f} images/s at batch {fb['batch_size']}.</p>")
+        legend = mark_legend(t, cols)
+        parts += ([f"<p class='marks'>{e(legend)}.</p>"] if legend else []) + [f"<p>{e(n)}.</p>" for n in subset_notes(t)]
         parts += [f"<p>alpha*: {e(why)}.</p>" for why in _table_notes(t)]
+        parts += _matrices(t, cols)
         why = [w for w in map(_why_not_all, t["rows"]) if w] + empty_notes(t)
         if why:
             parts.append("<details><summary>Coverage</summary><ul>"
@@ -567,7 +619,8 @@ def _rich_table(t: dict, cols: list[dict], form: str):
     compact = form == "compact"
     table = Table(title=f"{t['model']} on {t['dataset']}", box=box.SIMPLE_HEAD if compact else box.SQUARE,
                   pad_edge=not compact, title_justify="left" if compact else "center")
-    names = [r["method"] for r in t["rows"]] or ["Method"]
+    names = [method_label(t, r["method"]) for r in t["rows"]] or ["Method"]
+    marks = paired_marks(t, cols)
     table.add_column("Method", style="bold", no_wrap=True, overflow="fold",
                      min_width=max(len("Method"), *map(len, names)))
     cells: list[list[str]] = []
@@ -577,9 +630,11 @@ def _rich_table(t: dict, cols: list[dict], form: str):
             m = r.get(c["key"])
             if compact:
                 v = (m or {}).get("value")
-                row.append("–" if v is None else (f"{v:.1f}" if abs(v) >= 10 or v == 0 else f"{v:.3g}"))
+                mk = mark_text(marks.get((r["method"], c["key"]), ()))
+                row.append("–" if v is None else (f"{v:.1f}" if abs(v) >= 10 or v == 0 else f"{v:.3g}")
+                           + (f" {mk}" if mk else ""))
             else:
-                text = _cell(r, c)
+                text = _cell(r, c, marks=marks)
                 if form == "stacked":
                     text = text.replace(" [", "\n[", 1).replace(" (alpha", "\n(alpha", 1)
                 row.append(text)
@@ -594,7 +649,7 @@ def _rich_table(t: dict, cols: list[dict], form: str):
             header = _wrap_header(c["title"], widest)
         table.add_column(Text(header, style="bold"), justify="right", no_wrap=compact, overflow="fold")
     for r, row in zip(t["rows"], cells):  # Text: a name such as mask[iterations=100] is not markup
-        table.add_row(Text(r["method"]), *map(Text, row))
+        table.add_row(Text(method_label(t, r["method"])), *map(Text, row))
     return table
 
 
@@ -655,8 +710,13 @@ def print_tables(run: dict, console) -> None:
             cols = _used_columns(t, run.get("extra_columns"))
             table, form, hidden = fit_table(t, cols, width, console)
             console.print(table)
+            legend = mark_legend(t, [c for c in cols if c not in hidden])
+            if legend:
+                say(legend + ".")
             if form == "compact" and (cols or hidden):
                 say(_legend([c for c in cols if c not in hidden], hidden))
+            for note in subset_notes(t):
+                say(note + ".")
             for why in _table_notes(t):
                 say(f"alpha*: {why}.")
             for why in [w for w in map(_why_not_all, t["rows"]) if w] + empty_notes(t):

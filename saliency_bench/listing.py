@@ -11,7 +11,7 @@ import inspect
 from typing import Any, Callable, Iterable
 
 from . import registry
-from .registry import KINDS
+from .kinds import KINDS
 
 WILDCARDS = set("*?[")
 

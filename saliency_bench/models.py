@@ -18,8 +18,8 @@ efficientnet_lite0        bn2 (conv_head + BN + ReLU6,  blocks.2 (stride 8, 28x2
                           the last 7x7 map)           like GoogLeNet's maxpool2)
 ========================  ==========================  ===========================  ==============
 
-GoogLeNet's roles are PROTOCOLS.md's; the others follow TorchRay's benchmark settings, and for
-EfficientNet-Lite0 the same resolutions as GoogLeNet (Grad-CAM on the last 7x7 feature map,
+GoogLeNet's roles are the paper's (docs/PROTOCOLS.md §5); the others follow TorchRay's benchmark
+settings, and for EfficientNet-Lite0 the same resolutions as GoogLeNet (Grad-CAM on the last 7x7 feature map,
 excitation on the 28x28 map) so that methods see comparable layers across models.
 """
 from __future__ import annotations

@@ -227,11 +227,19 @@ def benchmark_applies(bench: Benchmark, ds) -> str | None:
     provides = getattr(ds, "provides", None)
     if provides is None:
         return None
-    missing = [n for n in bench.needs if n not in provides]
+    # A need "a|b" is met by either ground truth (pointing: masks, or boxes).
+    missing = [n for n in bench.needs if not any(alt in provides for alt in n.split("|"))]
     if missing:
         return (f"{bench.name} needs {', '.join(missing)}, which {getattr(ds, 'name', '') or 'the dataset'} "
                 f"does not provide (it has: {', '.join(provides) or 'nothing'})")
     return None
+
+
+def benchmark_subset(bench: Benchmark, ds) -> str | None:
+    """When ``bench`` scores only part of ``ds``, the dataset's words for that part (its
+    ``subsets``: need -> description, e.g. the bundled sample's single-category images)."""
+    subsets = getattr(ds, "subsets", None) or {}
+    return next((subsets[n] for n in bench.needs if n in subsets), None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .contracts import HEATMAP, Benchmark, Method, method_from_function
+from .kinds import KINDS
 from .variants import declared, param  # noqa: F401 - param is part of the public API
 
-KINDS = ("methods", "models", "datasets", "benchmarks")
 _MARK = "__saliency_bench_plugin__"
 
 
@@ -79,7 +79,7 @@ def _marks(obj: Any) -> list[tuple[str, str, Any]]:
 
 def method(name: str | None = None, *, kind: str = HEATMAP, views: dict[str, Callable] | None = None,
            variants: Any = None, cost: float | Callable[..., float] | None = None,
-           default: bool = True) -> Callable[[Callable], Callable]:
+           default: bool = True, baseline: bool = False) -> Callable[[Callable], Callable]:
     """Register ``fn(model, x, targets, *, param=default, ...)`` as a method; returns ``fn``.
 
     ``kind`` is ``"heatmap"`` (returns ``[B,h,w]`` at the method's own resolution) or
@@ -92,7 +92,8 @@ def method(name: str | None = None, *, kind: str = HEATMAP, views: dict[str, Cal
     parameters (``lambda iterations, **_: iterations``); a CPU run with no ``--methods`` leaves
     out methods of a hundred or more, and says so. ``default=False``: the method runs only when
     a request names it (by name or pattern), not in a run that names no methods (the method
-    packs: the field's methods beside ours when asked for).
+    packs: the field's methods beside ours when asked for). ``baseline=True``: a reference point
+    (the centre), labelled as a baseline on the leaderboard and never marked best.
     """
 
     def wrap(fn: Callable) -> Callable:
@@ -100,6 +101,8 @@ def method(name: str | None = None, *, kind: str = HEATMAP, views: dict[str, Cal
             fn.__saliency_bench_cost__ = cost
         if not default:
             fn.__saliency_bench_default__ = False
+        if baseline:
+            fn.__saliency_bench_baseline__ = True
         m = method_from_function(fn, name or fn.__name__, kind, views)
         _mark(fn, "methods", m.name, m)
         for v in declared(variants):
@@ -179,6 +182,12 @@ class Registry:
                 f"{self.kind[:-1]} '{name}' is registered twice: by {old.source} and by {source}")
         self._entries[name] = Entry(self.kind, name, obj, source)
         return name
+
+    def remove(self, name: str, obj: Any) -> None:
+        """Take ``name`` out again if ``obj`` is what it holds (a function passed to
+        :func:`saliency_bench.run` for one run)."""
+        if name in self._entries and self._entries[name].obj is obj:
+            del self._entries[name]
 
     # -- reading ---------------------------------------------------------------------------
     def names(self, pattern: str = "*") -> list[str]:

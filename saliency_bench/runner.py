@@ -18,6 +18,7 @@ import argparse
 import platform
 import subprocess
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +26,17 @@ import torch
 from rich.markup import escape
 
 from . import __version__, registry
-from .cache import HeatmapCache
+from .cache import HeatmapCache, untrusted_note
+from .compare import is_baseline
 from .config import RunConfig, config_from_args, default_device
 from .contracts import Method, Probe
 from .distributed import Distributed
-from .execute import NOT_EVALUABLE, _collate, _Loaded, call_method, score_isolated
+from .execute import NOT_EVALUABLE, Item, _collate, _Loaded, call_method
 from .gallery import draw_gallery
-from .plan import benchmark_applies, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
-from .store import Store
+from .isolation import Guard
+from .plan import benchmark_applies, benchmark_subset, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
+from .scoring import Scorer, scoring_workers
+from .store import Outcome, Store, Timing
 from .summary import PROBE, summarize_into
 from .targets import Targets
 from .timing import model_forward_backward
@@ -66,6 +70,8 @@ class Runner:
         self.rank, self.world = self.dist.rank, self.dist.world
         if self.rank != 0:
             self.cfg.quiet = True
+        self.guard: Guard | None = None  # the loaded model's pristine state (isolation.py)
+        self._said: set[str] = set()
 
     @property
     def shard_dir(self) -> Path:
@@ -85,7 +91,7 @@ class Runner:
             "run_id": self.run_id,
             "methods_resolved": {m.name: m.params for m in self.plan.methods},
             "methods_plan": [{"name": m.name, "base": m.base, "id_params": m.id_params, "params": m.params}
-                             for m in self.plan.methods],
+                             | ({"baseline": True} if is_baseline(m) else {}) for m in self.plan.methods],
             "methods_left_out": [m.name for m in self.plan.left_out],
             "benchmarks_resolved": [b.name for b in self.plan.benchmarks],
             "benchmark_options_resolved": {b.name: {k: v for k, v in b.options.items() if k != "seed"}
@@ -109,6 +115,7 @@ class Runner:
         torch.manual_seed(cfg.seed)
         for model_name in cfg.models:
             model = registry.get_model(model_name, weights=cfg.weights.get(model_name), device=str(self.device))
+            self.guard = Guard(model)
             for spec in cfg.datasets:
                 ds, display, ds_key = open_dataset(spec, cfg)
                 skipped = {b.name: why for b in self.plan.benchmarks if (why := benchmark_applies(b, ds))}
@@ -116,11 +123,12 @@ class Runner:
                     for why in skipped.values():
                         self.console.print(f"[yellow]skipped[/yellow] on {escape(display)}: {escape(why)}",
                                            highlight=False)
+                subsets = {b.name: note for b in self.plan.benchmarks if (note := benchmark_subset(b, ds))}
                 self.pass_over(store, writer, model, ds, display, ds_key, skipped)
                 self.dist.barrier()
                 if self.rank == 0:
                     self._merge_shards(store, delete=False)
-                    self.summarize(store, model, display, skipped)
+                    self.summarize(store, model, display, skipped, subsets)
                     self.draw_gallery(store, model, ds, display, ds_key)
                     self._left_out_note(store, model, display, len(ds) if not cfg.limit else min(len(ds), cfg.limit))
                 self.dist.barrier()
@@ -191,6 +199,9 @@ class Runner:
         todo = {name: t & set(indices) for name, t in todo.items()}
         if not indices:
             return
+        if self.rank == 0 and (note := untrusted_note(self.runs_dir / "cache")) and note not in self._said:
+            self._said.add(note)
+            self.console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False)
         if self.rank == 0:
             self._measure_model(writer, model, display, ds, indices)
         benches = [b for b in self.plan.benchmarks if b.name not in (skipped or {})]
@@ -203,10 +214,13 @@ class Runner:
         # One bar per (model, dataset): samples x methods done, the method being run, time left;
         # only on a terminal (a pipe or a log file gets the summary, not redraws).
         quiet = cfg.quiet or not self.console.is_terminal
-        with Progress(*columns, console=self.console, disable=quiet, transient=False) as progress:
+        # The scoring workers are forked here, before the loader's workers and the progress bar.
+        with Scorer(benches, scoring_workers(cfg), guard=self.guard) as self.scorer, \
+                Progress(*columns, console=self.console, disable=quiet, transient=False) as progress:
             task = progress.add_task(f"{model.name} | {display}", total=sum(len(t) for t in todo.values()))
             for batch in loader:
                 self._batch(writer, model, display, batch, todo, caches, progress, task, benches)
+            self.scorer.close()
             progress.update(task, description=f"{model.name} | {display} | done")
 
     def _measure_model(self, store: Store, model, display: str, ds, indices: list[int]) -> None:
@@ -215,10 +229,10 @@ class Runner:
             return
         xs, ts = [], []
         for i in indices:
-            s = _Loaded(ds, [i], model.input_size)[0]
-            t = s[1].target_in(model.label_space)
-            if s[2] is not None and t:
-                xs.append(s[2])
+            it = _Loaded(ds, [i], model.input_size)[0]
+            t = it.sample.target_in(model.label_space)
+            if it.x is not None and t:
+                xs.append(it.x)
                 ts.append(t)
             if len(xs) == min(self.cfg.batch_size, len(indices)):
                 break
@@ -228,33 +242,37 @@ class Runner:
         x = model.preprocess(torch.stack([xs[k % len(xs)] for k in range(reps)]))
         targets = Targets([ts[k % len(ts)] for k in range(reps)], device=x.device)
         fb = model_forward_backward(model, x, targets)
+        self._verify_outside_methods("measuring the model")
         store.set_metrics(self.run_id, model.name, display, "__model__", "runtime",
                           fb | {"device": str(self.device), "rank": self.rank})
 
-    def _batch(self, store: Store, model, display: str, batch: list, todo: dict, caches: dict, progress,
+    def _batch(self, store: Store, model, display: str, batch: list[Item], todo: dict, caches: dict, progress,
                task, benches: list) -> None:
-        samples = [s for _, s, _, _ in batch]
+        samples = [it.sample for it in batch]
         store.add_samples(self.run_id, model.name, display,
-                          [(s.id, i, s.category, s.split, s.flags) for i, s, _, _ in batch])
+                          [(it.sample.id, it.index, it.sample.category, it.sample.split, it.sample.flags)
+                           for it in batch])
         pre_fail: dict[int, str] = {}
-        for k, (_, s, x, _) in enumerate(batch):
+        for k, it in enumerate(batch):
+            s = it.sample
             if s.error is not None:
                 pre_fail[k] = s.error
             elif not s.target_in(model.label_space):
                 pre_fail[k] = (f"{NOT_EVALUABLE}: category '{s.category}' has no class in the label space "
                                f"'{model.label_space}' of model '{model.name}'")
         good = [k for k in range(len(batch)) if k not in pre_fail]
-        x_all = model.preprocess(torch.stack([batch[k][2] for k in good])) if good else None
+        x_all = model.preprocess(torch.stack([batch[k].x for k in good])) if good else None
         t_all = Targets([samples[k].target_in(model.label_space) for k in good],
                         device=self.device) if good else None
+        self._verify_outside_methods("loading the batch")
         views_made: dict = {}  # benchmark views, preprocessed once per batch
         for method in self.plan.methods:
-            mine = [k for k, (i, _, _, _) in enumerate(batch) if i in todo[method.name]]
+            mine = [k for k, it in enumerate(batch) if it.index in todo[method.name]]
             if not mine:
                 continue
             progress.update(task, description=f"{method.name} | {model.name} | {display}")
             cache = caches[method.name]
-            outcomes: list[tuple] = [(samples[k].id, False, pre_fail[k], {}) for k in mine if k in pre_fail]
+            outcomes = [Outcome(samples[k].id, False, pre_fail[k]) for k in mine if k in pre_fail]
             run_ks = [k for k in mine if k not in pre_fail]
             # Maps another run left in the cache are re-scored from it (a later re-scoring may use
             # the lossy float16 cache; the run that computes a map scores it as computed, and
@@ -262,23 +280,25 @@ class Runner:
             cached = cache.get_many([samples[k].id for k in run_ks])
             outputs: dict[int, np.ndarray] = {k: cached[samples[k].id] for k in run_ks if samples[k].id in cached}
             lossy = {"rescored_from_float16_cache": True} if cache.lossy else {}
-            outcomes += [(samples[k].id, True, None, dict(lossy)) for k in outputs]
+            outcomes += [Outcome(samples[k].id, True, None, dict(lossy)) for k in outputs]
             missing = [k for k in run_ks if k not in outputs]
             timing = None
             fresh: list[int] = []
             if missing:
-                # The whole batch goes through the method, as in an uninterrupted run.
+                # The whole batch goes through the method, as in an uninterrupted run; the guard
+                # fails the batch if the method changed the model (its maps are not scored or
+                # cached) and puts the model back for the next method.
                 views = {name: self._view_batch(model, batch, good, method, name) for name in method.views}
-                res = call_method(method, model, x_all, t_all, views)
+                res = call_method(method, model, x_all, t_all, views, self.guard)
                 fresh = [k for k in missing if res.outputs[good.index(k)] is not None]
                 for k in missing:
                     j = good.index(k)
-                    outcomes.append((samples[k].id, res.outputs[j] is not None, res.reasons[j], res.info[j]))
+                    outcomes.append(Outcome(samples[k].id, res.outputs[j] is not None, res.reasons[j], res.info[j]))
                 outputs.update((k, res.outputs[good.index(k)]) for k in fresh)
                 if res.timing is not None:
-                    timing = (str(self.device), samples[good[0]].id, len(good), res.timing[0],
-                              res.timing[1], self.rank)
-            records = []
+                    timing = Timing(str(self.device), samples[good[0]].id, len(good), res.timing[0],
+                                    res.timing[1], self.rank)
+            jobs = []
             scored_ks = sorted(outputs)
             for bench in benches:
                 if bench.timing or method.kind not in bench.accepts:
@@ -288,18 +308,38 @@ class Runner:
                     continue
                 probe = self._probe(model, batch, good, x_all, t_all, ks, bench, views_made,
                                     method if bench.reruns_method else None) if bench.uses_model else None
-                scored, failed = score_isolated(bench, [samples[k] for k in ks], [outputs[k] for k in ks],
-                                                model.input_size, probe)
-                if probe is not None and scored:  # its cost, shared by the samples it scored
-                    share = {"seconds": probe.seconds / len(scored), "passes": probe.passes / len(scored)}
-                    scored = [(sid, {**r, PROBE: share}) for sid, r in scored]
-                records += [(bench.name, sid, r) for sid, r in scored]
-                for sid, reason in failed.items():  # the sample counts as failed, with the reason
-                    outcomes = [(o[0], False, reason, o[3]) if o[0] == sid else o for o in outcomes]
-            store.write_batch(self.run_id, model.name, display, method.name, outcomes, records, timing)
-            if fresh:
-                cache.put([samples[k].id for k in fresh], np.stack([outputs[k] for k in fresh]))
-            progress.advance(task, len(mine))
+                jobs.append((bench, [samples[k] for k in ks], [outputs[k] for k in ks], probe))
+            # Scored here or in the scoring workers; written in this order either way (scoring.py).
+            self.scorer.submit(jobs, model.input_size, partial(
+                self._write, store, model, display, method, outcomes, timing, jobs, cache,
+                [samples[k].id for k in fresh], [outputs[k] for k in fresh], progress, task, len(mine)))
+
+    def _write(self, store: Store, model, display: str, method: Method, outcomes: list[Outcome],
+               timing: Timing | None, jobs: list, cache, fresh_ids: list[str], fresh_maps: list, progress, task, advance: int, results: list) -> None:
+        """One method's batch, scored: its outcomes, records and timing to the store, then its
+        fresh maps to the cache."""
+        records = []
+        for (bench, _, _, probe), (scored, failed) in zip(jobs, results):
+            if probe is not None and scored:  # its cost, shared by the samples it scored
+                share = {"seconds": probe.seconds / len(scored), "passes": probe.passes / len(scored)}
+                scored = [(sid, {**r, PROBE: share}) for sid, r in scored]
+            records += [(bench.name, sid, r) for sid, r in scored]
+            for o in outcomes:  # the sample counts as failed, with the reason
+                if o.sample_id in failed:
+                    o.ok, o.reason = False, failed[o.sample_id]
+        store.write_batch(self.run_id, model.name, display, method.name, outcomes, records, timing)
+        if fresh_ids:  # only maps of a model verified unchanged after the call reach here
+            cache.put(fresh_ids, np.stack(fresh_maps))
+        progress.advance(task, advance)
+
+    def _verify_outside_methods(self, where: str) -> None:
+        """Changes made outside any method (a dataset adapter, the harness) are put back too,
+        and said once per kind."""
+        what = self.guard.verify() if self.guard is not None else None
+        if what is not None and what not in self._said:
+            self._said.add(what)
+            self.console.print(f"[yellow]restored[/yellow] while {where}, something outside the methods "
+                               f"{escape(what)}", highlight=False)
 
     def _probe(self, model, batch: list, good: list[int], x_all, t_all, ks: list[int], bench,
                views_made: dict, method: Method | None = None) -> Probe:
@@ -327,7 +367,7 @@ class Runner:
         """The preprocessed view ``name`` of ``method`` for the batch's good samples (None if a
         sample's view is None: the method then falls back for the whole batch)."""
         key = key or method.view_key(name)
-        parts = [batch[k][3].get(key) for k in good]
+        parts = [batch[k].views.get(key) for k in good]
         if not parts or any(p is None for p in parts):
             return None
         return model.preprocess(torch.stack(parts))
@@ -337,8 +377,9 @@ class Runner:
             draw_gallery(store, self.run_id, self.run_dir, self.runs_dir, self.plan.methods, self.cfg.gallery,
                          self.cfg.cache_dtype, model, ds, display, ds_key)
 
-    def summarize(self, store: Store, model, display: str, skipped: dict[str, str]) -> None:
-        summarize_into(store, self.run_id, model.name, display, self.plan, skipped)
+    def summarize(self, store: Store, model, display: str, skipped: dict[str, str],
+                  subsets: dict[str, str] | None = None) -> None:
+        summarize_into(store, self.run_id, model.name, display, self.plan, skipped, subsets)
 
 
 def rerun(method: Method):
@@ -367,6 +408,32 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``kept`` says what the store holds (the command line prints it with
+    the command that resumes)."""
+
+    def __init__(self, kept: str) -> None:
+        super().__init__(kept)
+        self.kept = kept
+
+
+def _kept(runner: Runner) -> str:
+    import sqlite3
+
+    path = runner.runs_dir / "store.sqlite"
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        n = con.execute("SELECT COUNT(*) FROM outcomes WHERE run_id=?", (runner.run_id,)).fetchone()[0]
+        con.close()
+    except sqlite3.Error:
+        return f"run {runner.run_id}: nothing stored yet"
+    return f"run {runner.run_id}: {n} (method, sample) outcomes kept in {path}"
+
+
 def run_from_args(args: argparse.Namespace) -> int:
-    Runner(config_from_args(args)).run()
+    runner = Runner(config_from_args(args))
+    try:
+        runner.run()
+    except KeyboardInterrupt:
+        raise RunInterrupted(_kept(runner)) from None
     return 0

@@ -18,8 +18,32 @@ import json
 import sqlite3
 import time
 from contextlib import contextmanager
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+
+@dataclass
+class Outcome:
+    """A row of ``outcomes``: one method on one sample, ok or failed with the reason, and the
+    method's per-sample diagnostics."""
+
+    sample_id: str
+    ok: bool
+    reason: str | None = None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class Timing:
+    """A row of ``timings``: one timed method call on a batch (``batch_first`` its first sample)."""
+
+    device: str
+    batch_first: str
+    batch_size: int
+    seconds: float
+    peak_bytes: int
+    rank: int
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -139,22 +163,21 @@ class Store:
             (run_id, model, dataset, method))
         return {r[0] for r in cur}
 
-    def write_batch(self, run_id: str, model: str, dataset: str, method: str,
-                    outcomes: list[tuple[str, bool, str | None, dict]],
-                    records: list[tuple[str, str, dict]], timing: tuple | None = None) -> None:
-        """One batch of one method, atomically: outcomes (sample, ok, reason, info), records
-        (benchmark, sample, record) and the call's timing."""
+    def write_batch(self, run_id: str, model: str, dataset: str, method: str, outcomes: list[Outcome],
+                    records: list[tuple[str, str, dict]], timing: Timing | None = None) -> None:
+        """One batch of one method, atomically: its outcomes, records (benchmark, sample,
+        record) and the call's timing."""
         with self.transaction() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO outcomes VALUES (?,?,?,?,?,?,?,?)",
-                [(run_id, model, dataset, method, sid, int(ok), reason, _dumps(info))
-                 for sid, ok, reason, info in outcomes])
+                [(run_id, model, dataset, method, o.sample_id, int(o.ok), o.reason, _dumps(o.info))
+                 for o in outcomes])
             c.executemany(
                 "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?)",
                 [(run_id, model, dataset, method, b, sid, _dumps(rec)) for b, sid, rec in records])
             if timing is not None:
                 c.execute("INSERT OR REPLACE INTO timings VALUES (?,?,?,?,?,?,?,?,?,?)",
-                          (run_id, model, dataset, method) + tuple(timing))
+                          (run_id, model, dataset, method) + astuple(timing))
 
     # -- reading ---------------------------------------------------------------------------
     def samples(self, run_id: str, model: str, dataset: str) -> dict[str, dict]:

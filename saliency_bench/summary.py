@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import registry
+from .compare import COMPARE_ROW, compare_column, is_baseline
 from .contracts import Benchmark
 from .execute import NOT_EVALUABLE
 from .plan import Plan, make_benchmark
@@ -51,16 +52,22 @@ def summarize_run(run_dir: Path) -> list[tuple[str, str]]:
         for model, dataset in pairs:
             skipped = {r["benchmark"]: r["metrics"].get("why", "") for r in rows
                        if r["model"] == model and r["dataset"] == dataset and r["method"] == "__skipped__"}
-            summarize_into(store, run_dir.name, model, dataset, plan, skipped)
+            subsets = {r["benchmark"]: r["metrics"].get("note", "") for r in rows
+                       if r["model"] == model and r["dataset"] == dataset and r["method"] == SUBSET_ROW}
+            summarize_into(store, run_dir.name, model, dataset, plan, skipped, subsets)
         return pairs
     finally:
         store.close()
 
 
+SUBSET_ROW = "__subset__"  # the metrics row naming the part of a dataset a benchmark scored
+
+
 def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Plan,
-                   skipped: dict[str, str] | None = None) -> None:
+                   skipped: dict[str, str] | None = None, subsets: dict[str, str] | None = None) -> None:
     """Every summary of one (model, dataset) from its per-sample records. ``skipped``: the
-    benchmarks that do not apply to the dataset, with why (no columns, a note)."""
+    benchmarks that do not apply to the dataset, with why (no columns, a note); ``subsets``: the
+    benchmarks that score part of it, with the dataset's words for that part."""
     meta = store.samples(run_id, model, dataset)
     skipped = skipped or {}
     store.clear_summaries(run_id, model, dataset)
@@ -68,6 +75,8 @@ def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Pl
         if bench.name in skipped:
             store.set_metrics(run_id, model, dataset, "__skipped__", bench.name, {"why": skipped[bench.name]})
             continue
+        if (subsets or {}).get(bench.name):
+            store.set_metrics(run_id, model, dataset, SUBSET_ROW, bench.name, {"note": subsets[bench.name]})
         # The columns (titles, direction) and the protocol each follows, for the leaderboard.
         store.set_metrics(run_id, model, dataset, "__columns__", bench.name, {"columns": columns_of(bench)})
         protocol = getattr(bench, "protocol", None)
@@ -76,6 +85,8 @@ def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Pl
                               {k + bench.suffix: v for k, v in dict(protocol()).items()})
     fb = next((m["metrics"] for m in store.metrics(run_id)
                if m["model"] == model and m["dataset"] == dataset and m["method"] == "__model__"), None)
+    computed: dict[str, dict[str, dict]] = {}  # benchmark -> method -> metrics (column keys as stored)
+    quantities: dict[str, dict[str, dict]] = {}  # benchmark -> method -> column key -> PerSample
     for method in plan.methods:
         outs = store.outcomes(run_id, model, dataset, method.name)
         not_eval = sum(1 for o in outs if not o["ok"] and (o["reason"] or "").startswith(NOT_EVALUABLE))
@@ -104,9 +115,44 @@ def summarize_into(store: Store, run_id: str, model: str, dataset: str, plan: Pl
                                                         f"{type(e).__name__}: {e}")
                     if bench.uses_model:
                         metrics.update(_probe_cost(bench, [recs[i] for i in ids]))
+                    quantities.setdefault(bench.name, {})[method.name] = _per_sample(
+                        bench, [recs[i] for i in ids], [meta[i] for i in ids])
             if bench.suffix:
                 metrics = {k + bench.suffix: v for k, v in metrics.items()}
             store.set_metrics(run_id, model, dataset, method.name, bench.name, metrics)
+            computed.setdefault(bench.name, {})[method.name] = metrics
+    baselines = [m.name for m in plan.methods if is_baseline(m)]
+    for bench in plan.benchmarks:
+        if bench.name in computed:
+            store.set_metrics(run_id, model, dataset, COMPARE_ROW, bench.name,
+                              compare_benchmark(bench, computed[bench.name], quantities.get(bench.name, {}),
+                                                baselines))
+
+
+def _per_sample(bench: Benchmark, records: list[dict], samples: list[dict]) -> dict:
+    """A benchmark's per-sample quantities under the column keys it stores (none if it fails:
+    the column is then ranked without a paired test)."""
+    try:
+        per = bench.per_sample(records, samples) or {}
+    except Exception:
+        return {}
+    return {k + bench.suffix: v for k, v in per.items()}
+
+
+def compare_benchmark(bench: Benchmark, metrics: dict[str, dict], quantities: dict[str, dict],
+                      baselines: list[str]) -> dict[str, dict]:
+    """The paired comparisons of every column of one benchmark (the ``__compare__`` row)."""
+    seed = int(bench.options.get("seed", 0) or 0)
+    replicates = int(bench.options.get("bootstrap", 1000) or 0)
+    out = {}
+    for col in columns_of(bench):
+        key = col["key"]
+        values = {m: (ms.get(key) or {}).get("value") for m, ms in metrics.items()}
+        if all(v is None for v in values.values()):
+            continue
+        per = {m: q[key] for m, q in quantities.items() if key in q}
+        out[key] = compare_column(per, values, col.get("better", "higher"), baselines, seed, replicates)
+    return out
 
 
 def _empty_metrics(bench: Benchmark, why: str) -> dict[str, dict]:

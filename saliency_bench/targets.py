@@ -4,7 +4,7 @@ A method gets its batch's targets as a :class:`Targets` object, one row per samp
 set of classes (one class, or a COCO category seen by an ImageNet model: ``dog`` -> the 118 dog
 breeds), scored as the **log-sum-exp of the set's logits**: ``targets.score(logits)``. For one
 class that is the logit itself, so single-class methods back-propagate exactly the pre-softmax
-logit of PROTOCOLS.md §1; for a set it is the log of the summed (unnormalised) probability,
+logit of docs/PROTOCOLS.md §1; for a set it is the log of the summed (unnormalised) probability,
 smooth and dominated by the strongest member. ``targets.probability(logits)`` is the sum of
 the set's softmax probabilities, i.e. ``exp(score - logsumexp(all logits))``: the same choice.
 The obvious use scores the whole set; the padded indices are there for the rare method that
@@ -114,7 +114,7 @@ def as_target_tensor(targets: "Targets | Sequence[Iterable[int]] | Sequence[int]
     return out.to(device) if device is not None else out
 
 
-def target_mask(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+def target_mask(targets: Targets | torch.Tensor, num_classes: int) -> torch.Tensor:
     """``[B,K]`` indices -> ``[B,C]`` bool membership."""
     t = as_target_tensor(targets)
     valid = t >= 0
@@ -125,18 +125,18 @@ def target_mask(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     return m[:, :num_classes]
 
 
-def target_score(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def target_score(logits: torch.Tensor, targets: Targets | torch.Tensor) -> torch.Tensor:
     """``[B]`` pre-softmax target score: log-sum-exp of the target set's logits."""
     m = target_mask(as_target_tensor(targets, logits.device), logits.shape[1])
     return torch.logsumexp(logits.masked_fill(~m, float("-inf")), dim=1)
 
 
-def target_probability(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def target_probability(logits: torch.Tensor, targets: Targets | torch.Tensor) -> torch.Tensor:
     """``[B]`` softmax probability of the target set (sum over its classes)."""
     return torch.exp(target_score(logits, targets) - torch.logsumexp(logits, dim=1))
 
 
-def score_gradient(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def score_gradient(logits: torch.Tensor, targets: Targets | torch.Tensor) -> torch.Tensor:
     """d target_score / d logits, the seed that backprop methods inject at the output.
 
     One-hot for a single class; the softmax of the set's logits over the set otherwise.

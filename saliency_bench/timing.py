@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from .targets import target_score
+from .targets import Targets, target_score
 
 
 def synchronize(device: torch.device) -> None:
@@ -28,7 +28,7 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float
     return out, seconds, peak
 
 
-def model_forward_backward(model, x: torch.Tensor, targets: torch.Tensor, repeats: int = 5,
+def model_forward_backward(model, x: torch.Tensor, targets: Targets | torch.Tensor, repeats: int = 5,
                            warmup: int = 2) -> dict:
     """The model's own forward+backward (input gradient of the target score), images/s."""
 

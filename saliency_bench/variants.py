@@ -120,10 +120,6 @@ def variant_id(root: str, params: Mapping[str, Any]) -> str:
     return f"{root}[" + ",".join(f"{k}={format_value(v)}" for k, v in params.items()) + "]"
 
 
-def is_pattern(text: str) -> bool:
-    return parse_variant_id(text) is None and bool(set(text) & GLOB)
-
-
 @dataclass(frozen=True)
 class param:  # noqa: N801 - named like pytest.param, which it mirrors
     """A declared variant: ``param(top_k=5, l1=1e-3, id="mask_top5", doc="...")``."""

@@ -1,5 +1,5 @@
 """Our vectorised pointing game agrees with a straightforward re-implementation (plain loops,
-written here from PROTOCOLS.md §2) on real gradient maps of the embedded model over COCO128.
+written here from docs/PROTOCOLS.md §2) on real gradient maps of the embedded model over COCO128.
 (Localization and MaxBoxAccV2 are checked cell by cell against the reference programs'
 procedures in test_localization_reference.py.)"""
 from __future__ import annotations

@@ -62,7 +62,7 @@ def tiny_run(tmp_path_factory):
     (tmp / "site" / "sitecustomize.py").write_text(NOT_INSTALLED)
     env = dict(os.environ, PYTHONPATH=str(tmp / "site"), PYTHON=sys.executable)
     done = subprocess.run(["bash", str(BENCH / "gpu.sh"), "--device", "cpu", "--tiny", "--out-dir", str(tmp / "out")],
-                          cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=tmp, env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     files = sorted((tmp / "out").glob("gpu-cpu-*.json"))
     assert len(files) == 1, list((tmp / "out").iterdir())
@@ -82,8 +82,8 @@ def test_gpu_sh_without_install_registers_the_built_ins_from_the_source_tree(tin
     assert meta["registration"] == "source tree"
     assert meta["device"] == "cpu" and meta["torch"] == torch.__version__ and meta["device_name"]
     assert meta["settings"]["batch"] == 2 and meta["settings"]["steps"] == 300
-    assert "targets (PERFORMANCE.md)" in stdout
-    assert "targets (PERFORMANCE.md)" in path.with_suffix(".txt").read_text()
+    assert "targets (docs/PERFORMANCE.md §1)" in stdout
+    assert "targets (docs/PERFORMANCE.md §1)" in path.with_suffix(".txt").read_text()
 
 
 def test_gpu_sh_ceilings_in_fp32_and_bf16_channels_last_and_contiguous(tiny_run):
@@ -218,3 +218,23 @@ def test_budget_shares_what_is_left_among_the_steps_to_come(bench):
     assert b.allot(1.0) == pytest.approx(25.0, abs=0.5)
     assert b.allot(3.0) == pytest.approx(100.0, abs=0.5)  # the last step gets all that is left
     assert bench.common.Budget(None).allot(1.0) == float("inf")
+
+
+def test_gpu_sh_end_to_end_runs_the_harness_beside_each_method_alone(tiny_run):
+    """The e2e section: a real run per method over JPEGs + VOC XMLs it wrote, its samples/s
+    beside the method's alone, the CPU cores it kept busy and where its time went."""
+    e2e = tiny_run[0]["e2e"]
+    assert "error" not in e2e, e2e
+    assert e2e["dataset"]["images"] == e2e["dataset"]["coco_images"] == 8 and e2e["dataset"]["bytes"] > 0
+    assert e2e["cores"] >= 1 and e2e["scoring_workers"] == 1
+    assert set(e2e["methods"]) == {"gradient", "grad_cam", "occlusion", "mask"}
+    for name, r in e2e["methods"].items():
+        assert r["returncode"] == 0, r.get("error")
+        # every image as an ImageNet sample (localization) and as a COCO sample (pointing)
+        assert r["samples"] == r["outcomes"] == r["outcomes_ok"] == r["records"] == 2 * r["images"], (name, r)
+        assert r["harness_samples_per_s"] == pytest.approx(r["samples"] / r["pass_s"])
+        assert r["efficiency"] == pytest.approx(r["harness_samples_per_s"] / r["isolated"]["samples_per_s"])
+        assert 0 < r["method_s"] <= r["pass_s"] < r["wall_s"]
+        assert r["startup_s"] + r["method_s"] + r["rest_of_pass_s"] == pytest.approx(r["wall_s"])
+        assert r["cpu_cores_used"] > 0
+    assert "efficiency" in tiny_run[2] and "CPU cores busy" in tiny_run[2]

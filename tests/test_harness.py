@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from saliency_bench.cli import main
+from saliency_bench.cache import VERSION
 
 TOY = str(Path(__file__).parent / "plugins" / "toy.py")
 
@@ -201,7 +202,7 @@ def test_maps_reach_benchmarks_and_cache_at_their_own_resolution(tmp_path):
     for method, shape in (("coarse", (4, 4)), ("brightness", (32, 32))):
         recs = _records(tmp_path, method, "shape_probe")
         assert len(recs) == 7 and {(r["h"], r["w"]) for r in recs.values()} == {shape}
-        (folder,) = [p for p in (tmp_path / "cache" / "v2").rglob(f"{method}-*") if p.is_dir()]
+        (folder,) = [p for p in (tmp_path / "cache" / VERSION).rglob(f"{method}-*") if p.is_dir()]
         for f in folder.glob("*.npz"):
             with np.load(f) as z:
                 assert z["maps"].shape[1:] == shape

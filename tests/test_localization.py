@@ -1,7 +1,7 @@
 """Weak localization and MaxBoxAccV2 on hand-made maps with known answers, and their two exact
 emulations checked against the programs they emulate on thousands of random cases: the authors'
 ``imresize`` (bytescale + PIL's bilinear resize) and OpenCV's ``findContours(RETR_TREE)``
-(PROTOCOLS.md §3)."""
+(docs/PROTOCOLS.md §3)."""
 from __future__ import annotations
 
 import cv2
@@ -10,9 +10,10 @@ import pytest
 import scipy.ndimage as ndi
 from PIL import Image
 
-from saliency_bench.benchmarks.boxes import contour_boxes_by_threshold, contour_records, iou_voc, scale_boxes_wsol
-from saliency_bench.benchmarks.localization import (DEFAULT_ALPHAS, Localization, authors_boxes,
-                                                    maxboxacc_correct, wsol_levels, wsol_scoremaps)
+from saliency_bench.ops.contours import contour_boxes_by_threshold, contour_records
+from saliency_bench.ops.geometry import iou_voc, scale_boxes_wsol
+from saliency_bench.benchmarks.localization import DEFAULT_ALPHAS, Localization, authors_boxes
+from saliency_bench.benchmarks.maxboxacc import maxboxacc_correct, wsol_levels, wsol_scoremaps
 from saliency_bench.contracts import Sample
 
 H5 = np.array([[0, 0, 0, 0, 0],

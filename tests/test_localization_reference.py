@@ -1,7 +1,7 @@
 """Weak localization and MaxBoxAccV2, cell by cell, against the reference programs' procedures
 written out plainly here, on real maps of the embedded model at their native resolution
 (gradient 224x224, guided backprop 224x224, Grad-CAM 7x7, excitation backprop and the centre
-baseline) over ImageNet val images (PROTOCOLS.md §3).
+baseline) over ImageNet val images (docs/PROTOCOLS.md §3).
 
 * Fong & Vedaldi: ``getbb_from_heatmap`` (thresholding at the map's resolution, the authors'
   ``np.argsort(h)[::-1]`` order for energy) + ``imresize`` (scipy's bytescale, then PIL's

@@ -147,7 +147,7 @@ def test_the_blurred_view_is_the_perturbation_and_a_direct_call_falls_back_to_bl
 
 
 def reference_radius(model: Model, x: torch.Tensor, radii: np.ndarray, game: str) -> float:
-    """PROTOCOLS.md §6, written out one radius at a time with SciPy's filter."""
+    """docs/PROTOCOLS.md §6, written out one radius at a time with SciPy's filter."""
     from scipy.ndimage import gaussian_filter
 
     h, w = x.shape[-2:]
@@ -330,3 +330,18 @@ def test_amp_option_runs_and_learns_the_same_deletion():
         inside, outside = inside_outside(maps[b])
         assert inside > 0.8 and outside < 0.15, (inside, outside)
     assert maps.dtype == torch.float32 and bool(info["converged"].all())
+
+
+def test_the_registered_mask_parameters_are_the_settings_fields_with_the_same_defaults():
+    """``mask``'s keywords (what the registry and ``list methods`` read) and
+    :class:`MaskSettings` (what travels inside) must not drift apart."""
+    import dataclasses
+    import inspect
+
+    from saliency_bench.methods.mask import VIEWS, MaskSettings, mask
+
+    fields = {f.name: f.default for f in dataclasses.fields(MaskSettings)}
+    params = {p.name: p.default for p in inspect.signature(mask).parameters.values()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in VIEWS}
+    assert params == {k: fields[k] for k in params}
+    assert set(fields) - set(params) == {"radius_step", "radius_max", "init_threshold"}

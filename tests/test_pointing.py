@@ -1,4 +1,4 @@
-"""The pointing game on hand-made maps with known answers (PROTOCOLS.md §2)."""
+"""The pointing game on hand-made maps with known answers (docs/PROTOCOLS.md §2)."""
 from __future__ import annotations
 
 import numpy as np
@@ -77,7 +77,7 @@ def test_pointing_bootstrap_is_seeded():
     assert bench.summarize(recs, meta)["pointing_all"]["ci"] == bench.summarize(recs, meta)["pointing_all"]["ci"]
 
 
-# ------------------------------------------------------------------ resolution (PROTOCOLS.md §2)
+# ------------------------------------------------------------------ resolution (docs/PROTOCOLS.md §2)
 def _two_peaks() -> np.ndarray:
     """A 7x7 map (Grad-CAM's size) with two nearly equal peaks: which one wins depends on where
     the bilinear grid lands, so resizing 7 -> 480x640 and 7 -> 224 -> 480x640 disagree."""

@@ -1,4 +1,4 @@
-"""The pointing game equals TorchRay's, the reference program (PROTOCOLS.md §2).
+"""The pointing game equals TorchRay's, the reference program (docs/PROTOCOLS.md §2).
 
 Real maps of several methods at the resolution each returns (gradient 224x224, Grad-CAM 7x7,
 excitation backprop 28x28, the centre baseline), on COCO128 with the union of each category's

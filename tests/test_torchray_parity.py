@@ -1,5 +1,5 @@
 """The backprop methods against TorchRay (``torchray`` 1.0 from PyPI, the program behind the
-published VGG16/ResNet50 pointing-game table, PROTOCOLS.md §2) and pytorch-grad-cam.
+published VGG16/ResNet50 pointing-game table, docs/PROTOCOLS.md §2) and pytorch-grad-cam.
 
 VGG16 and ResNet50 with random weights (no weights file needed), biases and BatchNorm statistics
 randomised too (torchvision initialises biases to 0 and BatchNorm to the identity, under which a
@@ -185,7 +185,7 @@ def relative_error(ours: torch.Tensor, ref: torch.Tensor, scale: torch.Tensor) -
 
 @pytest.mark.parametrize("case", ["resnet50"], indirect=True)
 @pytest.mark.parametrize("method, option", [
-    ("contrastive_excitation_backprop", {"relu_before_sum": True}),  # an earlier PROTOCOLS.md
+    ("contrastive_excitation_backprop", {"relu_before_sum": True}),  # an earlier specification
     ("excitation_backprop", {"residual": "positive"}),
     ("excitation_backprop", {"batchnorm": "fold"}),
     ("contrastive_excitation_backprop", {"residual": "positive"}),

@@ -1,70 +1,33 @@
-"""Faithfulness: benchmarks that run the model on inputs perturbed along the map.
+"""Faithfulness: benchmarks that run the model on inputs perturbed along the map
+(docs/PROTOCOLS.md §10).
 
-**The deletion game** (``deletion_game``; Fong & Vedaldi, ICCV 2017, §5, the authors'
-``code/caffe/python/deletion_game.py`` in ``ruthcfong/perturb_explanations``). For every value
-threshold ``alpha`` in ``0:0.01:0.99`` the map is boxed exactly as their
-``getbb_from_heatmap(heatmap, alpha, method="min_max_diff", resize=resize)``: keep
-``h - min(h) >= alpha (max(h) - min(h))``, the rest set to 0, at **the map's own resolution**;
-a map that is not at the input size is then brought there by the authors' ``imresize``
-(bytescale to uint8 and PIL bilinear, their ``resize=(224, 224)`` for the excitation-backprop
-maps: :func:`~saliency_bench.benchmarks.localization.authors_boxes`), a map already at the
-input size (gradient, guided backprop, the mask) is not resized (their ``resize=None``); the box
-is the tight box of the non-zero columns and rows (1-based; none: ``[1, 1, H, W]``). The box is
-deleted by replacing it with the blurred image, **with the authors' slicing**
-``mask[y0:y1, x0:x1] = 0`` of their 1-based box (so the deleted rows are ``y0 .. y1 - 1``
-0-based: one row and one column fewer than the box, shifted by one; ``box="inclusive"``
-deletes the box itself), and the box's size is theirs, ``(y1 - y0) * (x1 - x0)``. The score is
-the softmax probability of the target (their ``forward_pass`` to ``prob``), normalised
-``(f(x') - f(blur)) / (f(x) - f(blur))``; the answer is the box of the **last** alpha whose
-normalised score is ``<= 0.01`` (boxes shrink as alpha grows), or of the smallest normalised
-score when none reaches it (their ``except: argmin``), reported as a fraction of the input
-area (smaller is better) and averaged over samples. The blurred image is the authors'
-``get_blurred_img``: PIL ``GaussianBlur(10)`` of the **original** image, then the network's
-resize (:func:`saliency_bench.imageio.blurred_input`, the ``blurred`` view of this benchmark).
-Alphas that give the same box share one forward pass.
-
-**Deletion and insertion** (Petsiuk et al., "RISE: Randomized Input Sampling for Explanation
-of Black-box Models", BMVC 2018; their ``evaluation.py``, ``CausalMetric``, in
-``eclique/RISE``). Pixels are ordered by decreasing saliency of the map at the input size
-(a map at another resolution is resized bilinearly, ``align_corners=False``, as the harness
-displays it; RISE's maps are already 224x224); ``step`` pixels (224, one row's worth) change
-per step, ``n = ceil(H W / step)`` steps and ``n + 1`` scores, the first on the unmodified
-start. Deletion starts from the image and replaces pixels with the **substrate** ``zeros``
-(0 in normalised space: the dataset's mean pixel); insertion starts from the substrate
-``gkern`` (RISE's ``gkern(klen=11, nsig=5)``: a delta smoothed by ``scipy``'s
-``gaussian_filter``, applied per channel with zero padding to the normalised input) and
-reveals the image's pixels. The score is the softmax probability of the class the map explains
-(``target="target"``; RISE explains and scores the top-1 class, ``target="predicted"``). Area
-under the curve as RISE computes it: ``(sum(c) - c[0]/2 - c[-1]/2) / (len(c) - 1)``.
-Deletion: lower is better; insertion: higher is better. Ties in the saliency order are broken in
-raster order (RISE's ``np.flip(np.argsort(...))`` breaks them in an unspecified order).
+* ``deletion_game`` (Fong & Vedaldi, ICCV 2017, §5; the authors' ``deletion_game.py``): the
+  smallest value-thresholded box whose replacement by the blurred original brings the normalised
+  target probability ``(f(x') - f(blur)) / (f(x) - f(blur))`` to 0.01, as % of the input area;
+* ``deletion`` and ``insertion`` (Petsiuk et al., "RISE", BMVC 2018; their ``CausalMetric``):
+  the area under the target probability as the most salient pixels are removed into, or revealed
+  from, a substrate, ``step`` pixels at a time.
 
 Every benchmark here runs the model through the :class:`~saliency_bench.contracts.Probe`: the
-perturbed inputs of **all** samples of the batch (and all thresholds or steps) are built chunk
-by chunk and scored in one ``probe.probabilities`` call per chunk; the probe counts the passes
-and seconds for the runtime table.
-
-Comparable published numbers: the deletion game, Fong & Vedaldi 2017 §5 (GoogLeNet, 5,000
-annotated ImageNet train images held out by the authors: the mean smallest deleting box per
-method); deletion/insertion AUC, RISE (Petsiuk et al. 2018) Table 1 (ResNet50 and VGG16,
-ImageNet val, the class predicted, step 224, substrates zeros/blur as here). Our default model
-(EfficientNet-Lite0) differs from both, so only the ranking of methods compares.
+perturbed inputs of all samples of a batch, and of all thresholds or steps, are scored chunk by
+chunk, and the probe counts the passes and seconds for the runtime table. The probe's model is
+the verified, pristine one, and a benchmark that changes it fails, named (docs/ARCHITECTURE.md,
+"Isolation").
 """
 from __future__ import annotations
 
-import math
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, Benchmark, Sample
 from saliency_bench.imageio import blurred_input
+from saliency_bench.ops.blur import gaussian_blur, gkern, gkern_blur
+from saliency_bench.ops.resize import resize_map
 
-from .stats import bootstrap_ci, weighted_mean
+from .stats import PerSample, bootstrap_ci, weighted_mean
 
 GAME_ALPHAS = tuple(round(0.01 * i, 2) for i in range(100))  # np.arange(0, 1, 0.01)
 SUBSTRATES = ("zeros", "gkern", "blurred")
@@ -75,41 +38,6 @@ BOXES = ("authors", "inclusive")
 # --------------------------------------------------------------------------------------------
 # Shared pieces
 # --------------------------------------------------------------------------------------------
-@lru_cache(maxsize=8)
-def gkern(klen: int = 11, nsig: float = 5.0) -> torch.Tensor:
-    """RISE's ``gkern``: a ``klen x klen`` delta smoothed by ``scipy.ndimage.gaussian_filter``
-    (sigma ``nsig``, its default ``reflect`` border), as a float32 ``[klen, klen]`` kernel."""
-    from scipy.ndimage import gaussian_filter
-
-    inp = np.zeros((klen, klen))
-    inp[klen // 2, klen // 2] = 1
-    return torch.from_numpy(gaussian_filter(inp, nsig).astype(np.float32))
-
-
-def gkern_blur(x: torch.Tensor, klen: int = 11, nsig: float = 5.0) -> torch.Tensor:
-    """RISE's insertion substrate: ``conv2d(x, gkern, padding=klen // 2)`` channel by channel
-    (zero padding), on the normalised input ``[B,3,H,W]``."""
-    k = gkern(int(klen), float(nsig)).to(x.device, x.dtype)
-    c = x.shape[1]
-    w = k[None, None].repeat(c, 1, 1, 1)
-    return F.conv2d(x.contiguous(), w, padding=int(klen) // 2, groups=c)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``[B,C,H,W]`` (radius ``ceil(4 sigma)``, edges replicated)."""
-    if sigma <= 0:
-        return x
-    r = max(1, int(math.ceil(4 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=torch.float64)
-    g = torch.exp(-0.5 * (t / sigma) ** 2)
-    g = (g / g.sum()).to(x.device, x.dtype)
-    c = x.shape[1]
-    y = F.pad(x.contiguous(), (r, r, 0, 0), mode="replicate")
-    y = F.conv2d(y, g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    y = F.pad(y, (0, 0, r, r), mode="replicate")
-    return F.conv2d(y, g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 def auc(curve: np.ndarray) -> float:
     """RISE's normalised area under the curve: ``(sum - c[0]/2 - c[-1]/2) / (len - 1)``."""
     c = np.asarray(curve, dtype=np.float64)
@@ -118,11 +46,7 @@ def auc(curve: np.ndarray) -> float:
 
 def map_at(output: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """A map at its own resolution brought to ``size`` (bilinear, ``align_corners=False``)."""
-    m = torch.as_tensor(np.ascontiguousarray(output, dtype=np.float32))
-    if tuple(m.shape) == tuple(size):
-        return m
-    return F.interpolate(m[None, None], size=tuple(int(s) for s in size), mode="bilinear",
-                         align_corners=False)[0, 0]
+    return resize_map(output, size, reference="torchray")
 
 
 class _ModelInTheLoop(Benchmark):
@@ -186,6 +110,16 @@ class _ModelInTheLoop(Benchmark):
             "ci": None if ci is None else [self.scale * ci[0], self.scale * ci[1]],
             "n": n, "unit": self.unit, "note": self.note(records, n),
         }}
+
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, PerSample]:
+        """The record's value (an AUC, the deletion game's smallest area) per evaluation sample,
+        in the column's units: the column is their mean."""
+        split = [str(s.get("split", "eval")) for s in samples]
+        use = [i for i, sp in enumerate(split) if sp == "eval"] if "eval" in split else list(range(len(samples)))
+        keep = [i for i in use if isinstance(records[i].get("value"), (int, float))
+                and np.isfinite(records[i]["value"])]
+        return {self.column: PerSample(tuple(str(samples[i]["id"]) for i in keep),
+                                       [self.scale * float(records[i]["value"]) for i in keep])}
 
     def note(self, records: Sequence[dict], n: int) -> str:
         return f"mean over {n} samples"

@@ -1,28 +1,12 @@
-"""Part saliency: are eyes more salient than feet? (Fong & Vedaldi, ICCV 2017, §7 and Table 2).
+"""Part saliency: are eyes more salient than feet? (Fong & Vedaldi, ICCV 2017, §7 and Table 2;
+docs/PROTOCOLS.md §7).
 
-The seed tested the hypothesis on the Animal Parts keypoints (Novotny et al., BMVC 2016) of 76
-ImageNet animal classes, with their masks, in ``perturb_explanations``'
-``code/caffe/python/animal_parts.ipynb``: the map brought to the original image size by
-``imresize(map, (H, W)) / 255`` (bytescale: min to 0 and max to 255 in uint8, then PIL bilinear),
-the mean over a ``5 x 5`` window around each keypoint (``int(x), int(y)`` at its centre), and per
-class the mean over all keypoints of a part and its standard error ``std / sqrt(n)``. Their
-intensity is the **mask's** (1 keeps a pixel, 0 deletes it: low = salient), so a feet-to-eyes
-ratio above 1 says the eyes are the more salient. Here a map is "higher = more salient" (the
-mask method's map is ``1 - mask``), so ``quantity="mask"`` (default) reads ``1 - `` the
-normalised map, the seed's quantity for every method; ``quantity="saliency"`` reads the
-normalised map itself (then below 1 says the eyes are the more salient).
-
-Per category group (``groups``: a mapping category -> group; default each category its own
-group) and overall, the ratio of the mean intensity of the ``ratio[0]`` part group to that of
-``ratio[1]`` (default feet : eyes), pooled over the keypoints of the samples, with its standard
-error by the delta method, ``r sqrt((se_a / a)^2 + (se_b / b)^2)`` (the seed reports the two
-means and their standard errors; how its Table 2 combined them is not in the code). The
-leaderboard's interval is a 95% bootstrap over samples. Part names are grouped by shell
-patterns (``parts``): ``eye``, ``left_eye``, ``eye_1`` are eyes; ``foot``, ``foot_2``,
-``left_ankle`` (COCO persons) are feet. Differences from the seed: the window is clipped to the
-image and its mean taken over the pixels inside (theirs divides by 25, and a window that starts
-above or left of the image reads nothing); ``window="disc"`` takes a disc of diameter ``size``.
-Samples without a keypoint of both groups are skipped (the seed required both).
+The map brought to the original size as the authors' ``animal_parts.ipynb`` did (``imresize``:
+bytescale and PIL bilinear), the mean intensity in a 5x5 window around each keypoint, grouped by
+part (shell patterns over part names), and the ratio of two part groups (default feet : eyes) per
+category group and overall, with a delta-method standard error and a bootstrap interval. The
+seed's quantity is the mask's value, so ``quantity="mask"`` reads ``1 -`` the normalised map (a
+ratio above 1: the eyes are the more salient).
 """
 from __future__ import annotations
 
@@ -31,10 +15,10 @@ from collections import defaultdict
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, Benchmark, Sample
+from saliency_bench.ops.resize import resize_map
 
 from .stats import bootstrap_ci
 
@@ -48,26 +32,12 @@ RESIZES = ("authors", "bilinear")
 def bytescale_resize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``scipy.misc.imresize(h, (H, W)) / 255``: bytescale (``uint8(clip((h - min) * 255 / range,
     0, 255) + 0.5)`` in float32, a zero range counted as 1) and PIL bilinear, as floats in [0, 1]."""
-    m = np.asarray(heatmap, dtype=np.float32)
-    lo, hi = np.float32(m.min()), np.float32(m.max())
-    rng = hi - lo if hi > lo else np.float32(1.0)
-    u8 = (np.clip((m - lo) * np.float32(255.0 / rng), 0, 255) + np.float32(0.5)).astype(np.uint8)
-    H, W = int(size[0]), int(size[1])
-    im = Image.fromarray(u8)
-    if u8.shape != (H, W):
-        im = im.resize((W, H), Image.BILINEAR)
-    return np.asarray(im, dtype=np.float64) / 255.0
+    return np.asarray(resize_map(heatmap, size, reference="authors"), dtype=np.float64) / 255.0
 
 
 def bilinear_resize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Float bilinear (``align_corners=False``) to ``size``, then min-max to [0, 1]."""
-    import torch
-    import torch.nn.functional as F
-
-    m = torch.as_tensor(np.ascontiguousarray(heatmap, dtype=np.float32))
-    if tuple(m.shape) != tuple(size):
-        m = F.interpolate(m[None, None], size=tuple(int(s) for s in size), mode="bilinear", align_corners=False)[0, 0]
-    a = m.double().numpy()
+    a = resize_map(heatmap, size, reference="torchray").double().numpy()
     lo, hi = a.min(), a.max()
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 

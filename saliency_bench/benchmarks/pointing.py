@@ -1,32 +1,13 @@
 """The pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop",
-ECCV 2016, §4.1; PROTOCOLS.md §2).
+ECCV 2016, §4.1; docs/PROTOCOLS.md §2).
 
-A method points at the maximum of its heatmap (ties -> the mean location of the tied maxima,
-or plain argmax with ``tie="first"``). It scores a hit when some ground-truth pixel lies
-*strictly* within 15 px of the point (``d^2 < 15^2``). Accuracy is computed per category, and
-the score is the mean over categories that have at least one sample; a "difficult" subset
-(flag set by the dataset) is scored the same way.
-
-Maps arrive at the resolution their method returned (Grad-CAM 7x7, gradient 224x224). Where
-the point is taken is the ``resolution`` option:
-
-* ``original`` (default): Zhang et al.'s and TorchRay's code. The native map is resized
-  bilinearly (``align_corners=False``, TorchRay's ``resize_saliency`` in
-  ``examples/attribution_benchmark.py``) straight to the original image size; point, ground
-  truth and the 15 px all live there.
-* ``input``: Fong & Vedaldi §4 ("we resized all images to be 224x224"). The map is resized
-  the same way to the network input size and the ground-truth region is brought to that size
-  by **nearest-neighbour sampling at pixel centres**: input pixel ``(i, j)`` is ground truth
-  when the original pixel ``(floor((i + 1/2) H / h), floor((j + 1/2) W / w))`` is, computed
-  exactly (torch's ``nearest-exact``; PIL's and OpenCV's nearest resizes agree except where a
-  sampled centre falls exactly on a pixel edge, e.g. 20 of the 224 columns of a 640-wide image,
-  where their fixed-point arithmetic takes the pixel before). For boxes this keeps the input
-  pixels whose centre lies inside the box scaled to the input. The input pixel's centre is
-  where the whole-image resize centres it, so ground truth and image stay aligned. The 15 px
-  are input pixels.
-
-Point methods (variable occlusion) return the point directly, in input pixels: ``input`` uses
-it as it is, ``original`` maps it to original pixels (pixel centre to pixel centre).
+A method points at the maximum of its heatmap (ties: the mean location of the tied maxima, or
+plain argmax with ``tie="first"``); a hit is a ground-truth pixel strictly within 15 px
+(``d^2 < 15^2``). Accuracy per category, then the mean over categories, for all and for the
+difficult samples. ``resolution``: ``original`` (the map resized bilinearly to the original
+image, as Zhang et al.'s and TorchRay's code) or ``input`` (map and ground truth at the network
+input, the region sampled nearest at pixel centres, as Fong & Vedaldi describe). Point methods
+give their point in input pixels, mapped to the original for ``original``.
 """
 from __future__ import annotations
 
@@ -34,14 +15,13 @@ from collections import defaultdict
 from typing import Any, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, POINT, Benchmark, Sample
+from saliency_bench.ops.resize import resize_map
 
-from .stats import bootstrap_ci
+from .stats import PerSample, bootstrap_ci
 
 
 def heatmap_points(maps: np.ndarray, size: tuple[int, int], tie: str = "mean") -> np.ndarray:
@@ -50,10 +30,8 @@ def heatmap_points(maps: np.ndarray, size: tuple[int, int], tie: str = "mean") -
     ``tie="mean"``: the mean location of all pixels equal to the maximum (Zhang et al.'s
     code); ``tie="first"``: the first maximum in raster order (plain argmax).
     """
-    m = torch.as_tensor(np.asarray(maps, dtype=np.float32))[:, None]
-    if tuple(m.shape[-2:]) != tuple(size):
-        m = F.interpolate(m, size=tuple(int(s) for s in size), mode="bilinear", align_corners=False)
-    m = m[:, 0].reshape(m.shape[0], -1)
+    m = resize_map(maps, size, reference="torchray")
+    m = m.reshape(m.shape[0], -1)
     w = int(size[1])
     if tie == "first":
         i = m.argmax(dim=1)
@@ -134,6 +112,8 @@ def category_mean_accuracy(hits: np.ndarray, categories: Sequence[str]) -> tuple
 
 def _category_mean_statistic(hits: np.ndarray, categories: Sequence[str]):
     """The per-category mean as a function of bootstrap weights ``[r, n]`` (for the CI)."""
+    import scipy.sparse as sp  # here, not at import: listing and planning a run do not need SciPy
+
     names, codes = np.unique(np.asarray(categories, dtype=object).astype(str), return_inverse=True)
     n = len(codes)
     onehot = sp.csr_matrix((np.ones(n), (np.arange(n), codes)), shape=(n, len(names)))
@@ -165,7 +145,9 @@ class Pointing(Benchmark):
     """
 
     name = "pointing"
-    needs = ("mask",)
+    # The ground-truth region: instance masks where the dataset has them (COCO), else the union
+    # of the category's boxes (ImageNet, VOC: TorchRay's ``voc_as_mask``), docs/PROTOCOLS.md §2.
+    needs = ("mask|boxes",)
     accepts = (HEATMAP, POINT)
     columns = ("pointing_all", "pointing_difficult")
     titles = {"pointing_all": "Pointing all (%)", "pointing_difficult": "Pointing difficult (%)"}
@@ -186,6 +168,9 @@ class Pointing(Benchmark):
 
     def _option(self, key: str) -> Any:
         return self.options.get(key, self.defaults[key])
+
+    def applies_to(self, sample: Sample) -> bool:
+        return sample.mask is not None or len(sample.boxes) > 0
 
     @property
     def resolution(self) -> str:
@@ -252,6 +237,18 @@ class Pointing(Benchmark):
         pts = self.points(samples, outputs, input_size)
         return [{"hit": int(is_hit(p, self.region(s, self.scoring_size(s, input_size)), self.tolerance)),
                  "x": round(float(p[0]), 2), "y": round(float(p[1]), 2)} for s, p in zip(samples, pts)]
+
+    def per_sample(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, PerSample]:
+        """Hit (100 or 0) per sample, stratified by category: the column is the mean over
+        categories, so a paired test compares category means on the common samples."""
+        out = {}
+        for column in self.columns:
+            keep = [i for i, s in enumerate(samples) if column == "pointing_all"
+                    or bool((s.get("flags") or {}).get("difficult", False))]
+            out[column] = PerSample(tuple(str(samples[i]["id"]) for i in keep),
+                                    [100.0 * float(records[i]["hit"]) for i in keep],
+                                    tuple(str(samples[i]["category"]) for i in keep))
+        return out
 
     def summarize(self, records: Sequence[dict], samples: Sequence[dict]) -> dict[str, dict]:
         replicates = int(self._option("bootstrap"))

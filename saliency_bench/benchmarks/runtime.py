@@ -1,4 +1,4 @@
-"""Runtime (PROTOCOLS.md §4): images/s and ms/image per (method, model, device, batch size).
+"""Runtime (docs/PROTOCOLS.md §4): images/s and ms/image per (method, model, device, batch size).
 
 Every method call of a run is timed, the device synchronised before the clock is read, and
 its peak device memory recorded (``timings`` in the store). The first call of each

@@ -1,0 +1,445 @@
+"""Isolation: every method sees the model as it was loaded, and the process as it was.
+
+A :class:`Guard` is made once per loaded model. It keeps the model's pristine state (a CPU copy
+of every parameter and buffer, the module tree, modes, hooks, ``requires_grad`` flags) and the
+process-wide torch state (grad mode, default dtype and device, deterministic algorithms,
+autocast, anomaly mode, thread count, matmul precision, cuDNN/oneDNN flags, the classes'
+``forward`` and ``torch.nn.functional``). :meth:`Guard.verify` runs after every method call
+and every benchmark that runs the model: cheap checks first (tensor version counters, data
+pointers, object identities, hook dictionaries, mode flags) and one fused fingerprint of the
+floating-point contents (``torch._foreach_norm``, which catches writes through ``.data`` that
+bump no version counter); only when something differs are the tensors compared with the
+pristine copy, the changes named, and the pristine state put back. The caller then fails what
+ran on the changed model (its maps are neither scored nor cached).
+
+What a method may do during its call: anything, as long as it puts it back (hooks removed,
+modes and flags reset, context managers exited). What it leaves behind is restored and costs
+the method that batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter, methodcaller
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules import module as _module_mod
+
+# The hook dictionaries of a module: the ones a registration fills (checked), and their
+# companions (restored with them).
+_HOOKS = {"_forward_hooks": "forward hook", "_forward_pre_hooks": "forward pre-hook",
+          "_backward_hooks": "backward hook", "_backward_pre_hooks": "backward pre-hook",
+          "_state_dict_hooks": "state-dict hook", "_state_dict_pre_hooks": "state-dict pre-hook",
+          "_load_state_dict_pre_hooks": "load-state-dict pre-hook",
+          "_load_state_dict_post_hooks": "load-state-dict post-hook"}
+_HOOK_COMPANIONS = ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks", "_global_forward_hooks_with_kwargs",
+                 "_global_forward_hooks_always_called", "_global_module_registration_hooks",
+                 "_global_parameter_registration_hooks", "_global_buffer_registration_hooks")
+_MODULE_ATTRS = ("inplace",)  # plain attributes that change what a layer computes
+MAX_NAMED = 3  # changes named in a reason; the rest are counted
+
+
+def _where(name: str) -> str:
+    return name or "(the network)"
+
+
+# --------------------------------------------------------------------------------------------
+# Process-wide torch state
+# --------------------------------------------------------------------------------------------
+def _autocast_nesting() -> int:
+    n = torch.autocast_decrement_nesting()
+    torch.autocast_increment_nesting()
+    return n + 1
+
+
+def _flag(obj: Any, attr: str) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+    return (lambda: getattr(obj, attr)), (lambda v: setattr(obj, attr, v))
+
+
+def _process_entries() -> list[tuple[str, Callable[[], Any], Callable[[Any], None]]]:
+    """(what, getter, setter) of every process-wide setting a method could leave changed."""
+    det = (lambda: (torch.are_deterministic_algorithms_enabled(),
+                    torch.is_deterministic_algorithms_warn_only_enabled()),
+           lambda v: torch.use_deterministic_algorithms(v[0], warn_only=v[1]))
+    anomaly = (lambda: (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()),
+               lambda v: torch.set_anomaly_enabled(v[0], v[1]))
+    entries = [
+        ("grad mode", torch.is_grad_enabled, torch.set_grad_enabled),
+        ("default dtype", torch.get_default_dtype, torch.set_default_dtype),
+        ("default device", lambda: str(torch.get_default_device()), torch.set_default_device),
+        ("deterministic algorithms (enabled, warn only)", *det),
+        ("anomaly mode (enabled, check NaN)", *anomaly),
+        ("number of threads", torch.get_num_threads, torch.set_num_threads),
+        ("float32 matmul precision", torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
+        ("autocast cache", torch.is_autocast_cache_enabled, torch.set_autocast_cache_enabled),
+        ("oneDNN", *_flag(torch.backends.mkldnn, "enabled")),
+        ("cuDNN", *_flag(torch.backends.cudnn, "enabled")),
+        ("cuDNN benchmark", *_flag(torch.backends.cudnn, "benchmark")),
+        ("cuDNN deterministic", *_flag(torch.backends.cudnn, "deterministic")),
+        ("cuDNN TF32", *_flag(torch.backends.cudnn, "allow_tf32")),
+        ("CUDA matmul TF32", *_flag(torch.backends.cuda.matmul, "allow_tf32")),
+    ]
+    for dev in ("cpu", "cuda"):
+        entries.append((f"{dev} autocast", lambda d=dev: (torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)),
+                        lambda v, d=dev: (torch.set_autocast_enabled(d, v[0]), torch.set_autocast_dtype(d, v[1]))))
+    return entries
+
+
+class ProcessState:
+    """The process-wide torch settings at load time; :meth:`check` names what differs now and
+    :meth:`restore` puts it back."""
+
+    def __init__(self) -> None:
+        self.entries = _process_entries()
+        self.saved = [get() for _, get, _ in self.entries]
+        self.nesting = _autocast_nesting()
+        self.functional = {k: v for k, v in vars(F).items() if callable(v)}
+        self.module_call = (nn.Module.__call__, nn.Module._call_impl)
+        self.global_hooks = {k: dict(getattr(_module_mod, k)) for k in _GLOBAL_HOOKS if hasattr(_module_mod, k)}
+
+    def check(self) -> list[str]:
+        out = []
+        for (what, get, _), was in zip(self.entries, self.saved):
+            now = get()
+            if now != was:
+                out.append(f"{what} left at {_show(now)} (was {_show(was)})")
+        f = vars(F)
+        for k, v in self.functional.items():
+            if f.get(k) is not v:
+                out.append(f"torch.nn.functional.{k} replaced")
+        if (nn.Module.__call__, nn.Module._call_impl) != self.module_call:
+            out.append("torch.nn.Module.__call__ replaced")
+        for k, d in self.global_hooks.items():
+            g = getattr(_module_mod, k)
+            if len(g) != len(d) or any(h not in d for h in g):
+                out.append(f"global module hook left ({k.strip('_').replace('_', ' ')})")
+        return out
+
+    def restore(self) -> None:
+        for (_, get, set_), was in zip(self.entries, self.saved):
+            if get() != was:
+                set_(was)
+        while _autocast_nesting() > self.nesting:
+            torch.autocast_decrement_nesting()
+        torch.clear_autocast_cache()
+        for k, v in self.functional.items():
+            if vars(F).get(k) is not v:
+                setattr(F, k, v)
+        nn.Module.__call__, nn.Module._call_impl = self.module_call
+        for k, d in self.global_hooks.items():
+            g = getattr(_module_mod, k)
+            g.clear()
+            g.update(d)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_show(x) for x in v) + ")"
+    return str(v)
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Tensor:
+    """One parameter or buffer as loaded."""
+
+    kind: str  # "parameter" | "buffer"
+    name: str
+    owner: nn.Module
+    key: str
+    obj: torch.Tensor  # the object the module held
+    data: torch.Tensor  # an alias of its storage (``.data`` may be swapped under the object)
+    pristine: torch.Tensor  # CPU copy
+    requires_grad: bool
+    version: int = 0
+    ptr: int = 0
+
+
+@dataclass
+class _Module:
+    name: str
+    module: nn.Module
+    training: bool
+    children: dict
+    parameters: dict
+    buffers: dict
+    hooks: dict  # attribute -> a copy of the dictionary
+    full_backward: Any
+    attrs: dict
+    forward_in_dict: Any  # an instance attribute ``forward`` at load (normally absent)
+
+
+_ABSENT = object()
+_training = attrgetter("training")
+_version = attrgetter("_version")
+_requires_grad = attrgetter("requires_grad")
+_grad = attrgetter("grad")
+_tensor_hooks = attrgetter("_backward_hooks")
+_instance_forward = methodcaller("get", "forward")
+
+
+class ModelState:
+    """A loaded model's pristine state, checked cheaply and restored when it changed."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.net = model.net
+        self.fields = dict(vars(model))
+        self.mappings = {k: dict(v) for k, v in self.fields.items() if isinstance(v, dict)}
+        self.modules: list[_Module] = []
+        self.tensors: list[_Tensor] = []
+        for name, m in self.net.named_modules(remove_duplicate=False):
+            hooks = {a: dict(getattr(m, a)) for a in (*_HOOKS, *_HOOK_COMPANIONS) if hasattr(m, a)}
+            self.modules.append(_Module(name, m, m.training, dict(m._modules), dict(m._parameters), dict(m._buffers),
+                                        hooks, getattr(m, "_is_full_backward_hook", None),
+                                        {a: getattr(m, a) for a in _MODULE_ATTRS if hasattr(m, a)},
+                                        vars(m).get("forward", _ABSENT)))
+            prefix = f"{name}." if name else ""
+            for kind, d in (("parameter", m._parameters), ("buffer", m._buffers)):
+                for key, t in d.items():
+                    if t is None:
+                        continue
+                    self.tensors.append(_Tensor(kind, prefix + key, m, key, t, t.data,
+                                                t.detach().to("cpu", copy=True), t.requires_grad))
+        self.classes = {type(m): type(m).forward for m in self.net.modules()}
+        self._mods = [rec.module for rec in self.modules]
+        self._objs = [t.obj for t in self.tensors]
+        self._attr_mods = [rec for rec in self.modules if rec.attrs]
+        self._tree_dicts = [d for m in self._mods for d in (m._modules, m._parameters, m._buffers)]
+        self._hook_dicts = [getattr(rec.module, a) for rec in self.modules for a in _HOOKS if hasattr(rec.module, a)]
+        groups: dict = {}
+        for t in self.tensors:
+            if t.data.is_floating_point():
+                groups.setdefault((t.data.device, t.data.dtype), []).append(t)
+        self._fp_groups = list(groups.values())
+        self._fp_order = [t for ts in self._fp_groups for t in ts]
+        self.fingerprint = None
+        self._mark()
+        self.fingerprint = self._fingerprint()
+
+    # -- cheap state -------------------------------------------------------------------------
+    def _signature(self) -> tuple:
+        """Every cheap fact at once, as flat lists of plain values (``map`` over precomputed
+        lists, no Python loop body): modes, the module tree's object identities, hook counts,
+        instance ``forward``s, tensors' version counters, data pointers, ``requires_grad``,
+        gradients and tensor hooks, the model's attributes. Equal signatures: nothing changed
+        that a method can reach without writing through ``.data`` (the fingerprint covers that)."""
+        mods, objs = self._mods, self._objs
+        return (list(map(_training, mods)),
+                list(map(id, chain.from_iterable(map(dict.values, self._tree_dicts)))),
+                list(map(len, self._hook_dicts)),
+                list(map(_instance_forward, map(vars, mods))),
+                list(map(_version, objs)), list(map(torch.Tensor.data_ptr, objs)),
+                list(map(_requires_grad, objs)), list(map(_grad, objs)).count(None),
+                list(map(_tensor_hooks, objs)).count(None),
+                list(map(id, vars(self.model).values())))
+
+    def _mark(self) -> None:
+        for t in self.tensors:
+            t.version, t.ptr = t.obj._version, t.obj.data_ptr()
+        self.signature = self._signature()
+
+    def _fingerprint(self) -> torch.Tensor | None:
+        """The L2 norm of every floating-point tensor (in ``self._fp_order``), one fused
+        ``_foreach_norm`` per (device, dtype) and one transfer each."""
+        if not self._fp_groups:
+            return None
+        with torch.no_grad():
+            norms = [torch.stack(torch._foreach_norm([t.data for t in ts])).float().cpu() for ts in self._fp_groups]
+        return torch.cat(norms)
+
+    def check(self) -> list[str]:
+        """What differs from the loaded model (empty: nothing)."""
+        if self._signature() == self.signature and self._same_slow_facts():
+            if self.fingerprint is None:
+                return []
+            fp = self._fingerprint()
+            if fp.shape == self.fingerprint.shape and torch.equal(fp, self.fingerprint):
+                return []
+        return self._describe()
+
+    def _same_slow_facts(self) -> bool:
+        """The few facts outside the signature: the model's mappings, layer attributes
+        (``inplace``), the classes' ``forward``, the hook dictionaries' identities."""
+        return (all(self.fields[k] == d for k, d in self.mappings.items())
+                and all(getattr(rec.module, a, _ABSENT) == v for rec in self._attr_mods for a, v in rec.attrs.items())
+                and all(cls.forward is fwd for cls, fwd in self.classes.items()))
+
+    def _describe(self) -> list[str]:
+        """What differs, named (the slow path, taken only when a cheap check differs)."""
+        out: list[str] = []
+        model = self.model
+        if vars(model).keys() != self.fields.keys() or any(vars(model)[k] is not v for k, v in self.fields.items()):
+            out += [f"model attribute '{k}' replaced" for k, v in self.fields.items() if vars(model).get(k) is not v]
+        for k, d in self.mappings.items():
+            if self.fields[k] == d:
+                continue
+            out.append(f"model attribute '{k}' modified")
+        switched = [rec.name for rec in self.modules if rec.module.training != rec.training]
+        for name in switched:  # the outermost modules that switched, with how many inside
+            if name and any(name.startswith(o + ".") or not o for o in switched if o != name):
+                continue
+            inside = sum(1 for o in switched if o != name and (not name or o.startswith(name + ".")))
+            mode = "train" if next(r.module for r in self.modules if r.name == name).training else "eval"
+            out.append(f"module {_where(name)} switched to {mode} mode"
+                       + (f" (with {inside} submodules)" if inside else ""))
+        for rec in self.modules:
+            m = rec.module
+            where = _where(rec.name)
+            if m._modules != rec.children or any(m._modules[k] is not v for k, v in rec.children.items()):
+                out.append(f"submodule of {where} replaced or added")
+            prefix = f"{rec.name}." if rec.name else ""
+            for kind, now, was in (("parameter", m._parameters, rec.parameters), ("buffer", m._buffers, rec.buffers)):
+                for k in sorted(now.keys() | was.keys()):
+                    if k not in was:
+                        out.append(f"{kind} {prefix}{k} added")
+                    elif k not in now:
+                        out.append(f"{kind} {prefix}{k} removed")
+                    elif now[k] is not was[k]:
+                        out.append(f"{kind} {prefix}{k} replaced by another object")
+            for attr, what in _HOOKS.items():
+                d = getattr(m, attr, None)
+                if d is not None and (len(d) != len(rec.hooks[attr]) or (d and d.keys() != rec.hooks[attr].keys())):
+                    out.append(f"{what} left on {where}")
+            for a, v in rec.attrs.items():
+                if getattr(m, a, _ABSENT) != v:
+                    out.append(f"{a} of {where} set to {getattr(m, a, None)}")
+            if vars(m).get("forward", _ABSENT) is not rec.forward_in_dict:
+                out.append(f"forward of {where} replaced")
+        for cls, fwd in self.classes.items():
+            if cls.forward is not fwd:
+                out.append(f"{cls.__module__}.{cls.__qualname__}.forward replaced")
+        for t in self.tensors:
+            o = t.obj
+            if o.requires_grad != t.requires_grad:
+                out.append(f"requires_grad of {t.kind} {t.name} changed to {o.requires_grad}")
+            if o.grad is not None:
+                out.append(f"gradient left on {t.kind} {t.name}")
+            if getattr(o, "_backward_hooks", None):
+                out.append(f"tensor hook left on {t.kind} {t.name}")
+            if o.data_ptr() != t.ptr:
+                out.append(f"{t.kind} {t.name} replaced (its data swapped)")
+        # Contents: only an exact comparison with the pristine copy says what changed (an
+        # in-place write of the same values, or a norm whose reduction order changed, is none).
+        for t in self._changed_contents():
+            if t.obj.data_ptr() == t.ptr:
+                how = "modified in place" if t.obj._version != t.version else "modified in place (through .data)"
+                out.append(f"{t.kind} {t.name} {how}")
+        if not out:  # nothing differs after all: take the state as it is now as the reference
+            self._mark()
+            self.fingerprint = self._fingerprint()
+        return out
+
+    def _changed_contents(self) -> list[_Tensor]:
+        """The tensors whose contents differ from the pristine copy, compared exactly; only
+        candidates are compared: a version counter or data pointer that moved, a norm that
+        differs from the fingerprint's (an exact comparison of every tensor costs 100x more)."""
+        fp = self._fingerprint()
+        suspects = {id(t) for t in self.tensors if t.obj._version != t.version or t.obj.data_ptr() != t.ptr}
+        if fp is None or self.fingerprint is None or fp.shape != self.fingerprint.shape:
+            suspects = {id(t) for t in self.tensors}
+        else:
+            suspects |= {id(t) for t, a, b in zip(self._fp_order, fp.tolist(), self.fingerprint.tolist()) if a != b}
+        changed = []
+        for t in self.tensors:
+            if id(t) not in suspects:
+                continue
+            d = t.data
+            if d.shape != t.pristine.shape or d.dtype != t.pristine.dtype or not torch.equal(d.cpu(), t.pristine):
+                changed.append(t)
+        return changed
+
+    # -- restoring -----------------------------------------------------------------------------
+    def restore(self) -> None:
+        model = self.model
+        for k in list(vars(model)):
+            if k not in self.fields:
+                delattr(model, k)
+        vars(model).update(self.fields)
+        for k, d in self.mappings.items():
+            if self.fields[k] != d:
+                self.fields[k].clear()
+                self.fields[k].update(d)
+        for cls, fwd in self.classes.items():
+            if cls.forward is not fwd:
+                cls.forward = fwd
+        for rec in self.modules:
+            m = rec.module
+            m.training = rec.training
+            for attr, d in ((m._modules, rec.children), (m._parameters, rec.parameters), (m._buffers, rec.buffers)):
+                if attr.keys() != d.keys() or any(attr[k] is not v for k, v in d.items()):
+                    attr.clear()
+                    attr.update(d)
+            for attr, d in rec.hooks.items():
+                cur = getattr(m, attr)
+                if cur.keys() != d.keys():
+                    cur.clear()
+                    cur.update(d)
+            if rec.full_backward is not None or hasattr(m, "_is_full_backward_hook"):
+                m._is_full_backward_hook = rec.full_backward
+            for a, v in rec.attrs.items():
+                setattr(m, a, v)
+            if vars(m).get("forward", _ABSENT) is not rec.forward_in_dict:
+                if rec.forward_in_dict is _ABSENT:
+                    del m.forward
+                else:
+                    m.forward = rec.forward_in_dict
+        with torch.no_grad():
+            for t in self.tensors:
+                o = t.obj
+                if o.data_ptr() != t.data.data_ptr() or o.dtype != t.data.dtype or o.shape != t.data.shape:
+                    o.data = t.data
+                if o.requires_grad != t.requires_grad:
+                    o.requires_grad_(t.requires_grad)
+                o.grad = None
+                if getattr(o, "_backward_hooks", None):
+                    o._backward_hooks = None
+            for t in self._changed_contents():
+                if t.data.shape != t.pristine.shape or t.data.dtype != t.pristine.dtype:
+                    t.data = t.pristine.to(t.obj.device)
+                    t.obj.data = t.data
+                else:
+                    t.data.copy_(t.pristine)
+        self._mark()
+
+
+class Guard:
+    """The model and the process as loaded: :meth:`verify` after each call that may change them."""
+
+    def __init__(self, model) -> None:
+        self.process = ProcessState()
+        self.model = ModelState(model)
+
+    def verify(self) -> str | None:
+        """None if nothing changed; else what changed (a sentence), with the pristine state
+        already restored."""
+        changes = self.process.check()
+        if changes:
+            self.process.restore()
+        model_changes = self.model.check()
+        if model_changes:
+            self.model.restore()
+        parts = []
+        if model_changes:
+            parts.append("changed the model: " + _listing(model_changes))
+        if changes:
+            parts.append("changed the process state: " + _listing(changes))
+        if not parts:
+            return None
+        left = self.process.check() + self.model.check()
+        if left:  # cannot happen unless restoring is broken; never let it pass silently
+            raise RuntimeError("the model or process state could not be restored: " + _listing(left))
+        return "; and ".join(parts)
+
+
+def _listing(changes: list[str]) -> str:
+    if len(changes) <= MAX_NAMED:
+        return "; ".join(changes)
+    return "; ".join(changes[:MAX_NAMED]) + f"; and {len(changes) - MAX_NAMED} more"

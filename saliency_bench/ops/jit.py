@@ -1,0 +1,69 @@
+"""Numba kernels, compiled at first use, with explicit dispatch.
+
+A module that has compiled loops makes one :class:`Kernels` set and registers its plain-Python
+functions on it (``@jit.kernel`` for entry points, ``@jit.helper`` for what they call); a caller
+asks the set for a compiled entry point with ``jit.compiled(name)``. Numba is imported on that
+first call only (importing the package stays cheap), and the compiled code is cached on disk
+(``cache=True``), so only the first run ever pays for compilation.
+
+Kernels call each other by name. The set compiles copies of its functions whose globals are a
+private namespace (the module's names, with every registered name bound to its compiled
+version): the module's own globals are never rewritten, and its plain functions stay plain
+Python. A kernel calls only functions of its own set: numba's on-disk cache of a kernel is
+invalidated by changes to its own file only, so a cached caller in one file would keep a stale
+copy of a changed callee in another.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from typing import Callable
+
+
+class Kernels:
+    """The numba kernels and helpers of one module (see the module docstring)."""
+
+    def __init__(self, module: str):
+        self.module = module
+        self._plain: dict[str, Callable] = {}
+        self._compiled: dict[str, Callable] | None = None
+        self._lock = threading.Lock()
+
+    def _register(self, fn: Callable) -> Callable:
+        if fn.__module__ != self.module:
+            raise ValueError(f"kernel {fn.__name__} of {fn.__module__} registered on {self.module}'s set")
+        if self._compiled is not None:
+            raise RuntimeError(f"{self.module}: kernel {fn.__name__} registered after compilation")
+        self._plain[fn.__name__] = fn
+        return fn
+
+    def kernel(self, fn: Callable) -> Callable:
+        """Register an entry point (a function numba's ``nopython`` mode accepts)."""
+        return self._register(fn)
+
+    def helper(self, fn: Callable) -> Callable:
+        """Register a function that kernels call (compiled like a kernel; keep helpers small, so
+        that LLVM inlines them: a call that is not inlined costs reference counting on every
+        array argument, more than a small helper's body)."""
+        return self._register(fn)
+
+    def compiled(self, name: str) -> Callable:
+        """The compiled version of the registered function ``name``."""
+        if self._compiled is None:
+            with self._lock:
+                if self._compiled is None:
+                    self._compiled = self._compile()
+        return self._compiled[name]
+
+    def _compile(self) -> dict[str, Callable]:
+        import numba  # lazily: only scoring needs it
+
+        namespace = dict(vars(sys.modules[self.module]))
+        out: dict[str, Callable] = {}
+        for name, fn in self._plain.items():
+            copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+            copy.__qualname__, copy.__doc__, copy.__module__ = fn.__qualname__, fn.__doc__, fn.__module__
+            out[name] = numba.njit(cache=True, nogil=True)(copy)
+        namespace.update(out)  # calls between kernels resolve here, when numba compiles them
+        return out

@@ -1,0 +1,176 @@
+"""Scoring on every core: the pure benchmarks score a batch's maps in worker processes while the
+device computes the next maps; the store receives each batch in the order it was computed.
+
+A method's batch of maps is handed to :meth:`Scorer.submit` as one job per benchmark
+(``(bench, samples, outputs, probe)``) with a ``finish`` callback that writes the batch (its
+outcomes, records and timing, then the heatmap cache). With ``workers=0`` everything happens at
+once in this process, as it always did. With ``workers >= 1`` the jobs of benchmarks that do
+not run the model go to a pool of that many processes; the jobs of benchmarks with the model
+in the loop (``uses_model``) are scored at once here, since they need the device. ``finish``
+runs for every batch in submission order, once all its jobs are scored.
+
+Exactness: a worker calls the very :func:`~saliency_bench.execute.score_isolated` this process
+would, on the same samples and maps, so the records are the same bytes whatever the number of
+workers (the benchmarks draw no random numbers while scoring; their bootstraps run in
+``summarize``). Resume is unchanged: a batch reaches the store only with all its records, so a
+run interrupted with jobs in flight recomputes those batches, as it would any batch whose
+outcomes are not stored.
+
+The workers are forked once per pass over a dataset, before the data loader starts (a forked
+child inherits the benchmarks, plugin files included, without pickling them); they run one
+thread each and ignore Ctrl-C, which the main process handles by terminating them.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from collections import deque
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .contracts import Benchmark, Probe, Sample
+from .execute import score_isolated
+from .isolation import Guard
+
+Job = tuple[Benchmark, list[Sample], list[np.ndarray], Probe | None]
+Result = tuple[list[tuple[str, dict]], dict[str, str]]  # score_isolated's (scored, failed)
+
+_BENCHES: Sequence[Benchmark] = ()  # a worker's benchmarks, inherited at fork
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(loader_workers: int, local_world: int | None = None) -> int:
+    """Scoring processes for one rank: its share of the node's cores, less one for the main
+    process (the device's driver) and one per data loader worker; 0 (score in this process)
+    where nothing is left, as on a 2-core machine with the default two loader workers."""
+    local = local_world or int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(0, cores() // max(1, local) - 1 - max(0, loader_workers))
+
+
+def scoring_workers(cfg) -> int:
+    """The run's ``--scoring-workers``, else :func:`default_workers`."""
+    if cfg.scoring_workers is not None:
+        if cfg.scoring_workers < 0:
+            raise ValueError(f"--scoring-workers {cfg.scoring_workers}: give 0 or more")
+        return int(cfg.scoring_workers)
+    return default_workers(cfg.workers)
+
+
+def _init(benches: Sequence[Benchmark]) -> None:
+    global _BENCHES
+    _BENCHES = benches
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what a Ctrl-C ends
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except Exception:  # pragma: no cover
+        pass
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except Exception:  # pragma: no cover - OpenCV is imported only by the benchmarks that need it
+        pass
+
+
+def _score(index: int, samples: list[Sample], outputs: list[np.ndarray], input_size: tuple[int, int]) -> Result:
+    return score_isolated(_BENCHES[index], samples, outputs, input_size)
+
+
+class _InFlight:
+    """A job in the pool. Should it fail there as a whole (outside the per-sample isolation of
+    ``score_isolated``, or a record that cannot be sent back), it is scored here instead: the
+    same call, so the same records."""
+
+    def __init__(self, result, job: tuple, benches: Sequence[Benchmark]) -> None:
+        self.result, self.job, self.benches = result, job, benches
+
+    def ready(self) -> bool:
+        return self.result.ready()
+
+    def get(self) -> Result:
+        try:
+            return self.result.get()
+        except Exception:
+            index, samples, outputs, input_size = self.job
+            return score_isolated(self.benches[index], samples, outputs, input_size)
+
+
+class Scorer:
+    """Scores jobs here (``workers=0``) or in ``workers`` forked processes; see the module."""
+
+    def __init__(self, benches: Sequence[Benchmark], workers: int = 0, max_pending: int | None = None,
+                 guard: Guard | None = None) -> None:
+        self.benches = list(benches)
+        self.guard = guard  # verifies the model after each benchmark with the model in the loop
+        pure = [b for b in self.benches if not b.uses_model and not b.timing]
+        self.workers = int(workers) if pure else 0
+        self.max_pending = max_pending or 2 * max(1, self.workers)
+        self._pending: deque[tuple[list[Any], Callable[[list[Result]], None]]] = deque()
+        self._pool = None
+        if self.workers > 0:
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            self._pool = mp.get_context(method).Pool(self.workers, initializer=_init, initargs=(self.benches,))
+
+    # -- feeding -------------------------------------------------------------------------------
+    def submit(self, jobs: Sequence[Job], input_size: tuple[int, int],
+               finish: Callable[[list[Result]], None]) -> None:
+        """Score ``jobs``; ``finish(results)`` (one result per job, in order) runs once all are
+        scored, after every batch submitted before."""
+        parts: list[Any] = []
+        for bench, samples, outputs, probe in jobs:
+            if self._pool is None or bench.uses_model or probe is not None:
+                parts.append(score_isolated(bench, samples, outputs, input_size, probe, self.guard))
+            else:
+                job = (self.benches.index(bench), samples, outputs, input_size)
+                parts.append(_InFlight(self._pool.apply_async(_score, job), job, self.benches))
+        self._pending.append((parts, finish))
+        self.flush(block=len(self._pending) > self.max_pending)
+
+    def flush(self, block: bool = False) -> None:
+        """Finish the batches at the head of the queue that are scored; with ``block``, wait for
+        the head first (the queue stays at most ``max_pending`` long)."""
+        while self._pending:
+            parts, finish = self._pending[0]
+            if not block and any(isinstance(p, _InFlight) and not p.ready() for p in parts):
+                return
+            results = [p.get() if isinstance(p, _InFlight) else p for p in parts]
+            self._pending.popleft()
+            finish(results)
+            block = len(self._pending) > self.max_pending
+
+    # -- ending --------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Finish every batch still scoring, then stop the workers."""
+        while self._pending:
+            self.flush(block=True)
+        self._stop(terminate=False)
+
+    def _stop(self, terminate: bool) -> None:
+        if self._pool is not None:
+            if terminate:
+                self._pool.terminate()
+            else:
+                self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> "Scorer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # an interrupted pass: what is in flight is dropped (resume recomputes it)
+            self._pending.clear()
+            self._stop(terminate=True)

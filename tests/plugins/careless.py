@@ -1,0 +1,197 @@
+"""A plugin file for the isolation tests: methods written by a careless author. Each returns a
+legal map (the brightness of the input) and leaves the model or the process changed behind it,
+as real plugins do by accident. Loaded with ``--plugin``.
+
+``CHANGES`` maps each method to the words its failure reason must contain.
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch import nn
+
+import saliency_bench
+
+
+def _map(x: torch.Tensor) -> torch.Tensor:
+    return x.float().mean(1)
+
+
+def _first_conv(net: nn.Module) -> tuple[str, nn.Module]:
+    return next((n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d))
+
+
+def _first_norm(net: nn.Module) -> tuple[str, nn.Module]:
+    return next((n, m) for n, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+
+
+def _block(net: nn.Module) -> tuple[str, nn.Module]:
+    """A module in the middle of the network."""
+    mods = [(n, m) for n, m in net.named_modules() if n and list(m.children())] \
+        or [(n, m) for n, m in net.named_modules() if n]
+    return mods[len(mods) // 2]
+
+
+CHANGES: dict[str, str] = {}
+
+
+def careless(name: str, change: str):
+    def register(fn):
+        CHANGES[name] = change
+        return saliency_bench.method(name)(fn)
+    return register
+
+
+@careless("scales_weight", "parameter conv_stem.weight modified in place")
+def scales_weight(model, x, targets):
+    """Multiplies the first convolution's weights by 2 in place (under no_grad)."""
+    with torch.no_grad():
+        _first_conv(model.net)[1].weight.mul_(2)
+    return _map(x)
+
+
+@careless("scales_weight_data", "parameter conv_stem.weight modified in place (through .data)")
+def scales_weight_data(model, x, targets):
+    """The same through ``.data``, which bumps no version counter."""
+    _first_conv(model.net)[1].weight.data.mul_(2)
+    return _map(x)
+
+
+@careless("replaces_parameter", "parameter conv_stem.weight replaced by another object")
+def replaces_parameter(model, x, targets):
+    """Assigns a new Parameter object (halved weights) to the first convolution."""
+    conv = _first_conv(model.net)[1]
+    conv.weight = nn.Parameter(conv.weight.detach() * 0.5, requires_grad=False)
+    return _map(x)
+
+
+@careless("forward_hook", "forward hook left on")
+def forward_hook(model, x, targets):
+    """Leaves a forward hook that doubles a block's output."""
+    _block(model.net)[1].register_forward_hook(lambda m, i, o: o * 2)
+    return _map(x)
+
+
+@careless("forward_pre_hook", "forward pre-hook left on")
+def forward_pre_hook(model, x, targets):
+    """Leaves a forward pre-hook that zeroes the input of a block."""
+    _block(model.net)[1].register_forward_pre_hook(lambda m, i: (i[0] * 0,))
+    return _map(x)
+
+
+@careless("backward_hook", "backward hook left on")
+def backward_hook(model, x, targets):
+    """Leaves a full backward hook that scales the gradient through a block."""
+    _block(model.net)[1].register_full_backward_hook(lambda m, gi, go: tuple(g * 3 if g is not None else g
+                                                                             for g in gi))
+    return _map(x)
+
+
+@careless("train_mode", "switched to train mode")
+def train_mode(model, x, targets):
+    """Calls ``net.train()`` and never switches back."""
+    model.net.train()
+    return _map(x)
+
+
+@careless("requires_grad", "requires_grad of parameter")
+def requires_grad(model, x, targets):
+    """Switches gradients on for every parameter."""
+    for p in model.net.parameters():
+        p.requires_grad_(True)
+    return _map(x)
+
+
+@careless("bn_buffer", "running_mean modified in place")
+def bn_buffer(model, x, targets):
+    """Shifts a batch norm's running mean."""
+    _first_norm(model.net)[1].running_mean.add_(0.5)
+    return _map(x)
+
+
+@careless("replaces_forward", "forward of")
+def replaces_forward(model, x, targets):
+    """Monkey-patches one block's forward on the instance."""
+    _block(model.net)[1].forward = lambda *a, **k: a[0]
+    return _map(x)
+
+
+@careless("no_grad_globally", "grad mode left at False")
+def no_grad_globally(model, x, targets):
+    """``torch.set_grad_enabled(False)`` for the whole process."""
+    torch.set_grad_enabled(False)
+    return _map(x)
+
+
+@careless("float64_default", "default dtype left at torch.float64")
+def float64_default(model, x, targets):
+    """``torch.set_default_dtype(torch.float64)``."""
+    torch.set_default_dtype(torch.float64)
+    return _map(x)
+
+
+@careless("deterministic", "deterministic algorithms")
+def deterministic(model, x, targets):
+    """``torch.use_deterministic_algorithms(True)`` and left on."""
+    torch.use_deterministic_algorithms(True)
+    return _map(x)
+
+
+@careless("autocast_left_on", "cpu autocast left at")
+def autocast_left_on(model, x, targets):
+    """Enters a bfloat16 autocast context and never leaves it."""
+    torch.autocast("cpu", dtype=torch.bfloat16).__enter__()
+    return _map(x).float()
+
+
+@careless("anomaly_mode", "anomaly mode")
+def anomaly_mode(model, x, targets):
+    """``torch.autograd.set_detect_anomaly(True)`` for good."""
+    torch.autograd.set_detect_anomaly(True)
+    return _map(x)
+
+
+@careless("global_hook", "global module hook left")
+def global_hook(model, x, targets):
+    """A global forward hook on every module of the process."""
+    torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: o)
+    return _map(x)
+
+
+@careless("replaces_functional", "torch.nn.functional.softmax replaced")
+def replaces_functional(model, x, targets):
+    """Monkey-patches ``torch.nn.functional.softmax``."""
+    torch.nn.functional.softmax = lambda t, dim=None, **k: t
+    return _map(x)
+
+
+@careless("exits", "raised SystemExit: 3")
+def exits(model, x, targets):
+    """A stray ``sys.exit(3)``."""
+    sys.exit(3)
+
+
+@careless("exits_after_change", "changed the model")
+def exits_after_change(model, x, targets):
+    """Leaves a hook, then exits: the change is what it is failed for."""
+    _block(model.net)[1].register_forward_hook(lambda m, i, o: o * 0)
+    sys.exit(1)
+
+
+@saliency_bench.benchmark("careless_probe")
+class CarelessProbe(saliency_bench.Benchmark):
+    """A benchmark with the model in the loop that leaves the network in train mode after its
+    forward passes (the model it was handed is not the benchmark's to change)."""
+
+    uses_model = True
+    columns = ("careless_probe",)
+
+    def score_batch(self, samples, outputs, input_size, probe=None):
+        p = probe.probabilities(probe.x, list(range(len(probe))))
+        probe.model.net.train()
+        return [{"p": float(v)} for v in p]
+
+    def summarize(self, records, samples):
+        return {"careless_probe": {"value": float(len(records)), "ci": None, "n": len(records), "unit": "",
+                                   "note": ""}}

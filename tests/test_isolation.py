@@ -1,0 +1,191 @@
+"""One careless method never changes another's numbers (issue 21), through ``saliency-bench run``.
+
+The careless methods of tests/plugins/careless.py change the model or the process state and
+return a legal map. A run with all of them between gradient and Grad-CAM on the bundled sample
+must give gradient and Grad-CAM the very records of a run without them; each careless method
+fails, with a reason that names what it changed; its maps are neither scored nor cached.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from saliency_bench.cache import PROVENANCE, VERSION
+from saliency_bench.cli import main
+from saliency_bench.registry import load_plugin_file
+
+PLUGINS = Path(__file__).parent / "plugins"
+CARELESS = str(PLUGINS / "careless.py")
+TOY = str(PLUGINS / "toy.py")
+load_plugin_file(CARELESS)
+CHANGES = next(m for n, m in sys.modules.items() if n.startswith("saliency_bench_plugin_careless")).CHANGES
+OFFENDERS = sorted(CHANGES)
+VICTIMS = ("gradient", "grad_cam")
+SAMPLE = ["--limit", "4", "--batch-size", "2", "--workers", "0", "--quiet", "--benchmarks", "pointing",
+          "--cache-dtype", "float32"]
+
+
+def _run(runs: Path, methods: str, *extra: str, plugins=(CARELESS,)) -> int:
+    pl = [a for p in plugins for a in ("--plugin", p)]
+    return main([*pl, "run", "--methods", methods, "--runs-dir", str(runs), *SAMPLE, *extra])
+
+
+def _rows(runs: Path, methods=VICTIMS, table: str = "records") -> list:
+    con = sqlite3.connect(runs / "store.sqlite")
+    marks = ",".join("?" * len(methods))
+    if table == "records":
+        rows = con.execute(f"SELECT model, dataset, method, benchmark, sample_id, record FROM records "
+                           f"WHERE method IN ({marks}) ORDER BY 1,2,3,4,5", methods).fetchall()
+    else:
+        rows = con.execute(f"SELECT model, dataset, method, sample_id, ok, reason, info FROM outcomes "
+                           f"WHERE method IN ({marks}) ORDER BY 1,2,3,4", methods).fetchall()
+    con.close()
+    return rows
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("alone")
+    assert _run(runs, ",".join(VICTIMS), plugins=()) == 0
+    return runs
+
+
+@pytest.fixture(scope="module")
+def careless_run(tmp_path_factory):
+    """gradient, every careless method, Grad-CAM: two batches, so each victim runs after the
+    careless methods (Grad-CAM in the same batch, gradient in the next)."""
+    runs = tmp_path_factory.mktemp("careless")
+    assert _run(runs, ",".join(["gradient", *OFFENDERS, "grad_cam"])) == 0
+    return runs
+
+
+def test_other_methods_score_exactly_as_alone(alone, careless_run):
+    assert _rows(alone)  # the victims were scored
+    assert _rows(careless_run) == _rows(alone)
+    assert _rows(careless_run, table="outcomes") == _rows(alone, table="outcomes")
+
+
+@pytest.mark.parametrize("offender", OFFENDERS)
+def test_the_offender_fails_with_what_it_changed(careless_run, offender):
+    outcomes = _rows(careless_run, (offender,), table="outcomes")
+    assert len(outcomes) == 4
+    for *_, ok, reason, _info in outcomes:
+        if reason.startswith("not evaluable"):
+            continue
+        assert not ok and reason.startswith(f"method '{offender}' ")
+        assert CHANGES[offender] in reason, reason
+    assert _rows(careless_run, (offender,)) == []  # nothing scored
+    folders = [p for p in (careless_run / "cache" / VERSION).rglob(f"{offender}*") if p.is_dir()]
+    assert folders and not [g for f in folders for g in f.glob("*.npz")]  # nothing cached
+
+
+def test_a_clean_run_after_a_faulty_one_gives_the_clean_numbers(alone, tmp_path):
+    """A faulty run, then the victims alone in the same runs directory: they read their maps
+    from the cache, and the numbers are those of a clean run. A cache of the earlier layout, or a
+    file whose provenance cannot be checked, holding maps of a changed model, is not read."""
+    assert _run(tmp_path, "scales_weight,train_mode,forward_hook,gradient,grad_cam") == 0
+    cache = tmp_path / "cache" / VERSION
+    # Plant maps of a changed model where an older version would have left them: in a v2 copy of
+    # the cache, and in v3 files without provenance (sorted last: they would win if read).
+    for f in sorted(cache.rglob("*.npz")):
+        with np.load(f) as z:
+            assert str(z["provenance"]) == PROVENANCE
+            scrambled = dict(ids=z["ids"], maps=z["maps"][..., ::-1] * 3 + 1, scale=z["scale"])
+        old = tmp_path / "cache" / "v2" / f.relative_to(cache)
+        old.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(old, **scrambled)
+        np.savez(f.with_name("zz-unknown.npz"), **scrambled)
+    assert _run(tmp_path, ",".join(VICTIMS), plugins=()) == 0
+    assert _rows(tmp_path, table="records") and _records_of_last_run(tmp_path) == _records_of_last_run(alone)
+
+
+def _records_of_last_run(runs: Path) -> list:
+    con = sqlite3.connect(runs / "store.sqlite")
+    (run_id,) = con.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
+    rows = con.execute("SELECT method, benchmark, sample_id, record FROM records WHERE run_id=? ORDER BY 1,2,3",
+                       (run_id,)).fetchall()
+    con.close()
+    return rows
+
+
+def test_an_old_cache_is_named_not_read(tmp_path, capsys):
+    (tmp_path / "cache" / "v2").mkdir(parents=True)
+    assert _run(tmp_path, "gradient", "--limit", "2", plugins=()) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "v2 was written by an earlier version" in out and "it is not read" in out
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmarks with the model in the loop (the toy model: a hundred passes per sample are cheap)
+# --------------------------------------------------------------------------------------------
+def _toy(runs: Path, methods: str, benchmarks: str) -> int:
+    return main(["--plugin", TOY, "--plugin", CARELESS, "run", "--model", "toy_net", "--dataset", "toy",
+                 "--runs-dir", str(runs), "--workers", "0", "--batch-size", "4", "--quiet", "--methods", methods,
+                 "--benchmarks", benchmarks])
+
+
+def test_model_in_the_loop_benchmarks_score_on_the_pristine_model(tmp_path):
+    """The deletion game and RISE deletion after careless methods and after a careless
+    benchmark give the records they give alone; the careless benchmark fails, named."""
+    assert _toy(tmp_path / "alone", "brightness", "deletion_game,deletion") == 0
+    assert _toy(tmp_path / "mixed", "scales_weight_data,train_mode,brightness,forward_hook",
+                "careless_probe,deletion_game,deletion") == 0
+    def untimed(rows):  # the probe's seconds are a clock reading
+        return [(*r[:5], {k: v for k, v in json.loads(r[5]).items() if k != "_probe"}) for r in rows]
+
+    want = untimed(_rows(tmp_path / "alone", ("brightness",)))
+    got = untimed(r for r in _rows(tmp_path / "mixed", ("brightness",)) if r[3] != "careless_probe")
+    assert want and got == want
+    con = sqlite3.connect(tmp_path / "mixed" / "store.sqlite")
+    reasons = {r for (r,) in con.execute("SELECT reason FROM outcomes WHERE method='brightness' AND ok=0")}
+    con.close()
+    assert any(r.startswith("benchmark 'careless_probe' changed the model: module (the network) switched to "
+                            "train mode") for r in reasons), reasons
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C: one line, exit 130, and the command it prints resumes to the same records
+# --------------------------------------------------------------------------------------------
+def test_ctrl_c_prints_one_line_exits_130_and_resumes_to_identical_records(tmp_path):
+    args = ["run", "--model", "toy_net", "--dataset", "toy", "--workers", "0", "--batch-size", "4",
+            "--methods", "sleepy,brightness", "--benchmarks", "pointing,localization", "-d", "n=16"]
+    assert main(["--plugin", TOY, *args, "--runs-dir", str(tmp_path / "straight"), "--quiet"]) == 0
+    runs = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "saliency_bench", "--plugin", TOY, *args, "--runs-dir", str(runs), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, done = time.time() + 120, 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            con = sqlite3.connect(runs / "store.sqlite", timeout=5)
+            done = con.execute("SELECT COUNT(*) FROM outcomes WHERE method='sleepy'").fetchone()[0]
+            con.close()
+        except sqlite3.Error:
+            done = 0
+        if done >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    lines = [ln for ln in (out + err).splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, out + err
+    line = lines[0]
+    assert line.startswith("interrupted: run run-") and "outcomes kept in" in line
+    resume = line.split("resume with: ", 1)[1]
+    words = shlex.split(resume)
+    assert words[0] == "saliency-bench" and words[1:] == cmd[3:]
+    assert main(words[1:]) == 0
+    assert _rows(runs, ("sleepy", "brightness")) == _rows(tmp_path / "straight", ("sleepy", "brightness"))
+    assert _rows(runs, ("sleepy", "brightness"), "outcomes") == _rows(tmp_path / "straight", ("sleepy", "brightness"),
+                                                                       "outcomes")

@@ -1,0 +1,222 @@
+"""The numerical operations of saliency_bench.ops against independent programs: PIL's resize and
+blur, torch's interpolate, OpenCV's bicubic resize, scipy's Gaussian filter; the numba kernels'
+dispatch; and the shortcuts of the imresize box kernel against its plain scans and PIL."""
+from __future__ import annotations
+
+import importlib
+import types
+
+import cv2
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFilter
+
+from saliency_bench.benchmarks.localization import DEFAULT_ALPHAS, THRESHOLDINGS, authors_boxes
+from saliency_bench.ops import pil_resize
+from saliency_bench.ops.blur import gaussian_blur, pil_gaussian_blur
+from saliency_bench.ops.resize import resize_map
+
+KERNEL_MODULES = ("saliency_bench.ops.contour_pixels", "saliency_bench.ops.contour_runs",
+                  "saliency_bench.ops.pil_resize", "saliency_bench.benchmarks.localization",
+                  "saliency_bench.benchmarks.maxboxacc")
+
+
+def test_compiled_kernels_leave_every_modules_globals_plain_python():
+    """After every kernel set is compiled and run, no module's global is a numba dispatcher: the
+    sets dispatch explicitly (jit.compiled(name)), they do not rebind other modules' names."""
+    m = np.random.default_rng(0).random((9, 9)).astype(np.float32)
+    authors_boxes(m, (20, 20), DEFAULT_ALPHAS)
+    from saliency_bench.benchmarks.maxboxacc import maxboxacc_correct
+
+    maxboxacc_correct(m[None], [np.array([[1, 1, 5, 5]])], (16, 16))
+    for name in KERNEL_MODULES:
+        mod = importlib.import_module(name)
+        plain = mod.jit._plain
+        assert plain, name
+        for fn_name, fn in plain.items():
+            assert isinstance(getattr(mod, fn_name), types.FunctionType), (name, fn_name)
+            assert getattr(mod, fn_name) is fn
+        for key, val in vars(mod).items():
+            assert "numba" not in type(val).__module__, (name, key)
+    compiled = importlib.import_module("saliency_bench.ops.pil_resize").jit.compiled("_resized_box")
+    assert compiled.py_func is not pil_resize._resized_box  # a copy with its own namespace
+
+
+# ------------------------------------------------------------------------------------- resize
+def test_torchray_resize_is_torch_bilinear_without_corner_alignment_for_one_map_and_a_batch():
+    rng = np.random.default_rng(1)
+    maps = rng.standard_normal((3, 7, 9)).astype(np.float32)
+    ref = F.interpolate(torch.from_numpy(maps)[:, None], size=(50, 31), mode="bilinear", align_corners=False)[:, 0]
+    assert torch.equal(resize_map(maps, (50, 31)), ref)
+    assert torch.equal(resize_map(maps[1], (50, 31)), ref[1])
+    assert torch.equal(resize_map(maps[0], (7, 9)), torch.from_numpy(maps[0]))
+
+
+def test_authors_resize_is_bytescale_then_pil_bilinear():
+    """scipy.misc.imresize (scipy <= 1.2): bytescale a float map to uint8, PIL bilinear."""
+    rng = np.random.default_rng(2)
+    for m in (rng.standard_normal((13, 8)), np.full((5, 5), 3.0), rng.random((1, 1))):
+        m = m.astype(np.float32)
+        lo, hi = m.min(), m.max()
+        u8 = ((m - lo) * (255.0 / ((hi - lo) or 1))).clip(0, 255).__add__(0.5).astype(np.uint8)
+        ref = np.asarray(Image.frombytes("L", (m.shape[1], m.shape[0]), u8.tobytes()).resize((41, 37), Image.BILINEAR))
+        assert np.array_equal(resize_map(m, (37, 41), reference="authors"), ref)
+
+
+def test_wsolevaluation_resize_is_opencv_bicubic_in_float64():
+    m = np.random.default_rng(3).random((7, 7)).astype(np.float32)
+    ref = cv2.resize(m.astype(np.float64), (224, 224), interpolation=cv2.INTER_CUBIC)
+    assert np.array_equal(resize_map(m, (224, 224), reference="wsolevaluation"), ref)
+    with pytest.raises(ValueError, match="reference"):
+        resize_map(m, (3, 3), reference="nearest")
+
+
+# --------------------------------------------------------------------------------------- blur
+def test_pil_blur_is_pils_gaussian_blur_and_radius_zero_is_the_image():
+    im = Image.fromarray(np.random.default_rng(4).integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    assert np.array_equal(np.asarray(pil_gaussian_blur(im, 3.5)), np.asarray(im.filter(ImageFilter.GaussianBlur(3.5))))
+    assert pil_gaussian_blur(im, 0) is im
+
+
+def test_the_blur_is_scipys_gaussian_filter_with_nearest_edges_in_every_caller():
+    """The mask, the occluders and the faithfulness fallback share one blur: scipy's
+    gaussian_filter(mode="nearest", truncate=4) of each channel."""
+    x = torch.from_numpy(np.random.default_rng(5).random((1, 3, 40, 30)))
+    ref = np.stack([ndi.gaussian_filter(x[0, c].numpy(), 2.5, mode="nearest", truncate=4.0) for c in range(3)])
+    np.testing.assert_allclose(gaussian_blur(x, 2.5)[0].numpy(), ref, rtol=0, atol=1e-12)
+
+    from saliency_bench.benchmarks.faithfulness import DeletionGame
+    from saliency_bench.contracts import Sample
+
+    class _Probe:  # a direct call: no blurred view
+        def __init__(self, x):
+            self.x = x
+
+        def view(self, name):
+            return None
+
+    s = Sample(id="a", image=None, size=(80, 60), targets={}, category="c", boxes=None)
+    out, how = DeletionGame().blurred(_Probe(x.float()), [s])
+    sigma = 10.0 * 0.5 * (40 / 80 + 30 / 60)
+    ref = np.stack([ndi.gaussian_filter(x[0, c].numpy(), sigma, mode="nearest", truncate=4.0) for c in range(3)])
+    assert how.startswith("fallback")
+    np.testing.assert_allclose(out[0].numpy(), ref, rtol=0, atol=1e-5)
+
+
+# ------------------------------------------------------------------- imresize box shortcuts
+def _pil_getbb(h: np.ndarray, alpha: float, method: str, size: tuple[int, int]) -> list[int]:
+    """getbb_from_heatmap(thres_first=True) done plainly: threshold, bytescale, PIL bilinear,
+    np.nonzero (energy ties in raster order)."""
+    h = h.copy()
+    h64 = h.astype(np.float64)
+    if method == "mean":
+        h[h64 < alpha * h64.mean()] = 0
+    elif method == "value":
+        h[h64 - h64.min() < alpha * (h64.max() - h64.min())] = 0
+    else:
+        f = h.flatten()
+        idx = np.argsort(-f, kind="stable")
+        reach = np.nonzero(np.cumsum(f.astype(np.float64)[idx]) >= alpha * h64.sum())[0]
+        ind = reach[0] if len(reach) else len(f)  # never reached (signed maps; their code raises): keep all
+        f[idx[ind:]] = 0
+        h = f.reshape(h.shape)
+    lo, hi = h.min(), h.max()
+    u8 = ((h - lo) * (255.0 / ((hi - lo) or 1))).clip(0, 255).__add__(0.5).astype(np.uint8)
+    r = np.asarray(Image.frombytes("L", (h.shape[1], h.shape[0]), u8.tobytes()).resize((size[1], size[0]),
+                                                                                         Image.BILINEAR))
+    if (r == 0).all():
+        return [1, 1, size[0], size[1]]
+    ys, xs = np.nonzero(r)
+    return [xs.min() + 1, ys.min() + 1, xs.max() + 1, ys.max() + 1]
+
+
+def _adversarial_maps(rng: np.random.Generator) -> list[np.ndarray]:
+    smooth = ndi.gaussian_filter(rng.standard_normal((224, 224)), 12)
+    spike = np.zeros((224, 224))
+    spike[100, 37] = 1.0
+    spike[101, 37] = 1e-6  # bytescales to 0 next to a 255
+    return [
+        np.zeros((5, 6)), np.full((7, 7), 2.5), np.ones((1, 1)), np.array([[-1.0]]),
+        rng.integers(0, 3, (7, 7)),  # ties everywhere
+        np.maximum(rng.standard_normal((7, 7)), 0),  # a Grad-CAM-like 7x7 map
+        rng.standard_normal((7, 7)),  # signed: rejected zeros bytescale to non-zero
+        smooth, np.maximum(smooth, 0), spike, rng.random((224, 224)) ** 8,
+        np.abs(rng.standard_normal((224, 224))) * (ndi.gaussian_filter(rng.standard_normal((224, 224)), 30) > 0),
+    ]
+
+
+@pytest.mark.parametrize("size", [(375, 500), (227, 227), (224, 224), (60, 200), (500, 120), (1, 1)])
+def test_imresize_box_shortcuts_equal_the_plain_scans_and_pil_on_adversarial_maps(size):
+    """The bounds and hints of the box kernel change no box: every alpha of maps with ties,
+    constant, zero, 1x1, 7x7, signed, spiky and noisy values, up- and downsized (both of Pillow's
+    pass orders), equals the kernel's plain scans and the plain procedure with PIL."""
+    rng = np.random.default_rng(6)
+    for m in _adversarial_maps(rng):
+        m = np.ascontiguousarray(m, dtype=np.float32)
+        got = authors_boxes(m, size, DEFAULT_ALPHAS)
+        flat = np.concatenate([got[k] for k in THRESHOLDINGS])
+        asc = np.sort(m, axis=None)
+        from saliency_bench.benchmarks.localization import _KIND_CODE, jit
+
+        codes = np.concatenate([np.full(len(DEFAULT_ALPHAS[k]), _KIND_CODE[k], np.int64) for k in THRESHOLDINGS])
+        alphas = np.concatenate([np.asarray(DEFAULT_ALPHAS[k], np.float64) for k in THRESHOLDINGS])
+        total = m.astype(np.float64).sum()
+        counts = jit.compiled("_kept_counts")(asc, codes, alphas, total / m.size, total)
+        plain = pil_resize.kept_set_boxes(m, asc, counts, size, fast=False)
+        assert np.array_equal(flat, plain), (m.shape, size)
+        ref = [_pil_getbb(m, a, k, size) for k in THRESHOLDINGS for a in DEFAULT_ALPHAS[k]]
+        assert flat.tolist() == [[int(v) for v in r] for r in ref], (m.shape, size)
+
+
+# ---------------------------------------------------------------------- MaxBoxAccV2 records
+def _wsolevaluation(maps: np.ndarray, gts: list[np.ndarray], size=(224, 224)) -> np.ndarray:
+    """wsolevaluation's inference.py + BoxEvaluator (multi_contour_eval) per map, with OpenCV."""
+    H, W = size
+    out = np.zeros((len(maps), 3, 100), bool)
+    for i, (m, gt) in enumerate(zip(maps, gts)):
+        cam = cv2.resize(m.astype(np.float64), (W, H), interpolation=cv2.INTER_CUBIC)
+        if np.isnan(cam).any() or cam.min() == cam.max():
+            cam = np.zeros_like(cam)
+        else:
+            cam -= cam.min()
+            cam /= cam.max()
+        s = np.expand_dims((cam * 255).astype(np.uint8), 2)
+        for j, t in enumerate(np.arange(0, 1, 0.01)):
+            _, thr = cv2.threshold(s, int(t * np.max(s)), 255, cv2.THRESH_BINARY)
+            contours = cv2.findContours(thr, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+            boxes = [[0, 0, 0, 0]] if len(contours) == 0 else []
+            for c in contours:
+                x, y, w, h = cv2.boundingRect(c)
+                boxes.append([x, y, min(x + w, W - 1), min(y + h, H - 1)])
+            b = np.asarray(boxes, np.float64)[:, None, :]
+            g = np.asarray(gt, np.float64)[None]
+            iw = np.clip(np.minimum(b[..., 2], g[..., 2]) - np.maximum(b[..., 0], g[..., 0]) + 1, 0, None)
+            ih = np.clip(np.minimum(b[..., 3], g[..., 3]) - np.maximum(b[..., 1], g[..., 1]) + 1, 0, None)
+            inter = iw * ih
+            union = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1) + \
+                (g[..., 2] - g[..., 0] + 1) * (g[..., 3] - g[..., 1] + 1) - inter
+            best = (inter / union).max()
+            out[i, :, j] = [best >= d for d in (0.3, 0.5, 0.7)]
+    return out
+
+
+def test_maxboxacc_of_a_batch_mixing_both_sweeps_and_degenerate_maps_equals_wsolevaluation():
+    """One batch with smooth maps (the run sweep), noisy maps (the pixel sweeps, whose records
+    are scored part by part), and zeros, a constant, 1x1 and tied 7x7 maps: every cell equals
+    wsolevaluation's loop with OpenCV."""
+    from saliency_bench.benchmarks.maxboxacc import maxboxacc_correct
+
+    rng = np.random.default_rng(7)
+    small = [np.zeros((7, 7)), np.full((7, 7), 0.3), rng.integers(0, 3, (7, 7)),
+             np.maximum(rng.standard_normal((7, 7)), 0), np.ones((1, 1))]
+    big = [ndi.gaussian_filter(rng.standard_normal((224, 224)), 10), np.abs(rng.standard_normal((224, 224))),
+           ndi.gaussian_filter(rng.standard_normal((224, 224)), 3) ** 2, np.zeros((224, 224)),
+           rng.integers(0, 4, (224, 224)).astype(np.float64)]
+    gts = [np.array([[20, 30, 180, 200]]), np.array([[0, 0, 223, 223]]), np.array([[100, 100, 120, 130], [5, 5, 60, 60]])]
+    for group in (small[:4], small[4:], big):  # a batch's maps share one shape
+        maps = np.stack(group).astype(np.float32)
+        g = [gts[i % len(gts)] for i in range(len(maps))]
+        assert np.array_equal(maxboxacc_correct(maps, g, (224, 224)), _wsolevaluation(maps, g)), maps.shape

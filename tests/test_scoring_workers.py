@@ -1,0 +1,101 @@
+"""Scoring in worker processes (``--scoring-workers``): the records, outcomes and metrics of a
+run are those of a one-process run whatever the number of workers, of torchrun ranks, or of
+interruptions; the store gets each batch in the order it was computed."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from saliency_bench.cli import main
+from saliency_bench.contracts import Benchmark, Sample
+from saliency_bench.scoring import Scorer, default_workers
+from test_distributed import TOY, _results, _single, _torchrun
+
+ARGS = ["--model", "toy_net", "--dataset", "toy", "-d", "n=14", "--methods", "brightness,raise_on_corner,coarse",
+        "--benchmarks", "pointing,localization,fragile,runtime", "--batch-size", "4"]
+
+
+def _run(runs: Path, workers: int) -> None:
+    assert main(["--plugin", TOY, "run", "--runs-dir", str(runs), "--workers", "0", "--quiet",
+                 "--scoring-workers", str(workers), *ARGS]) == 0
+
+
+def test_one_two_and_four_scoring_workers_store_what_one_process_stores(tmp_path):
+    _run(tmp_path / "w0", 0)
+    reference = _results(tmp_path / "w0")
+    assert reference[0] and any(not ok for *_, ok, _ in reference[1])  # records, and failed samples
+    assert any("could not score it" in (why or "") for *_, why in reference[1])  # fragile's, from a worker too
+    for w in (1, 2, 4):
+        _run(tmp_path / f"w{w}", w)
+        assert _results(tmp_path / f"w{w}") == reference, f"{w} scoring workers"
+
+
+def test_two_ranks_with_scoring_workers_store_what_one_process_stores(tmp_path):
+    _single(tmp_path / "single", ARGS + ["--scoring-workers", "0"])
+    proc = _torchrun(tmp_path / "multi", ARGS + ["--scoring-workers", "2"])
+    out = proc.communicate(timeout=600)[0].decode()
+    assert proc.returncode == 0, out[-3000:]
+    assert _results(tmp_path / "multi") == _results(tmp_path / "single")
+
+
+def test_a_run_killed_with_batches_in_the_workers_resumes_to_the_same_results(tmp_path):
+    args = ["--model", "toy_net", "--dataset", "toy", "-d", "n=24", "--methods", "sleepy,brightness",
+            "--benchmarks", "pointing,localization", "--batch-size", "2"]
+    _single(tmp_path / "straight", args + ["--scoring-workers", "0"])
+    runs = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "saliency_bench", "--plugin", TOY, "run", "--runs-dir", str(runs), "--workers", "0",
+           "--quiet", "--scoring-workers", "2", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline, done = time.time() + 300, 0
+    while time.time() < deadline and proc.poll() is None and done < 4:
+        try:
+            con = sqlite3.connect(runs / "store.sqlite", timeout=5)
+            done = con.execute("SELECT COUNT(*) FROM outcomes WHERE method='sleepy'").fetchone()[0]
+            con.close()
+        except sqlite3.Error:
+            pass
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=120)
+    _single(runs, args + ["--scoring-workers", "1"])  # resumed, with another number of workers
+    assert _results(runs) == _results(tmp_path / "straight")
+
+
+class _Slow(Benchmark):
+    """Scores a sample's id after sleeping: the first batches take the longest."""
+
+    name = "slow"
+    columns = ("slow",)
+
+    def score(self, sample, output, input_size):
+        time.sleep(0.05 * (4 - int(sample.id)))
+        return {"id": int(sample.id), "peak": float(output.max())}
+
+
+def test_batches_finish_in_the_order_they_were_submitted():
+    bench = _Slow()
+    samples = [Sample(id=str(i), image=None, size=(4, 4), targets={}, category="c") for i in range(4)]
+    finished = []
+    with Scorer([bench], workers=2, max_pending=8) as scorer:
+        for i, s in enumerate(samples):
+            scorer.submit([(bench, [s], [np.full((2, 2), i, np.float32)], None)], (4, 4),
+                          lambda results, i=i: finished.append((i, results[0][0][0][1])))
+    assert finished == [(i, {"id": i, "peak": float(i)}) for i in range(4)]
+
+
+def test_the_default_leaves_the_main_process_and_the_loader_workers_their_cores(monkeypatch):
+    monkeypatch.setattr("saliency_bench.scoring.cores", lambda: 16)
+    assert default_workers(2, local_world=1) == 13
+    assert default_workers(2, local_world=8) == 0  # 2 cores a rank: the rank and... nothing left
+    assert default_workers(0, local_world=4) == 3
+    monkeypatch.setattr("saliency_bench.scoring.cores", lambda: 2)
+    assert default_workers(2, local_world=1) == 0
