@@ -20,7 +20,7 @@ of LeRF (``ROADLeastRelevantFirstAverage``; higher is better) and ``ROADCombined
 The map is brought to the input size (bilinear, ``align_corners=False``: for upsampling it is the
 ``cv2.resize`` pytorch-grad-cam applies to its CAMs). The noise is drawn from a generator seeded by
 ``seed`` and the sample id, in the reference's order for one image (LeRF at every percentile, then
-MoRF; ``randn`` of ``[C, removed pixels]`` each), so the same seed given to ``torch.manual_seed``
+MoRF; ``randn_like`` of the ``[C, removed pixels]`` transpose of a ``[removed, C]`` solution each), so the same seed given to ``torch.manual_seed``
 before ``ROADCombined`` on that image reproduces it.
 
 Degenerate samples (recorded with the reason, no value): a percentile that removes every pixel (a
@@ -134,7 +134,8 @@ class Road(ScalarBenchmark):
             gen = torch.Generator().manual_seed(sample_seed(int(self._option("seed")), samples[i].id))
             for order in ORDERS:  # the reference's order of draws for one image
                 for k, m in enumerate(masks[order]):
-                    z = torch.randn(C, int((~m).sum()), generator=gen)
+                    # the reference's randn_like(res.t()) fills a [removed, C] buffer in memory order
+                    z = torch.randn(int((~m).sum()), C, generator=gen).t()
                     jobs.append((i, order, k, m, z))
         base = self._scores(probe, x, range(B))
         step = int(self._option("systems")) or max(1, len(jobs))
