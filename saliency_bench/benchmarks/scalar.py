@@ -42,6 +42,9 @@ class ScalarBenchmark(Benchmark):
     """A benchmark whose record is one number per sample (or a reason), summarised as a mean."""
 
     accepts = (HEATMAP,)
+    # Issue 23's families run when named (--benchmarks 'sparseness,road'), as parts does: the
+    # default selection (pointing, localization, runtime; the faithfulness games on a GPU) is kept.
+    default = False
     defaults: dict[str, Any] = {"bootstrap": 1000, "seed": 0}
     column = ""
     unit = ""
