@@ -85,3 +85,31 @@ def test_ssim_is_skimage_on_max_normalised_absolute_maps():
     both = np.concatenate([na.ravel(), nb.ravel()])
     assert ssim(a, b) == pytest.approx(structural_similarity(na, nb, data_range=both.max() - both.min()))
     assert ssim(a, a) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_random_logit_equals_quantus_on_real_maps(method, imagenet2, lite0):
+    """Quantus ``RandomLogit(num_classes=1000, seed=42)`` one sample at a time (its off-target class and
+    its normalisation are per batch); tolerance 1e-5: the same SSIM of the same float32 maps."""
+    from saliency_bench.benchmarks.randomisation import RandomLogit, off_target_class
+
+    samples, x, t = imagenet2
+    own = maps(lite0, method, "mprt", x, t)
+    m = get_method(method)
+    recs = RandomLogit(bootstrap=0).score_batch(samples, own, lite0.input_size,
+                                                probe=Probe(lite0, x, t, explainer=rerun(m)))
+
+    def explain(model, inputs, targets, **kw):
+        xx = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
+        out, _ = m.explain(lite0, xx, torch.as_tensor(np.asarray(targets)).view(-1, 1))
+        return np.stack([map_at_input(o, lite0.input_size) for o in out.detach().cpu().numpy()])[:, None]
+
+    for i, r in enumerate(recs):
+        assert r["off_class"] == off_target_class(t[i][0], 1000, 42) != t[i][0]
+        a = map_at_input(own[i], lite0.input_size)[None, None]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = quantus.RandomLogit(disable_warnings=True, num_classes=1000, seed=42)(
+                model=lite0.net, x_batch=x[i:i + 1].float().cpu().numpy(), y_batch=np.array([t[i][0]]),
+                a_batch=a.copy(), explain_func=explain, device="cpu")
+        assert r["value"] == pytest.approx(float(ref[0]), abs=1e-5), (method, i)

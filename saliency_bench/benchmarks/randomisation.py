@@ -203,3 +203,83 @@ class Randomisation(ScalarBenchmark):
 
 
 __all__ = ["Randomisation", "randomisation_steps", "randomise", "spearman", "ssim"]
+
+
+def off_target_class(target: int, n_classes: int, seed: int) -> int:
+    """Quantus ``RandomLogit``'s off-target class for a batch of one: ``np.random.seed(seed)``,
+    ``randint(0, n_classes - 1)``-th of the classes other than ``target``."""
+    rs = np.random.RandomState(int(seed))
+    k = int(rs.randint(0, n_classes - 1, 1)[0])
+    return k if k < target else k + 1
+
+
+def ssim_flat(a: np.ndarray, b: np.ndarray) -> float:
+    """Quantus's ``ssim`` as ``RandomLogit`` calls it: on the flattened maps (1-D, 7-sample window),
+    ``data_range`` the joint range."""
+    from skimage.metrics import structural_similarity
+
+    aa, bb = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+    both = np.concatenate([aa, bb])
+    rng = float(np.abs(np.max(both) - np.min(both)))
+    if rng == 0:
+        return float("nan")
+    return float(structural_similarity(im1=aa, im2=bb, win_size=None, data_range=rng))
+
+
+@saliency_bench.benchmark("random_logit")
+class RandomLogit(ScalarBenchmark):
+    """Random logit (Sixt et al. 2020) as Quantus's RandomLogit: SSIM of the method's map for its target
+    with its map for a seeded off-target class (lower: the map depends on the class explained).
+
+    Options: ``init_seed`` (42, Quantus's ``seed``), ``resolution`` ("input" | "map"), ``bootstrap``
+    (1000), ``seed`` (the run's: the bootstrap).
+    """
+
+    name = "random_logit"
+    uses_model = True
+    reruns_method = True
+    cost = 2  # one re-run of the method per sample
+    columns = ("random_logit_ssim",)
+    column = "random_logit_ssim"
+    titles = {"random_logit_ssim": "Random logit SSIM"}
+    short = {"random_logit_ssim": "RLogit"}
+    lower_is_better = ("random_logit_ssim",)
+    defaults: dict[str, Any] = {"init_seed": 42, "resolution": "input", "bootstrap": 1000, "seed": 0}
+
+    def protocol(self) -> dict[str, str]:
+        return {self.column: (f"Quantus RandomLogit: SSIM (flattened, as Quantus) of the max-normalised map for the "
+                              f"target and for an off-target class drawn with seed {int(self._option('init_seed'))}; "
+                              "lower is better")}
+
+    def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int], *, probe: Any = None) -> dict:
+        return self.score_batch([sample], [output], input_size, probe=probe)[0]
+
+    def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int], *,
+                    probe: Any = None) -> list[dict]:
+        if probe is None:
+            raise TypeError("random_logit re-runs the method: score_batch needs probe=")
+        size = tuple(int(v) for v in input_size)
+        n_classes = len(probe.model.classes)
+        label = probe.model.label_space
+        off = [off_target_class(int(s.target_in(label)[0]), n_classes, int(self._option("init_seed")))
+               for s in samples]
+        maps, reasons = probe.explain(targets=[[c] for c in off])
+        at = (lambda m: map_at_input(m, size)) if self._option("resolution") == "input" else \
+            (lambda m: np.asarray(m, np.float32))
+
+        def norm(m):
+            mx = np.max(np.abs(m))
+            return m / mx if mx > 0 else m
+
+        records = []
+        for i, o in enumerate(outputs):
+            if maps[i] is None:
+                records.append(undefined(f"for the off-target class {off[i]}: {reasons[i]}", off_class=off[i]))
+                continue
+            v = ssim_flat(norm(at(o)), norm(at(maps[i])))
+            records.append({"value": v, "off_class": off[i]} if np.isfinite(v)
+                           else undefined("SSIM undefined (both maps constant)", off_class=off[i]))
+        return records
+
+
+__all__ += ["RandomLogit", "off_target_class", "ssim_flat"]
