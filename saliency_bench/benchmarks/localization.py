@@ -7,8 +7,8 @@ own resolution, the rejected pixels are set to 0; the kept map goes to the origi
 scipy's ``imresize`` did (bytescale to uint8, Pillow's bilinear resize); the box is the 1-based
 tight box of all non-zero pixels (none: ``[1, 1, H, W]``), a hit at IoU >= 0.5 (+1 convention)
 with a box of the class as annotated. alpha* is chosen on the held-out split. The resize is
-emulated exactly and only where the box needs it
-(:func:`saliency_bench.ops.pil_resize.kept_set_boxes`): no image is resized.
+emulated exactly and only where the box needs it, columns and rows whose byte bounds cannot
+reach 1 skipped (:func:`saliency_bench.ops.pil_resize.kept_set_boxes`): no image is resized.
 """
 from __future__ import annotations
 
