@@ -3,17 +3,16 @@ beside the same method's speed in isolation, on the same machine in the same cal
 
 The images are JPEGs of ImageNet's common sizes (500x375, 375x500, 500x333, 500x500 ...) with
 one VOC XML of boxes each (``val/`` + ``bbox_val/``, a layout the ``imagenet`` adapter reads);
-each shows a coloured rectangle (the box) on a noisy background. The same images are also a
-COCO split (``coco/val2014`` + ``annotations/instances_val2014.json``, the box as the
-instance's polygon), since the pointing game is played on COCO and weak localization on
-ImageNet: each run has both data sets, so every image is scored by both benchmarks. Each method runs as its own
+each shows a coloured rectangle (the box) on a noisy background. The pointing game plays on
+the boxes (the union of the class's boxes, as TorchRay's VOC protocol), so every image is scored by
+both benchmarks. Each method runs as its own
 ``saliency-bench run --device DEVICE --model googlenet --weights googlenet=random --benchmarks
 localization,pointing`` over its own number of images (gradient and Grad-CAM on all of them,
 occlusion and the mask, at a few iterations, on fewer), in a fresh process, as a user runs it.
 
 Reported per method:
 
-* ``harness_samples_per_s``: the samples (each image in both data sets) over the run's own pass (the store's ``started`` to
+* ``harness_samples_per_s``: the samples (each image, scored by both benchmarks) over the run's own pass (the store's ``started`` to
   ``finished``: model, loading, the method, scoring, the store, the summaries), and the
   ``wall_s`` of the whole process (its start-up and the leaderboard included);
 * ``isolated_samples_per_s``: the method's ``explain`` alone on a batch of random inputs of the
@@ -70,38 +69,6 @@ def _write_one(args: tuple) -> None:
         f"<size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
         f"<object><name>{wnid}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
         f"<xmax>{x1 + bw - 1}</xmax><ymax>{y1 + bh - 1}</ymax></bndbox></object></annotation>\n")
-
-
-def write_coco(imagenet: Path, root: Path) -> int:
-    """The same images as a COCO ``val2014`` split for the pointing game (links to the JPEGs,
-    ``annotations/instances_val2014.json``): each image's box as one instance, its polygon the
-    box's outline, its category one that ImageNet models can score."""
-    import xml.etree.ElementTree as ET
-
-    from saliency_bench.datasets.coco_imagenet_map import COCO_TO_IMAGENET
-    from saliency_bench.labels import COCO_CATEGORIES
-
-    (root / "val2014").mkdir(parents=True, exist_ok=True)
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    scorable = [c for c in COCO_CATEGORIES if COCO_TO_IMAGENET.get(c, ((), ""))[0]]
-    images, anns = [], []
-    for k, jpg in enumerate(sorted((imagenet / "val").glob("*.JPEG"))):
-        box = ET.parse(imagenet / "bbox_val" / f"{jpg.stem}.xml").getroot()
-        w, h = (int(box.find("size").findtext(t)) for t in ("width", "height"))
-        x1, y1, x2, y2 = (float(box.find("object/bndbox").findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
-        name = f"COCO_val2014_{k + 1:012d}.jpg"
-        link = root / "val2014" / name
-        if not link.exists():
-            link.symlink_to(jpg.resolve())
-        images.append({"id": k + 1, "file_name": name, "width": w, "height": h})
-        bw, bh = x2 - x1 + 1, y2 - y1 + 1
-        anns.append({"id": k + 1, "image_id": k + 1, "iscrowd": 0, "area": bw * bh, "bbox": [x1, y1, bw, bh],
-                     "category_id": COCO_CATEGORIES.index(scorable[k % len(scorable)]) + 1,
-                     "segmentation": [[x1, y1, x2 + 1, y1, x2 + 1, y2 + 1, x1, y2 + 1]]})
-    cats = [{"id": i + 1, "name": c, "supercategory": ""} for i, c in enumerate(COCO_CATEGORIES)]
-    (root / "annotations" / "instances_val2014.json").write_text(
-        json.dumps({"images": images, "annotations": anns, "categories": cats}))
-    return len(images)
 
 
 def write_dataset(root: Path, n: int, *, scale: float = 1.0, seed: int = 0, procs: int | None = None) -> dict:
@@ -224,7 +191,6 @@ def e2e_section(out: dict, save: Callable[[], None], *, device, work: Path, imag
     scale = 0.25 if tiny else 1.0
     out["registration"] = register_source_tree()  # the datasets package too, from a source tree
     out["dataset"] = write_dataset(work / "imagenet", images, scale=scale)
-    out["dataset"]["coco_images"] = write_coco(work / "imagenet", work / "coco")
     from saliency_bench.scoring import cores, default_workers
 
     out["cores"] = cores()
@@ -254,7 +220,7 @@ def e2e_section(out: dict, save: Callable[[], None], *, device, work: Path, imag
             continue
         runs = work / f"runs-{name}"
         args = ["run", "--device", str(device), "--model", "googlenet", "--weights", "googlenet=random",
-                "--dataset", f"imagenet:{work / 'imagenet'}", "--dataset", f"coco:{work / 'coco'}",
+                "--dataset", f"imagenet:{work / 'imagenet'}",
                 "--limit", str(n), "--methods", name,
                 "--benchmarks", "localization,pointing", "--batch-size", str(batch), "--workers", str(workers),
                 "--runs-dir", str(runs), "--quiet"]
@@ -267,7 +233,7 @@ def e2e_section(out: dict, save: Callable[[], None], *, device, work: Path, imag
         r.update(run_cli(args, env, timeout=min(1800.0, left + 60.0)))
         if "error" not in r:
             r.update(pass_of(runs))
-            r["samples"] = 2 * n  # the images once in each data set
+            r["samples"] = n  # each image scored by localization and by pointing
             r["harness_samples_per_s"] = r["samples"] / r["pass_s"]
             r["startup_s"] = r["wall_s"] - r["pass_s"]
             r["rest_of_pass_s"] = r["pass_s"] - r["method_s"]
@@ -277,7 +243,7 @@ def e2e_section(out: dict, save: Callable[[], None], *, device, work: Path, imag
             except Exception as e:  # the run's numbers stay
                 r["isolated"] = {"error": f"{type(e).__name__}: {e}"}
             eff = f", efficiency {r['efficiency']:.2f}" if "efficiency" in r else ""
-            log(f"  e2e {name}: {n} images x 2 data sets, {r['harness_samples_per_s']:.4g} samples/s in the harness"
+            log(f"  e2e {name}: {n} images, {r['harness_samples_per_s']:.4g} samples/s in the harness"
                 f" ({r['isolated'].get('samples_per_s', float('nan')):.4g} alone{eff}); wall {r['wall_s']:.1f} s ="
                 f" start-up {r['startup_s']:.1f} + method {r['method_s']:.1f} + rest of pass"
                 f" {r['rest_of_pass_s']:.1f}; {r['cpu_cores_used']:.1f} CPU cores busy")

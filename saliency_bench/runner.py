@@ -306,8 +306,8 @@ class Runner:
                 ks = [k for k in scored_ks if bench.applies_to(samples[k])]
                 if not ks:
                     continue
-                query = self._model_query(model, batch, good, x_all, t_all, ks, bench, views_made) \
-                    if bench.uses_model else None
+                query = self._model_query(model, batch, good, x_all, t_all, ks, bench, views_made,
+                                          method if bench.reruns_method else None) if bench.uses_model else None
                 jobs.append((bench, [samples[k] for k in ks], [outputs[k] for k in ks], query))
             # Scored here or in the scoring workers; written in this order either way (scoring.py).
             self.scorer.submit(jobs, model.input_size, partial(
@@ -342,9 +342,11 @@ class Runner:
                                f"{escape(what)}", highlight=False)
 
     def _model_query(self, model, batch: list, good: list[int], x_all, t_all, ks: list[int], bench,
-                     views_made: dict) -> ModelQuery:
+                     views_made: dict, method: Method | None = None) -> ModelQuery:
         """The model in the loop for ``bench`` over the batch's samples ``ks``; its views are
-        preprocessed once per batch (``views_made``), whichever method's maps it scores."""
+        preprocessed once per batch (``views_made``), whichever method's maps it scores. With
+        ``method``, the query can re-run it (``ModelQuery.explain``), isolated as the harness calls it;
+        those maps are never cached."""
         rows = [good.index(k) for k in ks]
         views = {}
         for v in getattr(bench, "views", ()) or ():
@@ -353,7 +355,11 @@ class Runner:
                 views_made[key] = self._view_batch(model, batch, ks, None, v, key[0])
             views[v] = views_made[key]
         idx = torch.as_tensor(rows, device=x_all.device)
-        return ModelQuery(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)
+        if method is None:
+            return ModelQuery(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)
+        method_views = {v: self._view_batch(model, batch, ks, method, v) for v in method.views}
+        return ModelQuery(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size,
+                          explainer=rerun(method), method_views=method_views)
 
     @staticmethod
     def _view_batch(model, batch: list, good: list[int], method: Method | None, name: str,
@@ -374,6 +380,17 @@ class Runner:
     def summarize(self, store: Store, model, display: str, skipped: dict[str, str],
                   subsets: dict[str, str] | None = None) -> None:
         summarize_into(store, self.run_id, model.name, display, self.plan, skipped, subsets)
+
+
+def rerun(method: Method):
+    """The method under test as a benchmark may run it again (``ModelQuery.explain``): isolated, its
+    failures reasons, its maps for the benchmark only."""
+
+    def explain(model, x, targets, views):
+        res = call_method(method, model, x, targets, views)
+        return res.outputs, res.reasons
+
+    return explain
 
 
 def cpu_default(cfg: RunConfig, device: torch.device) -> bool:

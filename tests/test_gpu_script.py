@@ -225,13 +225,14 @@ def test_gpu_sh_end_to_end_runs_the_harness_beside_each_method_alone(tiny_run):
     beside the method's alone, the CPU cores it kept busy and where its time went."""
     e2e = tiny_run[0]["e2e"]
     assert "error" not in e2e, e2e
-    assert e2e["dataset"]["images"] == e2e["dataset"]["coco_images"] == 8 and e2e["dataset"]["bytes"] > 0
+    assert e2e["dataset"]["images"] == 8 and e2e["dataset"]["bytes"] > 0
     assert e2e["cores"] >= 1 and e2e["scoring_workers"] == 1
     assert set(e2e["methods"]) == {"gradient", "grad_cam", "occlusion", "mask"}
     for name, r in e2e["methods"].items():
         assert r["returncode"] == 0, r.get("error")
-        # every image as an ImageNet sample (localization) and as a COCO sample (pointing)
-        assert r["samples"] == r["outcomes"] == r["outcomes_ok"] == r["records"] == 2 * r["images"], (name, r)
+        # every image scored by localization and by pointing (on its boxes)
+        assert r["samples"] == r["outcomes"] == r["outcomes_ok"] == r["images"], (name, r)
+        assert r["records"] == 2 * r["images"], (name, r)
         assert r["harness_samples_per_s"] == pytest.approx(r["samples"] / r["pass_s"])
         assert r["efficiency"] == pytest.approx(r["harness_samples_per_s"] / r["isolated"]["samples_per_s"])
         assert 0 < r["method_s"] <= r["pass_s"] < r["wall_s"]

@@ -139,17 +139,17 @@ def test_model_in_the_loop_benchmarks_score_on_the_pristine_model(tmp_path):
     benchmark give the records they give alone; the careless benchmark fails, named."""
     assert _toy(tmp_path / "alone", "brightness", "deletion_game,deletion") == 0
     assert _toy(tmp_path / "mixed", "scales_weight_data,train_mode,brightness,forward_hook",
-                "careless_probe,deletion_game,deletion") == 0
-    def untimed(rows):  # the probe's seconds are a clock reading
+                "careless_query,deletion_game,deletion") == 0
+    def untimed(rows):  # the model query's seconds are a clock reading
         return [(*r[:5], {k: v for k, v in json.loads(r[5]).items() if k != "_probe"}) for r in rows]
 
     want = untimed(_rows(tmp_path / "alone", ("brightness",)))
-    got = untimed(r for r in _rows(tmp_path / "mixed", ("brightness",)) if r[3] != "careless_probe")
+    got = untimed(r for r in _rows(tmp_path / "mixed", ("brightness",)) if r[3] != "careless_query")
     assert want and got == want
     con = sqlite3.connect(tmp_path / "mixed" / "store.sqlite")
     reasons = {r for (r,) in con.execute("SELECT reason FROM outcomes WHERE method='brightness' AND ok=0")}
     con.close()
-    assert any(r.startswith("benchmark 'careless_probe' changed the model: module (the network) switched to "
+    assert any(r.startswith("benchmark 'careless_query' changed the model: module (the network) switched to "
                             "train mode") for r in reasons), reasons
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -125,6 +125,11 @@ class Benchmark:
     accepts: tuple[str, ...] = (HEATMAP,)
     columns: tuple[str, ...] = ()  # the leaderboard columns this benchmark fills, in order (Column)
     uses_model: bool = False
+    #: The method in the loop (randomisation): the benchmark may ask the harness to run the method
+    #: under test again (:meth:`ModelQuery.explain`, on other inputs or on a copy of the model from
+    #: :meth:`ModelQuery.model_copy`). A benchmark never imports a method; those maps are never
+    #: cached nor scored as the method's own, and their time counts in the benchmark's cost column.
+    reruns_method: bool = False
     views: tuple[str, ...] = ()
     #: A timing benchmark (``runtime``) is fed the run's timings instead of maps:
     #: ``summarize_timings(timings, model_timing)`` replaces ``summarize``.
@@ -220,7 +225,9 @@ class ModelQuery:
     """
 
     def __init__(self, model: Model, x: torch.Tensor, targets: Any,
-                 views: Mapping[str, torch.Tensor | None] | None = None, batch_size: int = 16) -> None:
+                 views: Mapping[str, torch.Tensor | None] | None = None, batch_size: int = 16,
+                 explainer: Callable[..., Any] | None = None,
+                 method_views: Mapping[str, torch.Tensor | None] | None = None) -> None:
         from ..targets import Targets
 
         self.model = model
@@ -230,7 +237,12 @@ class ModelQuery:
         self.batch_size = max(1, int(batch_size))
         self.passes = 0
         self.seconds = 0.0
+        self.reruns = 0  # maps the method under test made for the benchmark
         self._parent: ModelQuery | None = None  # a query over some rows adds its cost to its parent's
+        # explainer(model, x, targets, views) -> (outputs: list of [h,w] arrays or None, reasons):
+        # the harness's isolated call of the method under test (None: a plain model-in-the-loop query)
+        self._explainer = explainer
+        self._method_views = dict(method_views or {})
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -244,15 +256,49 @@ class ModelQuery:
         passes and seconds still add up in the parent."""
         idx = torch.as_tensor(list(rows), dtype=torch.long, device=self.x.device)
         sub = ModelQuery(self.model, self.x[idx], self.targets[idx.cpu()].to(self.x.device),
-                         {k: None if v is None else v[idx] for k, v in self._views.items()}, self.batch_size)
+                         {k: None if v is None else v[idx] for k, v in self._views.items()}, self.batch_size,
+                         self._explainer, {k: None if v is None else v[idx] for k, v in self._method_views.items()})
         sub._parent = self
         return sub
 
-    def _count(self, passes: int, seconds: float) -> None:
+    def _count(self, passes: int, seconds: float, reruns: int = 0) -> None:
         self.passes += passes
         self.seconds += seconds
+        self.reruns += reruns
         if self._parent is not None:
-            self._parent._count(passes, seconds)
+            self._parent._count(passes, seconds, reruns)
+
+    def model_copy(self) -> Model:
+        """A deep copy of the model (net, parameters, buffers) to randomise; the run's model stays as
+        loaded. The copy keeps its name, roles and layers, so a method finds its layers in it."""
+        import copy
+
+        return copy.deepcopy(self.model)
+
+    def explain(self, x: torch.Tensor | None = None, rows: Sequence[int] | torch.Tensor | None = None,
+                model: Model | None = None, targets: Any = None) -> tuple[list[np.ndarray | None], list[str | None]]:
+        """Run the method under test (its parameters and, for its own inputs, its views) on ``x``
+        (default: the batch's inputs), for the target sets of ``rows`` (default: every row) or the
+        given ``targets``, on ``model`` (default: the run's model, or a copy from
+        :meth:`model_copy`). Returns the maps at the method's resolution (float32 numpy, or None)
+        and, per map, why there is none. Timed (device synchronised) into the benchmark's cost."""
+        from ..targets import Targets
+        from ..timing import timed
+
+        if self._explainer is None:
+            raise RuntimeError("this query cannot re-run the method: the benchmark must declare "
+                               "reruns_method = True")
+        x = self.x if x is None else x.to(self.x.device)
+        rows = torch.arange(x.shape[0]) if rows is None else torch.as_tensor(rows, dtype=torch.long).cpu()
+        if targets is None:
+            targets = self.targets[rows].to(self.x.device)
+        elif not isinstance(targets, Targets):
+            targets = Targets(targets, self.x.device)
+        views = {k: None if v is None else v[rows.to(v.device)] for k, v in self._method_views.items()}
+        (outputs, reasons), seconds, _ = timed(lambda: self._explainer(model or self.model, x, targets, views),
+                                               self.x.device)
+        self._count(0, seconds, int(x.shape[0]))
+        return outputs, reasons
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """``[N,C]`` logits of ``N`` preprocessed inputs (float32, on the device)."""

@@ -179,19 +179,19 @@ def exits_after_change(model, x, targets):
     sys.exit(1)
 
 
-@saliency_bench.benchmark("careless_probe")
-class CarelessProbe(saliency_bench.Benchmark):
+@saliency_bench.benchmark("careless_query")
+class CarelessQuery(saliency_bench.Benchmark):
     """A benchmark with the model in the loop that leaves the network in train mode after its
     forward passes (the model it was handed is not the benchmark's to change)."""
 
     uses_model = True
-    columns = ("careless_probe",)
+    columns = ("careless_query",)
 
-    def score_batch(self, samples, outputs, input_size, probe=None):
-        p = probe.probabilities(probe.x, list(range(len(probe))))
-        probe.model.net.train()
+    def score_batch(self, samples, outputs, input_size, query=None):
+        p = query.probabilities(query.x, list(range(len(query))))
+        query.model.net.train()
         return [{"p": float(v)} for v in p]
 
     def summarize(self, records, samples):
-        return {"careless_probe": {"value": float(len(records)), "ci": None, "n": len(records), "unit": "",
+        return {"careless_query": {"value": float(len(records)), "ci": None, "n": len(records), "unit": "",
                                    "note": ""}}
