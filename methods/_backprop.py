@@ -144,8 +144,8 @@ def _safe_div(p: Tensor, z: Tensor) -> Tensor:
     In float arithmetic only, no comparison: ``nz = |sign z|`` is exactly 1 or 0, ``z + (1 - nz)``
     is exactly ``z`` where ``z != 0`` and 1 where it is 0, and the product by ``nz`` is exact.
     The values are ``torch.where(z != 0, p / z, 0)``'s wherever ``p`` is finite (up to the sign
-    of a zero), at a third of its cost on the CPU: ``where`` and the comparison to 0 are not
-    vectorised there."""
+    of a zero), and cheaper on the CPU (1.4-2.7x on 7x7 and 4x4 maps, measured): ``where`` and
+    the comparison to 0 are not vectorised there."""
     nz = z.sign().abs_()
     return torch.div(p, nz.neg().add_(1).add_(z)).mul_(nz)
 
