@@ -26,8 +26,6 @@ RESULT_KEYS = ("methods", "all_methods", "models", "weights", "datasets", "split
 # Folders written by older code, to be regenerated with their COMMAND (the test then passes and
 # strict xfail asks for the entry to go).
 STALE = {
-    "reference-cpu": "written before benchmarks declared their columns; shows weak localization on COCO, which "
-                     "today's code skips, and no pointing game on ImageNet, which today's code plays on its boxes",
     "reference-cpu-all-methods": "written before the mask's game and top_k parameters and before the settings "
                                  "recorded the resolved benchmark options and the left-out methods; benchmarks in "
                                  "an older order; no pointing game on ImageNet (today: on its boxes)",
