@@ -30,8 +30,6 @@ STALE = {
                                  "recorded the resolved benchmark options and the left-out methods; benchmarks in "
                                  "an older order; no pointing game on ImageNet (today: on its boxes)",
     "reference-cpu-packs": "no pointing game on ImageNet, which today's code plays on its boxes",
-    "embedded-default": "regenerated before TorchRay's methods were registered: today's default runs more methods "
-                        "and leaves out rise and extremal_perturbation on a CPU",
 }
 
 

@@ -31,6 +31,8 @@ after the last step is recorded with the reason.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any, Sequence
 
 import numpy as np
@@ -194,8 +196,9 @@ class Randomisation(ScalarBenchmark):
                 __import__("warnings").simplefilter("ignore")
                 mean = np.nanmean(arr, axis=0)
             steps = next(r["steps"] for r in records if r.get("steps"))
-            out["randomisation_spearman"]["note"] += "; mean Spearman per step from the logits down: " + ", ".join(
-                f"{s} {v:.2f}" for s, v in zip(steps, mean) if np.isfinite(v))
+            m = out["randomisation_spearman"]
+            out["randomisation_spearman"] = dataclasses.replace(m, note=m.note + "; mean Spearman per step from the logits down: "
+                                                                + ", ".join(f"{s} {v:.2f}" for s, v in zip(steps, mean) if np.isfinite(v)))
         return out
 
 
