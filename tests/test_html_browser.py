@@ -36,7 +36,8 @@ def _browser() -> str:
 PROBE = """<script>
 window.addEventListener('load', () => {
   const table = document.querySelector('table.lb');
-  const order = () => [...table.tBodies[0].rows].map(r => r.cells[0].textContent);
+  // the method's name (a baseline's cell also says "(baseline)")
+  const order = () => [...table.tBodies[0].rows].map(r => r.cells[0].textContent.replace(/ \(baseline\)$/, ''));
   const th = [...table.tHead.rows[0].cells].find(c => c.textContent === 'Pointing all (%)');
   const out = {before: order()};
   th.dispatchEvent(new MouseEvent('click', {bubbles: true}));
