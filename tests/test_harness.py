@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,8 @@ import pytest
 
 from saliency_bench.cli import main
 from saliency_bench.cache import VERSION
+
+from interrupt import start_and_wait
 
 TOY = str(Path(__file__).parent / "plugins" / "toy.py")
 
@@ -96,20 +97,8 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_results(tmp_path):
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "saliency_bench", "--plugin", TOY, "run", "--model", "toy_net", "--dataset", "toy",
            "--runs-dir", str(killed), "--workers", "0", "--batch-size", "4", "--quiet", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    done = 0
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            con = sqlite3.connect(killed / "store.sqlite", timeout=5)
-            done = con.execute("SELECT COUNT(*) FROM outcomes WHERE method='sleepy'").fetchone()[0]
-            con.close()
-        except sqlite3.Error:
-            done = 0
-        if done >= 4:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc, done = start_and_wait(cmd, killed / "store.sqlite", "sleepy", 4, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 4 <= done < 16

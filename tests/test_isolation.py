@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,8 @@ import pytest
 from saliency_bench.cache import PROVENANCE, VERSION
 from saliency_bench.cli import main
 from saliency_bench.registry import load_plugin_file
+
+from interrupt import start_and_wait
 
 PLUGINS = Path(__file__).parent / "plugins"
 CARELESS = str(PLUGINS / "careless.py")
@@ -162,19 +163,8 @@ def test_ctrl_c_prints_one_line_exits_130_and_resumes_to_identical_records(tmp_p
     assert main(["--plugin", TOY, *args, "--runs-dir", str(tmp_path / "straight"), "--quiet"]) == 0
     runs = tmp_path / "interrupted"
     cmd = [sys.executable, "-m", "saliency_bench", "--plugin", TOY, *args, "--runs-dir", str(runs), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, done = time.time() + 120, 0
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            con = sqlite3.connect(runs / "store.sqlite", timeout=5)
-            done = con.execute("SELECT COUNT(*) FROM outcomes WHERE method='sleepy'").fetchone()[0]
-            con.close()
-        except sqlite3.Error:
-            done = 0
-        if done >= 4:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc, _ = start_and_wait(cmd, runs / "store.sqlite", "sleepy", 4, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
     os.kill(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
