@@ -27,7 +27,7 @@ from saliency_bench.contracts import ModelQuery
 from saliency_bench.registry import get_method
 from saliency_bench.runner import rerun
 
-from metrics_data import METHODS, inputs, load, maps
+from metrics_data import METHODS, imagenet_val, maps
 
 captum_metrics = pytest.importorskip("captum.metrics")
 N = 10
@@ -35,10 +35,7 @@ N = 10
 
 @pytest.fixture(scope="module")
 def imagenet2(shared_data, lite0):
-    from saliency_bench.datasets.imagenet import imagenet
-
-    samples = load(imagenet(str(shared_data / "imagenet-val-300")), 2)
-    return samples, *inputs(lite0, samples)
+    return imagenet_val(shared_data, lite0, 2)
 
 
 def _explanation_func(model, method):

@@ -80,8 +80,25 @@ def _maps_at(maps: Sequence[np.ndarray], size: tuple[int, int], device) -> torch
     return torch.cat([_maps_at([m], size, device) for m in maps])
 
 
+def _perturbed(x: torch.Tensor, n: int, noise: torch.Tensor, sign: float) -> torch.Tensor:
+    """``n`` copies of each input (``repeat_interleave``, Captum's order) plus ``sign * noise``, in the
+    input's memory format (the harness's channels-last batch stays channels-last)."""
+    cl = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    out = x.repeat_interleave(n, dim=0) + sign * noise.to(x.device, x.dtype)
+    return out.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+
 class _Robustness(ScalarBenchmark):
     uses_model = True
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if int(self.option("n_perturb_samples")) < 1:
+            raise ValueError(f"{self.name}: n_perturb_samples must be at least 1")
+
+    def _choice(self, key: str, allowed: Sequence[str]) -> None:
+        if self.option(key) not in allowed:
+            raise ValueError(f"{self.name}: {key} must be one of {', '.join(allowed)}, not {self.option(key)!r}")
 
     def _noise_seed(self, sample: Sample) -> int:
         return sample_seed(int(self.option("seed")), sample.id)
@@ -115,10 +132,7 @@ class MaxSensitivity(_Robustness):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        if self.option("resolution") not in RESOLUTIONS:
-            raise ValueError(f"max_sensitivity: resolution must be map or input, not {self.option('resolution')!r}")
-        if int(self.option("n_perturb_samples")) < 1:
-            raise ValueError("max_sensitivity: n_perturb_samples must be at least 1")
+        self._choice("resolution", RESOLUTIONS)
         if self.option("norm_ord") != "fro":
             float(self.option("norm_ord"))  # a number, or this says why not
 
@@ -137,7 +151,7 @@ class MaxSensitivity(_Robustness):
         B, n = x.shape[0], int(self.option("n_perturb_samples"))
         r = float(self.option("perturb_radius"))
         noise = torch.cat([uniform_noise(self._noise_seed(s), n, x.shape[1:], r) for s in samples])
-        xp = x.repeat_interleave(n, dim=0) + noise.to(x.device, x.dtype)
+        xp = _perturbed(x, n, noise, 1.0)
         rows = torch.arange(B).repeat_interleave(n)
         step = int(self.option("max_examples_per_batch")) or B * n
         maps: list[np.ndarray | None] = []
@@ -196,10 +210,7 @@ class Infidelity(_Robustness):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        if self.option("score") not in SCORES:
-            raise ValueError(f"infidelity: score must be one of {', '.join(SCORES)}, not {self.option('score')!r}")
-        if int(self.option("n_perturb_samples")) < 1:
-            raise ValueError("infidelity: n_perturb_samples must be at least 1")
+        self._choice("score", SCORES)
 
     def protocol(self) -> dict[str, str]:
         what = "pre-softmax score" if self.option("score") == "logit" else "softmax probability"
@@ -227,7 +238,7 @@ class Infidelity(_Robustness):
                            for s in samples]).to(dev)
         rows = torch.arange(B).repeat_interleave(n)
         f0 = self._f(query, x, torch.arange(B))
-        fp = self._f(query, x.repeat_interleave(n, dim=0) - noise.to(x.dtype), rows)
+        fp = self._f(query, _perturbed(x, n, noise, -1.0), rows)
         m = _maps_at(list(outputs), tuple(int(v) for v in input_size), dev).double()  # [B, H, W]
         # Captum: sum over the input of attribution * perturbation; the map is the same on every channel
         # (in float64, as the scores: a and b are compared, and summed squared)
