@@ -100,8 +100,14 @@ class _Robustness(ScalarBenchmark):
         if self.option(key) not in allowed:
             raise ValueError(f"{self.name}: {key} must be one of {', '.join(allowed)}, not {self.option(key)!r}")
 
-    def _noise_seed(self, sample: Sample) -> int:
-        return sample_seed(int(self.option("seed")), sample.id)
+    def _draws(self, samples: Sequence[Sample], query: Any, draw, scale: float):
+        """``(x, B, n, noise)``: the batch's inputs, its size, the draws per sample, and the noise of every
+        sample (``draw(seed, n, shape, scale)`` with the sample's seed), stacked in Captum's order."""
+        if query is None:
+            raise TypeError(f"{self.name} runs the model: score_batch needs query=")
+        x, n = query.x, int(self.option("n_perturb_samples"))
+        noise = torch.cat([draw(sample_seed(int(self.option("seed")), s.id), n, x.shape[1:], scale) for s in samples])
+        return x, int(x.shape[0]), n, noise
 
     def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int], *, query: Any = None) -> dict:
         return self.score_batch([sample], [output], input_size, query=query)[0]
@@ -145,12 +151,7 @@ class MaxSensitivity(_Robustness):
 
     def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int], *,
                     query: Any = None) -> list[dict]:
-        if query is None:
-            raise TypeError("max_sensitivity re-runs the method: score_batch needs query=")
-        x = query.x
-        B, n = x.shape[0], int(self.option("n_perturb_samples"))
-        r = float(self.option("perturb_radius"))
-        noise = torch.cat([uniform_noise(self._noise_seed(s), n, x.shape[1:], r) for s in samples])
+        x, B, n, noise = self._draws(samples, query, uniform_noise, float(self.option("perturb_radius")))
         xp = _perturbed(x, n, noise, 1.0)
         rows = torch.arange(B).repeat_interleave(n)
         step = int(self.option("max_examples_per_batch")) or B * n
@@ -229,13 +230,9 @@ class Infidelity(_Robustness):
 
     def score_batch(self, samples: Sequence[Sample], outputs, input_size: tuple[int, int], *,
                     query: Any = None) -> list[dict]:
-        if query is None:
-            raise TypeError("infidelity runs the model: score_batch needs query=")
-        x = query.x
-        B, n = x.shape[0], int(self.option("n_perturb_samples"))
+        x, B, n, noise = self._draws(samples, query, normal_noise, float(self.option("noise_std")))
         dev = x.device
-        noise = torch.cat([normal_noise(self._noise_seed(s), n, x.shape[1:], float(self.option("noise_std")))
-                           for s in samples]).to(dev)
+        noise = noise.to(dev)
         rows = torch.arange(B).repeat_interleave(n)
         f0 = self._f(query, x, torch.arange(B))
         fp = self._f(query, _perturbed(x, n, noise, -1.0), rows)
