@@ -24,6 +24,14 @@ def load(ds, n: int):
     return out
 
 
+def imagenet_val(shared_data, model, n: int):
+    """(samples, inputs, targets) of the first ``n`` loadable ImageNet val images of the shared data."""
+    from saliency_bench.datasets.imagenet import imagenet
+
+    samples = load(imagenet(str(shared_data / "imagenet-val-300")), n)
+    return samples, *inputs(model, samples)
+
+
 def inputs(model, samples):
     x = model.preprocess(torch.stack([to_input(s.image, model.input_size) for s in samples]))
     t = [s.target_in(model.label_space)[:1] for s in samples]

@@ -21,7 +21,7 @@ from saliency_bench.contracts import ModelQuery
 from saliency_bench.registry import get_method
 from saliency_bench.runner import rerun
 
-from metrics_data import METHODS, inputs, load, maps
+from metrics_data import METHODS, imagenet_val, maps
 
 quantus = pytest.importorskip("quantus")
 K = 5
@@ -29,10 +29,7 @@ K = 5
 
 @pytest.fixture(scope="module")
 def imagenet2(shared_data, lite0):
-    from saliency_bench.datasets.imagenet import imagenet
-
-    samples = load(imagenet(str(shared_data / "imagenet-val-300")), 2)
-    return samples, *inputs(lite0, samples)
+    return imagenet_val(shared_data, lite0, 2)
 
 
 def test_steps_run_from_the_logits_down(lite0):
