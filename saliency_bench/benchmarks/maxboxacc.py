@@ -149,14 +149,13 @@ def _min_box_areas(gt: np.ndarray, n_gt: np.ndarray, iou: int) -> np.ndarray:
     at most ``A``, the union at least ``G``), so ``iou/100`` of the smallest ``G``, less 1e-9 of
     it for the rounding of the IoU's division. 0 (prune nothing) where a box has no positive
     finite area or there are no boxes."""
-    out = np.zeros(len(gt))
-    for i in range(len(gt)):
-        x = gt[i, :n_gt[i]]
-        areas = (x[:, 2] - x[:, 0] + 1.0) * (x[:, 3] - x[:, 1] + 1.0)
-        if len(x) and np.isfinite(x).all() and ((x[:, 2] - x[:, 0] + 1.0) > 0).all() and \
-                ((x[:, 3] - x[:, 1] + 1.0) > 0).all():
-            out[i] = iou / 100.0 * float(areas.min()) * (1.0 - 1e-9)
-    return out
+    used = np.arange(gt.shape[1])[None, :] < n_gt[:, None]
+    with np.errstate(invalid="ignore", over="ignore"):
+        w = gt[..., 2] - gt[..., 0] + 1.0
+        h = gt[..., 3] - gt[..., 1] + 1.0
+        ok = ((np.isfinite(gt).all(axis=2) & (w > 0) & (h > 0)) | ~used).all(axis=1) & (n_gt > 0)
+        smallest = np.where(used, w * h, np.inf).min(axis=1)
+    return np.where(ok, iou / 100.0 * smallest * (1.0 - 1e-9), 0.0)
 
 
 def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray], input_size: tuple[int, int] | None = None,

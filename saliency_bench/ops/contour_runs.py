@@ -104,13 +104,13 @@ def _line_runs(X, limit, st, evt, ev64, peaks, valleys):  # pragma: no cover - c
 
 @jit.helper
 def _rows_look_noisy(X, limit):  # pragma: no cover - compiled by numba
-    """Whether every 8th row of ``X`` has so many turns (a non-zero step against the last one)
+    """Whether 8 rows spread over ``X`` have so many turns (a non-zero step against the last one)
     that the map's peak runs along its rows would be estimated at over twice ``limit``: a noisy
     map, given up at once (only speed depends on it: the pixel sweeps are exact too)."""
     nr, nc = X.shape
     turns = 0
     rows = 0
-    for y in range(0, nr, 8):
+    for y in range(nr // 16, nr, max(nr // 8, 1)):
         row = X[y]
         last = 0
         for x in range(1, nc):
