@@ -190,25 +190,17 @@ def device_chunk(chunk: int, device: torch.device) -> int:
     return int(chunk) if chunk > 0 else (GPU_CHUNK if torch.device(device).type == "cuda" else CPU_CHUNK)
 
 
-def _copies_format(x: torch.Tensor) -> torch.memory_format:
-    """The memory format of ``x`` (channels-last when it is laid out so, as the models' inputs
-    are): copies made in it reach the network's first convolution without a layout change."""
-    if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 def perturbation_scores(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, null: torch.Tensor,
                         perturb: torch.Tensor, targets: Targets | torch.Tensor, score: ScoreFn,
-                        chunk: int = 256, keep_format: bool = False) -> torch.Tensor:
+                        chunk: int = 256) -> torch.Tensor:
     """``[B,N]`` scores of every image under every perturbation.
 
     ``x``, ``null``: ``[B,C,H,W]`` (``null`` may be ``[1,C,H,W]`` or a scalar tensor for a
     constant fill); ``perturb``: ``[N,H,W]`` (the same maps for every image) or ``[B,N,H,W]``
     (per image), 1 = replaced by ``null``. The ``B*N`` perturbed copies are scored ``chunk`` at a
     time: ``score(net(copies), targets_of_copies)`` must return one value per copy.
-    ``keep_format``: the copies are written in ``x``'s memory format (channels-last inputs give
-    channels-last copies, the same values) instead of a contiguous block.
+    The copies take ``x``'s memory format (the fused op follows its strides): a channels-last
+    input gives channels-last copies, as the network's first convolution wants them.
     """
     targets = as_target_tensor(targets, x.device)
     b = x.shape[0]
@@ -240,13 +232,7 @@ def perturbation_scores(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     with torch.no_grad():
         for b0, b1, n0, n1 in blocks:
             p = perturb[b0:b1, n0:n1] if per_image else perturb[None, n0:n1]
-            if keep_format:  # written in place into a batch in x's layout, viewed as [b, n, C, H, W]
-                flat = torch.empty(((b1 - b0) * (n1 - n0), *x.shape[1:]), device=x.device, dtype=x.dtype,
-                                   memory_format=_copies_format(x))
-                torch.addcmul(xu[b0:b1, None], p[:, :, None].to(x.dtype), diff[b0:b1, None],
-                              out=flat.view(b1 - b0, n1 - n0, *x.shape[1:]))
-            else:
-                flat = torch.addcmul(xu[b0:b1, None], p[:, :, None].to(x.dtype), diff[b0:b1, None]).flatten(0, 1)
+            flat = torch.addcmul(xu[b0:b1, None], p[:, :, None].to(x.dtype), diff[b0:b1, None]).flatten(0, 1)
             logits = net(flat)
             logits = logits.view(b1 - b0, n1 - n0, *logits.shape[1:])
             for u in range(b0, b1):

@@ -65,12 +65,12 @@ def occlusion(model, x: torch.Tensor, targets: Targets, *, size: int = 35, grid:
     squares clipped at the bottom and right), ``"centred"`` (centred on the ``stride`` grid,
     clipped on every side) or ``"valid"`` (Captum's windows wholly inside the image);
     ``offset=0`` gives the drop itself (docs/PROTOCOLS.md §5.6). ``chunk``: copies per forward
-    pass (0: 16 on a CPU, 256 on a GPU); the copies keep the input's memory format.
+    pass (0: 16 on a CPU, 256 on a GPU).
     """
     hw = tuple(x.shape[-2:])
     squares = occlusion_squares(hw, grid, int(size), int(per_side), int(stride), x.device)
     scores = perturbation_scores(model.net, x, torch.zeros((), device=x.device, dtype=x.dtype),
-                                 squares, targets, target_score, device_chunk(chunk, x.device), keep_format=True)
+                                 squares, targets, target_score, device_chunk(chunk, x.device))
     drops = _base_score(model, x, targets)[:, None] - scores
     return accumulate(drops, squares) + float(offset)
 
@@ -88,8 +88,7 @@ def blur_occlusion(model, x: torch.Tensor, targets: Targets, *, diameter: float 
     hw = tuple(x.shape[-2:])
     discs = _grid_discs(hw, stride, float(diameter), float(edge_sigma), str(x.device))
     null = null_image(x, blurred, blur_sigma, blur_source)
-    scores = perturbation_scores(model.net, x, null, discs, targets, target_score, device_chunk(chunk, x.device),
-                                 keep_format=True)
+    scores = perturbation_scores(model.net, x, null, discs, targets, target_score, device_chunk(chunk, x.device))
     drops = _base_score(model, x, targets)[:, None] - scores
     return accumulate(drops, discs)
 
@@ -140,8 +139,7 @@ def variable_occlusion(model, x: torch.Tensor, targets: Targets, *, discs: int =
     hw = tuple(x.shape[-2:])
     centres, radii, maps = _random_disc_maps(int(discs), hw, int(seed), float(edge_sigma), str(x.device))
     null = null_image(x, blurred, blur_sigma, blur_source)
-    scores = perturbation_scores(model.net, x, null, maps, targets, target_score, device_chunk(chunk, x.device),
-                                 keep_format=True)
+    scores = perturbation_scores(model.net, x, null, maps, targets, target_score, device_chunk(chunk, x.device))
     drops = _base_score(model, x, targets)[:, None] - scores  # [B,N]
     k = max(1, int(math.ceil(top_fraction * len(radii))))
     top = drops.topk(k, dim=1).indices  # [B,k] the most suppressing discs
