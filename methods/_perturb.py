@@ -181,7 +181,7 @@ def squares_at(corners: torch.Tensor, side: int, size: tuple[int, int]) -> torch
 
 #: Perturbed copies per forward pass when a method leaves it to the device (``chunk=0``): large
 #: passes fill a GPU; on the CPU a pass of 64 GoogLeNet copies costs 1.4x per image what one of
-#: 16 does (the activations of the larger pass leave the caches; docs/PERFORMANCE.md §3).
+#: 16 does (measured: docs/PERFORMANCE.md §3).
 CPU_CHUNK, GPU_CHUNK = 16, 256
 
 
