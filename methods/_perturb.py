@@ -232,8 +232,8 @@ def perturbation_scores(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     with torch.no_grad():
         for b0, b1, n0, n1 in blocks:
             p = perturb[b0:b1, n0:n1] if per_image else perturb[None, n0:n1]
-            flat = torch.addcmul(xu[b0:b1, None], p[:, :, None].to(x.dtype), diff[b0:b1, None]).flatten(0, 1)
-            logits = net(flat)
+            copies = torch.addcmul(xu[b0:b1, None], p[:, :, None].to(x.dtype), diff[b0:b1, None])
+            logits = net(copies.flatten(0, 1))
             logits = logits.view(b1 - b0, n1 - n0, *logits.shape[1:])
             for u in range(b0, b1):
                 for i in members[u]:
