@@ -179,6 +179,17 @@ def squares_at(corners: torch.Tensor, side: int, size: tuple[int, int]) -> torch
     return inside.float()
 
 
+#: Perturbed copies per forward pass when a method leaves it to the device (``chunk=0``): large
+#: passes fill a GPU; on the CPU a pass of 64 GoogLeNet copies costs 1.4x per image what one of
+#: 16 does (measured: docs/PERFORMANCE.md §3).
+CPU_CHUNK, GPU_CHUNK = 16, 256
+
+
+def device_chunk(chunk: int, device: torch.device) -> int:
+    """``chunk`` when positive, else the device's default (:data:`CPU_CHUNK`, :data:`GPU_CHUNK`)."""
+    return int(chunk) if chunk > 0 else (GPU_CHUNK if torch.device(device).type == "cuda" else CPU_CHUNK)
+
+
 def perturbation_scores(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, null: torch.Tensor,
                         perturb: torch.Tensor, targets: Targets | torch.Tensor, score: ScoreFn,
                         chunk: int = 256) -> torch.Tensor:
@@ -188,6 +199,8 @@ def perturbation_scores(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     constant fill); ``perturb``: ``[N,H,W]`` (the same maps for every image) or ``[B,N,H,W]``
     (per image), 1 = replaced by ``null``. The ``B*N`` perturbed copies are scored ``chunk`` at a
     time: ``score(net(copies), targets_of_copies)`` must return one value per copy.
+    The copies take ``x``'s memory format (the fused op follows its strides): a channels-last
+    input gives channels-last copies, as the network's first convolution wants them.
     """
     targets = as_target_tensor(targets, x.device)
     b = x.shape[0]

@@ -21,8 +21,8 @@ import saliency_bench
 from saliency_bench.contracts import POINT
 from saliency_bench.targets import Targets, target_score
 
-from ._perturb import (accumulate, authors_corners, blurred_original, grid_centres, null_image, perturbation_scores,
-                       soft_discs, square_maps, squares_at, valid_corners)
+from ._perturb import (accumulate, authors_corners, blurred_original, device_chunk, grid_centres, null_image,
+                       perturbation_scores, soft_discs, square_maps, squares_at, valid_corners)
 
 
 def _base_score(model, x: torch.Tensor, targets: Targets) -> torch.Tensor:
@@ -56,7 +56,7 @@ def occlusion_squares(hw: tuple[int, int], grid: str, size: int, per_side: int, 
 @saliency_bench.method("occlusion", cost=lambda grid="authors", per_side=28, stride=8, **_: (
     per_side ** 2 if grid == "authors" else (224 // stride) ** 2))
 def occlusion(model, x: torch.Tensor, targets: Targets, *, size: int = 35, grid: str = "authors",
-              per_side: int = 28, stride: int = 8, offset: float = 1.0, chunk: int = 256) -> torch.Tensor:
+              per_side: int = 28, stride: int = 8, offset: float = 1.0, chunk: int = 0) -> torch.Tensor:
     """Occlusion (Zeiler & Fergus 2014) as Fong & Vedaldi ran it (``occlusion_mask.py``):
     35x35 mean-pixel squares, heatmap = ``offset`` + the target logit's drop averaged over the
     squares covering each pixel (their ``1 - (occluded - original)``).
@@ -64,12 +64,13 @@ def occlusion(model, x: torch.Tensor, targets: Targets, *, size: int = 35, grid:
     ``grid``: ``"authors"`` (corners ``linspace(0, side, per_side, endpoint=False).astype(int)``,
     squares clipped at the bottom and right), ``"centred"`` (centred on the ``stride`` grid,
     clipped on every side) or ``"valid"`` (Captum's windows wholly inside the image);
-    ``offset=0`` gives the drop itself (docs/PROTOCOLS.md §5.6).
+    ``offset=0`` gives the drop itself (docs/PROTOCOLS.md §5.6). ``chunk``: copies per forward
+    pass (0: 16 on a CPU, 256 on a GPU).
     """
     hw = tuple(x.shape[-2:])
     squares = occlusion_squares(hw, grid, int(size), int(per_side), int(stride), x.device)
     scores = perturbation_scores(model.net, x, torch.zeros((), device=x.device, dtype=x.dtype),
-                                 squares, targets, target_score, chunk)
+                                 squares, targets, target_score, device_chunk(chunk, x.device))
     drops = _base_score(model, x, targets)[:, None] - scores
     return accumulate(drops, squares) + float(offset)
 
@@ -77,16 +78,17 @@ def occlusion(model, x: torch.Tensor, targets: Targets, *, size: int = 35, grid:
 @saliency_bench.method("blur_occlusion", views={"blurred": blurred_original}, cost=lambda stride=8, **_: (224 // stride) ** 2)
 def blur_occlusion(model, x: torch.Tensor, targets: Targets, *, diameter: float = 35.0, stride: int = 8,
                    edge_sigma: float = 10.0, blur_sigma: float = 10.0, blur_source: str = "original",
-                   chunk: int = 256, blurred: torch.Tensor | None = None) -> torch.Tensor:
+                   chunk: int = 0, blurred: torch.Tensor | None = None) -> torch.Tensor:
     """Blur occlusion (Fong & Vedaldi 2017 §5): soft discs (diameter 35, edge sigma 10) blending
     in the blurred image, centred on the stride-8 grid; drop of the target logit averaged with
     the discs' weights. ``blurred`` is the mask's view of the original (docs/PROTOCOLS.md §6);
     ``blur_source="input"``, or a direct call without it, blurs the network input instead.
+    ``chunk`` as in :func:`occlusion`.
     """
     hw = tuple(x.shape[-2:])
     discs = _grid_discs(hw, stride, float(diameter), float(edge_sigma), str(x.device))
     null = null_image(x, blurred, blur_sigma, blur_source)
-    scores = perturbation_scores(model.net, x, null, discs, targets, target_score, chunk)
+    scores = perturbation_scores(model.net, x, null, discs, targets, target_score, device_chunk(chunk, x.device))
     drops = _base_score(model, x, targets)[:, None] - scores
     return accumulate(drops, discs)
 
@@ -127,17 +129,17 @@ def _random_disc_maps(n: int, size: tuple[int, int], seed: int, edge_sigma: floa
                        cost=lambda discs=784, **_: discs)
 def variable_occlusion(model, x: torch.Tensor, targets: Targets, *, discs: int = 784, seed: int = 0,
                        edge_sigma: float = 10.0, blur_sigma: float = 10.0, blur_source: str = "original",
-                       top_fraction: float = 0.1, chunk: int = 256, blurred: torch.Tensor | None = None):
+                       top_fraction: float = 0.1, chunk: int = 0, blurred: torch.Tensor | None = None):
     """Variable occlusion (Fong & Vedaldi 2017 §5): 784 random soft blur discs; the centre of the
     smallest disc among the 10% most target-suppressing ones, as an (x, y) point.
 
     No released program: this follows the paper's text. The blurred image is the mask's
     (``blurred`` view, see :func:`blur_occlusion`; ``blur_source="input"`` or a direct call
-    without the view blurs the input)."""
+    without the view blurs the input). ``chunk`` as in :func:`occlusion`."""
     hw = tuple(x.shape[-2:])
     centres, radii, maps = _random_disc_maps(int(discs), hw, int(seed), float(edge_sigma), str(x.device))
     null = null_image(x, blurred, blur_sigma, blur_source)
-    scores = perturbation_scores(model.net, x, null, maps, targets, target_score, chunk)
+    scores = perturbation_scores(model.net, x, null, maps, targets, target_score, device_chunk(chunk, x.device))
     drops = _base_score(model, x, targets)[:, None] - scores  # [B,N]
     k = max(1, int(math.ceil(top_fraction * len(radii))))
     top = drops.topk(k, dim=1).indices  # [B,k] the most suppressing discs

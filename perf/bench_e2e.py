@@ -54,9 +54,9 @@ SIZES = ((500, 375), (375, 500), (500, 333), (500, 500), (333, 500), (500, 400),
 def _write_one(args: tuple) -> None:
     from PIL import Image
 
-    root, i, wnid, scale, seed = args
+    root, i, wnid, scale, seed, sizes = args
     rng = np.random.default_rng(seed + i)
-    w, h = SIZES[i % len(SIZES)]
+    w, h = sizes[i % len(sizes)]
     w, h = max(16, int(w * scale)), max(16, int(h * scale))
     img = (rng.integers(0, 64, (h, w, 3), dtype=np.uint8) + rng.integers(0, 128, 3, dtype=np.uint8)).astype(np.uint8)
     bw, bh = int(rng.integers(w // 4, w * 3 // 4)), int(rng.integers(h // 4, h * 3 // 4))
@@ -71,8 +71,10 @@ def _write_one(args: tuple) -> None:
         f"<xmax>{x1 + bw - 1}</xmax><ymax>{y1 + bh - 1}</ymax></bndbox></object></annotation>\n")
 
 
-def write_dataset(root: Path, n: int, *, scale: float = 1.0, seed: int = 0, procs: int | None = None) -> dict:
-    """``n`` JPEGs + VOC XMLs under ``root`` (kept if already there with ``n`` images)."""
+def write_dataset(root: Path, n: int, *, scale: float = 1.0, seed: int = 0, procs: int | None = None,
+                  sizes: tuple[tuple[int, int], ...] = SIZES) -> dict:
+    """``n`` JPEGs + VOC XMLs under ``root`` (kept if already there with ``n`` images), of the
+    ``sizes`` (width, height) in turn."""
     from saliency_bench.labels import imagenet_classes
 
     root = Path(root)
@@ -81,7 +83,7 @@ def write_dataset(root: Path, n: int, *, scale: float = 1.0, seed: int = 0, proc
     t = time.perf_counter()
     if len(list((root / "val").glob("*.JPEG"))) != n:
         wnids = [c.wnid for c in imagenet_classes()]
-        jobs = [(str(root), i, wnids[(i * 7919) % len(wnids)], scale, seed) for i in range(n)]
+        jobs = [(str(root), i, wnids[(i * 7919) % len(wnids)], scale, seed, tuple(sizes)) for i in range(n)]
         procs = procs or max(1, min(16, os.cpu_count() or 1))
         if procs > 1 and n > 64:
             with ProcessPoolExecutor(procs) as ex:

@@ -154,6 +154,34 @@ def test_occlusion_result_does_not_depend_on_chunk_or_batching():
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)  # logits ~ 40: float32 sums in another order
 
 
+def test_copies_of_a_channels_last_input_are_channels_last_and_the_default_chunk_is_the_devices():
+    """The perturbed copies of a channels-last input (as the models' inputs are) reach the network
+    channels-last, in blocks of one image and of several, with the values of ``x + P (null - x)``."""
+    from saliency_bench.methods._perturb import CPU_CHUNK, device_chunk, perturbation_scores
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 12, 10).contiguous(memory_format=torch.channels_last)
+    null = torch.randn(2, 3, 12, 10)
+    perturb = (torch.rand(7, 12, 10) > 0.5).float()
+    seen: list[torch.Tensor] = []
+
+    def net(c):
+        seen.append(c.clone(memory_format=torch.preserve_format))
+        return c.flatten(1)[:, :4].double()
+
+    for chunk in (3, 100):  # one image times a block of masks; a block of both images times every mask
+        perturbation_scores(net, x, null, perturb, as_target_tensor([1, 2]), lambda o, t: o.gather(1, t).squeeze(1),
+                            chunk=chunk)
+    want = x[:, None] + perturb[None, :, None] * (null - x)[:, None]  # [B, N, C, H, W]
+    blocks = [want[b, n0:n0 + 3] for b in range(2) for n0 in (0, 3, 6)] + [want.flatten(0, 1)]
+    assert len(seen) == len(blocks) == 7
+    for got, w in zip(seen, blocks):
+        assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+        torch.testing.assert_close(got, w, rtol=0, atol=1e-6)
+    assert device_chunk(0, torch.device("cpu")) == CPU_CHUNK and device_chunk(5, torch.device("cpu")) == 5
+    assert device_chunk(0, torch.device("cuda")) == 256
+
+
 def test_gaussian_blur_matches_scipy_with_edge_replication():
     from scipy.ndimage import gaussian_filter
 

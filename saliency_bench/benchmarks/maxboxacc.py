@@ -143,6 +143,21 @@ def _record_hits(rec, top, gt, n_gt, ious, n_img, n_t, w, h):  # pragma: no cove
     return out
 
 
+def _min_box_areas(gt: np.ndarray, n_gt: np.ndarray, iou: int) -> np.ndarray:
+    """Per image, an area under which no box reaches IoU ``iou/100`` with any of its ground-truth
+    boxes (VOC, +1): IoU <= A / G for a box of area ``A`` and one of area ``G`` (the intersection is
+    at most ``A``, the union at least ``G``), so ``iou/100`` of the smallest ``G``, less 1e-9 of
+    it for the rounding of the IoU's division. 0 (prune nothing) where a box has no positive
+    finite area or there are no boxes."""
+    used = np.arange(gt.shape[1])[None, :] < n_gt[:, None]
+    with np.errstate(invalid="ignore", over="ignore"):
+        w = gt[..., 2] - gt[..., 0] + 1.0
+        h = gt[..., 3] - gt[..., 1] + 1.0
+        ok = ((np.isfinite(gt).all(axis=2) & (w > 0) & (h > 0)) | ~used).all(axis=1) & (n_gt > 0)
+        smallest = np.where(used, w * h, np.inf).min(axis=1)
+    return np.where(ok, iou / 100.0 * smallest * (1.0 - 1e-9), 0.0)
+
+
 def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray], input_size: tuple[int, int] | None = None,
                       ious: Sequence[int] = WSOL_IOUS) -> np.ndarray:
     """``[B, len(ious), 100]`` bool: is sample ``b`` correct at IoU ``ious[k]/100`` and threshold ``t``.
@@ -156,7 +171,6 @@ def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray], input_si
     s8 = wsol_scoremaps(maps, size)
     b, H, W = s8.shape
     n_t = len(WSOL_THRESHOLDS)
-    parts, top = contour_record_parts(s8, wsol_levels(s8), n_t)
     g = max((len(np.asarray(x).reshape(-1, 4)) for x in gt_boxes), default=0)
     gt = np.zeros((b, max(g, 1), 4))
     n_gt = np.zeros(b, np.int64)
@@ -164,6 +178,7 @@ def maxboxacc_correct(maps: np.ndarray, gt_boxes: Sequence[np.ndarray], input_si
         x = np.asarray(x, dtype=np.float64).reshape(-1, 4)
         gt[i, :len(x)] = x
         n_gt[i] = len(x)
+    parts, top = contour_record_parts(s8, wsol_levels(s8), n_t, min_area=_min_box_areas(gt, n_gt, min(ious)))
     hits = jit.compiled("_record_hits")
     thresholds = np.array([d / 100.0 for d in ious])
     # The records' coverage counts add up, so a hit of any part is a hit (images without foreground

@@ -46,7 +46,7 @@ def neighbour_groups() -> tuple[np.ndarray, np.ndarray]:
 
 
 @jit.kernel
-def _component_records(values, lut, n_levels, reps, n_reps, rec):  # pragma: no cover - compiled by numba
+def _component_records(values, lut, n_levels, reps, n_reps, min_area, rec):  # pragma: no cover - compiled by numba
     """Union-find sweep of :func:`component_box_records`: pixel ``(y, x)`` of image ``b`` has the
     level ``lut[b, values[b, y, x]]`` (in ``0..n_levels``; a table, so that quantised maps need
     no levels array). Returns ``[R,7]`` rows ``(image, x1, y1, x2, y2, lo, hi)``.
@@ -74,6 +74,7 @@ def _component_records(values, lut, n_levels, reps, n_reps, rec):  # pragma: no 
     for b in range(n_img):
         lv = values[b]
         lb = lut[b]
+        amin = min_area[b]
         # Counting sort of the pixels by level, highest first (raster order inside a level).
         first[:] = 0
         for y in range(h):
@@ -167,6 +168,12 @@ def _component_records(values, lut, n_levels, reps, n_reps, rec):  # pragma: no 
                         n_shut += 1
                     for s in range(n_shut):
                         r = shut[s]
+                        start_r = start[r]
+                        start[r] = -1
+                        pending[n_pend] = r
+                        n_pend += 1
+                        if (box[r, 2] - box[r, 0] + 2) * (box[r, 3] - box[r, 1] + 2) < amin:
+                            continue
                         if n_rec == rec.shape[0]:
                             return -1
                         rec[n_rec, 0] = b
@@ -175,11 +182,8 @@ def _component_records(values, lut, n_levels, reps, n_reps, rec):  # pragma: no 
                         rec[n_rec, 3] = box[r, 2]
                         rec[n_rec, 4] = box[r, 3]
                         rec[n_rec, 5] = j + 1
-                        rec[n_rec, 6] = start[r]
+                        rec[n_rec, 6] = start_r
                         n_rec += 1
-                        start[r] = -1
-                        pending[n_pend] = r
-                        n_pend += 1
                     parent[rb] = ra
                     size[ra] += size[rb]
                     box[ra, 0] = x0
@@ -201,7 +205,7 @@ def _component_records(values, lut, n_levels, reps, n_reps, rec):  # pragma: no 
             return -1
         for k in range(fill[1]):
             r = order[k]
-            if parent[r] == r:
+            if parent[r] == r and (box[r, 2] - box[r, 0] + 2) * (box[r, 3] - box[r, 1] + 2) >= amin:
                 rec[n_rec, 0] = b
                 rec[n_rec, 1] = box[r, 0]
                 rec[n_rec, 2] = box[r, 1]
@@ -214,7 +218,7 @@ def _component_records(values, lut, n_levels, reps, n_reps, rec):  # pragma: no 
 
 
 @jit.kernel
-def _hole_records(values, lut, n_levels, rec):  # pragma: no cover - compiled by numba
+def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - compiled by numba
     """Union-find sweep of the holes: the 4-connected components of the background
     ``{level <= j}`` that do not touch the image border, for every ``j`` in ``0..n_levels-1`` at
     once. The background grows with ``j``, so the pixels are added in increasing level order
@@ -247,6 +251,7 @@ def _hole_records(values, lut, n_levels, rec):  # pragma: no cover - compiled by
     for b in range(n_img):
         lv = values[b]
         lb = lut[b]
+        amin = min_area[b]
         first[:] = 0
         for y in range(h):
             for x in range(w):
@@ -303,7 +308,7 @@ def _hole_records(values, lut, n_levels, rec):  # pragma: no cover - compiled by
                         if touch[rb] or (box[rb, 0] <= px <= box[rb, 2] and box[rb, 1] <= py <= box[rb, 3]
                                          and not border):
                             continue
-                        if start[rb] >= 0:
+                        if start[rb] >= 0 and (box[rb, 2] - box[rb, 0] + 4) * (box[rb, 3] - box[rb, 1] + 4) >= amin:
                             if n_rec == rec.shape[0]:
                                 return -1
                             rec[n_rec, 0] = b
@@ -314,7 +319,7 @@ def _hole_records(values, lut, n_levels, rec):  # pragma: no cover - compiled by
                             rec[n_rec, 5] = start[rb]
                             rec[n_rec, 6] = j - 1
                             n_rec += 1
-                            start[rb] = -1
+                        start[rb] = -1
                         box[rb, 0] = min(box[rb, 0], px)
                         box[rb, 1] = min(box[rb, 1], py)
                         box[rb, 2] = max(box[rb, 2], px)
@@ -342,6 +347,10 @@ def _hole_records(values, lut, n_levels, rec):  # pragma: no cover - compiled by
                         r = rb if s_ == 0 else ra
                         if start[r] >= 0 and (s_ == 0 or t != touch[r] or x0 != box[r, 0] or y0 != box[r, 1]
                                               or x1 != box[r, 2] or y1 != box[r, 3]):
+                            start_r = start[r]
+                            start[r] = -1
+                            if (box[r, 2] - box[r, 0] + 4) * (box[r, 3] - box[r, 1] + 4) < amin:
+                                continue
                             if n_rec == rec.shape[0]:
                                 return -1
                             rec[n_rec, 0] = b
@@ -349,10 +358,9 @@ def _hole_records(values, lut, n_levels, rec):  # pragma: no cover - compiled by
                             rec[n_rec, 2] = box[r, 1] - 1
                             rec[n_rec, 3] = box[r, 2] + 1
                             rec[n_rec, 4] = box[r, 3] + 1
-                            rec[n_rec, 5] = start[r]
+                            rec[n_rec, 5] = start_r
                             rec[n_rec, 6] = j - 1
                             n_rec += 1
-                            start[r] = -1
                     parent[rb] = ra
                     size[ra] += size[rb]
                     box[ra, 0] = x0
@@ -385,7 +393,7 @@ def _hole_records(values, lut, n_levels, rec):  # pragma: no cover - compiled by
                     start[r] = j
         for k in range(fill[n_levels - 1] if n_levels > 0 else 0):
             r = order[k]
-            if parent[r] == r and start[r] >= 0:
+            if parent[r] == r and start[r] >= 0 and (box[r, 2] - box[r, 0] + 4) * (box[r, 3] - box[r, 1] + 4) >= amin:
                 if n_rec == rec.shape[0]:
                     return -1
                 rec[n_rec, 0] = b

@@ -103,6 +103,27 @@ def _line_runs(X, limit, st, evt, ev64, peaks, valleys):  # pragma: no cover - c
 
 
 @jit.helper
+def _rows_look_noisy(X, limit):  # pragma: no cover - compiled by numba
+    """Whether 8 rows spread over ``X`` have so many turns (a non-zero step against the last one)
+    that the map's peak runs along its rows would be estimated at over twice ``limit``: a noisy
+    map, given up at once (only speed depends on it: the pixel sweeps are exact too)."""
+    nr, nc = X.shape
+    turns = 0
+    rows = 0
+    for y in range(nr // 16, nr, max(nr // 8, 1)):
+        row = X[y]
+        last = 0
+        for x in range(1, nc):
+            d = np.int64(row[x]) - np.int64(row[x - 1])
+            if d != 0:
+                sg = 1 if d > 0 else -1
+                turns += 1 if sg * last < 0 else 0
+                last = sg
+        rows += 1
+    return turns * nr > 4 * limit * rows  # peaks are about half of the turns
+
+
+@jit.helper
 def _group_runs(raw, n, X, mirror, n_levels, first, run):  # pragma: no cover - compiled by numba
     """The runs of the lines of ``X [L,P]`` (``raw`` from :func:`_line_runs` on ``X`` transposed)
     sorted by line (counting sort), in order along each: ``run[i] = (line, first, last, peak,
@@ -636,6 +657,8 @@ def _run_records(values, lut, n_levels, limit, skipped, rec):  # pragma: no cove
             for x in range(w):
                 dst[x] = lb[src[x]]
         skipped[b] = True
+        if _rows_look_noisy(F, limit):
+            continue
         n_p, n_v = _line_runs(F, limit, st, evt, ev64, cols[0], cols[1])  # along the columns (a noisy
         if n_p < 0:  # map gives up here, before the transpose)
             continue

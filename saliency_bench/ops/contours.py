@@ -28,14 +28,16 @@ RUNS_PER_PIXEL = 1 / 8  # the run path takes a map with at most this many runs o
 
 
 def contour_records(values: np.ndarray, lut: np.ndarray, n_t: int, path: str = "auto",
-                    took_runs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    took_runs: np.ndarray | None = None, min_area: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`contour_record_parts` in one array."""
-    parts, top = contour_record_parts(values, lut, n_t, path, took_runs)
+    parts, top = contour_record_parts(values, lut, n_t, path, took_runs, min_area)
     return (np.concatenate(parts) if len(parts) > 1 else parts[0]), top
 
 
 def contour_record_parts(values: np.ndarray, lut: np.ndarray, n_t: int, path: str = "auto",
-                         took_runs: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+                         took_runs: np.ndarray | None = None, min_area: np.ndarray | None = None
+                         ) -> tuple[list[np.ndarray], np.ndarray]:
     """Bounding boxes of every contour OpenCV's ``findContours(RETR_TREE)`` returns for the binary
     maps ``{level > j}``, ``j = 0..n_t-1``, at once; ``level = lut[b, values[b]]`` (``values [B,H,W]``
     small non-negative integers such as a uint8 map, ``lut [B,V]`` non-decreasing, in ``0..n_t``).
@@ -57,6 +59,11 @@ def contour_record_parts(values: np.ndarray, lut: np.ndarray, n_t: int, path: st
 
     Either is O(pixels) for all thresholds, instead of one contour search per threshold.
     ``took_runs`` (bool ``[B]``), when given, is set to which images the run path scored.
+    ``min_area`` (float ``[B]``), when given, lets the pixel sweeps leave out the records whose
+    box, grown by one pixel to the right and below (``boundingRect``'s extent, +1 VOC areas), has
+    an area under ``min_area[b]``: a caller that only asks whether some box reaches an IoU with a
+    ground-truth box passes that IoU times the smallest ground-truth area (a box of area ``A``
+    has IoU at most ``A / G`` with a box of area ``G``). The run path keeps every record.
 
     Returns ``parts``, one or more arrays of rows ``[R,7]`` = ``(image, x1, y1, x2, y2, lo, hi)``
     (one per sweep, not concatenated: noisy maps have many records): the box (inclusive, the
@@ -86,8 +93,11 @@ def contour_record_parts(values: np.ndarray, lut: np.ndarray, n_t: int, path: st
     if len(todo):
         sub_vals = vals if len(todo) == n_img else np.ascontiguousarray(vals[todo])
         sub_table = table if len(todo) == n_img else np.ascontiguousarray(table[todo])
-        for name, args in (("_component_records", (sub_vals, sub_table, int(n_t), *contour_pixels.neighbour_groups())),
-                           ("_hole_records", (sub_vals, sub_table, int(n_t)))):
+        amin = np.zeros(len(todo)) if min_area is None else \
+            np.ascontiguousarray(np.asarray(min_area, np.float64)[todo])
+        for name, args in (("_component_records", (sub_vals, sub_table, int(n_t), *contour_pixels.neighbour_groups(),
+                                                    amin)),
+                           ("_hole_records", (sub_vals, sub_table, int(n_t), amin))):
             rows = _run_filling(contour_pixels.jit, name, args, len(todo))
             if len(todo) < n_img:
                 rows[:, 0] = todo[rows[:, 0]]
