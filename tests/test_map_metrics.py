@@ -118,3 +118,24 @@ def test_degenerate_maps_have_a_reason_not_a_nan():
     summ = Sparseness(bootstrap=0).summarize([{"value": 0.5}, {"value": None, "reason": "all-zero map"}],
                                              [{"split": "eval"}, {"split": "eval"}])["sparseness"]
     assert summ["value"] == 0.5 and summ["n"] == 1 and "all-zero map (1)" in summ["note"]
+
+
+def test_relevance_plays_on_boxes_and_masks_and_skips_what_has_neither():
+    """Relevance mass and rank score the mask, else the union of the boxes: a box dataset
+    (ImageNet, VOC) is planned, and a sample is skipped only when it has neither."""
+    from types import SimpleNamespace
+
+    from saliency_bench.contracts import Sample
+    from saliency_bench.plan import benchmark_applies
+
+    imagenet_like = SimpleNamespace(name="imagenet", provides=("boxes", "single_class"))
+    keypoints_only = SimpleNamespace(name="parts", provides=("keypoints",))
+    box = np.array([[2, 3, 10, 12]], np.float32)
+    with_boxes = Sample("a", None, (20, 20), {}, "c", boxes=box)
+    with_mask = Sample("b", None, (20, 20), {}, "c", mask=np.ones((20, 20), bool))
+    neither = Sample("n", None, (20, 20), {}, "c")
+    for bench in (RelevanceMass(), RelevanceRank()):
+        assert benchmark_applies(bench, imagenet_like) is None
+        assert "needs mask|boxes" in benchmark_applies(bench, keypoints_only)
+        assert bench.applies_to(with_boxes) and bench.applies_to(with_mask)
+        assert not bench.applies_to(neither)

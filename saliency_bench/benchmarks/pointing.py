@@ -165,9 +165,6 @@ class Pointing(Benchmark):
         if not self.tolerance > 0:
             raise ValueError(f"pointing: tolerance must be positive, not {self.tolerance!r}")
 
-    def applies_to(self, sample: Sample) -> bool:
-        return sample.mask is not None or len(sample.boxes) > 0
-
     @property
     def resolution(self) -> str:
         return str(self.option("resolution"))

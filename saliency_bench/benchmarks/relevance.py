@@ -74,7 +74,7 @@ def rank_accuracy(a: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 
 class _Relevance(ScalarBenchmark):
-    needs = ("mask",)  # a mask, or boxes (Benchmark.applies_to)
+    needs = ("mask|boxes",)  # the mask, else the union of the boxes (ground_truth)
     defaults: dict[str, Any] = {"ground_truth": "auto", "bootstrap": 1000, "seed": 0}
 
     def __init__(self, **options: Any) -> None:

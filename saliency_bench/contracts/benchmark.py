@@ -179,13 +179,9 @@ class Benchmark:
         raise NotImplementedError(f"benchmark '{self.name}' declares views but makes none")
 
     def applies_to(self, sample: Sample) -> bool:
-        if "boxes" in self.needs and len(sample.boxes) == 0:
-            return False
-        if "mask" in self.needs and sample.mask is None and len(sample.boxes) == 0:
-            return False
-        # a flag named like a need, False: this sample lacks it (the bundled sample's images with
-        # several categories, for localization's single_class)
-        return not any((sample.flags or {}).get(n) is False for n in self.needs)
+        """Whether ``sample`` has every ground truth in ``needs``; a need ``"a|b"`` is met by either
+        (pointing and relevance: a mask, or boxes)."""
+        return all(any(_has(sample, alt) for alt in need.split("|")) for need in self.needs)
 
     def score(self, sample: Sample, output: np.ndarray, input_size: tuple[int, int], **kw: Any) -> dict:
         """One sample's record (``kw``: ``query=`` for a benchmark that uses the model)."""
@@ -324,3 +320,13 @@ class ModelQuery:
         """``[N]`` pre-softmax target score (log-sum-exp of the set's logits) of row ``rows[n]``."""
         rows = torch.as_tensor(rows, dtype=torch.long).cpu()
         return self.targets[rows].to(self.x.device).score(self.logits(x))
+
+
+def _has(sample: Sample, need: str) -> bool:
+    """Whether ``sample`` has the ground truth ``need``: boxes, a mask, or else a flag of that name
+    that is not False (the bundled sample's images with several categories lack ``single_class``)."""
+    if need == "boxes" and len(sample.boxes) == 0:
+        return False
+    if need == "mask" and sample.mask is None:
+        return False
+    return (sample.flags or {}).get(need) is not False
