@@ -67,14 +67,50 @@ class MaskGenerator:
                                     self.radius, self.padding, float(self.margin), step, float(sigma)).to(device)
 
     def generate(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cropped ``[K,1,H,W]``, full ``[K,1,*shape_out]``) masks of the parameters ``p [K,1,h,w]``."""
+        """(cropped ``[K,1,H,W]``, full ``[K,1,*shape_out]``) masks of the parameters ``p [K,1,h,w]``.
+
+        TorchRay's program, value for value: unfold the ``(2r+1)^2`` neighbours of every cell,
+        upsample them nearest to whole cells, weight them by the bumps, softmax-pool them with
+        coldness 20 (the same PyTorch kernels on the same memory layout, so the masks are
+        bit-identical to TorchRay's: its area constraint sorts them, and a tie broken the other
+        way by float round-off would change the optimum), clamp. The upsampling is a gather (not
+        ``interpolate``) and the gradient is :class:`_SoftmaxPool`'s closed form, not autograd's
+        chain through the softmax, the products and the crop."""
         k = 2 * self.radius + 1
-        m = F.unfold(p, (k, k), padding=(self.padding,) * 2).reshape(len(p), -1, *self.shape_mid)
-        m = F.interpolate(m, size=self.shape_up, mode="nearest")
-        m = F.pad(m, (0, -self.step + 1, 0, -self.step + 1)) * self.weight
-        m = (m * F.softmax(20 * m, dim=1)).sum(dim=1, keepdim=True).clamp(0, 1)
+        u = F.unfold(p, (k, k), padding=(self.padding,) * 2).view(len(p), k * k, *self.shape_mid)
+        m = _SoftmaxPool.apply(u, self.weight, self.step, 20).clamp(0, 1)
         r = round(self.margin)
         return m[:, :, r:r + self.shape[0], r:r + self.shape[1]], m
+
+
+class _SoftmaxPool(torch.autograd.Function):
+    """``out = sum_c m_c softmax(beta m)_c`` with ``m[k,c,y,x] = w[c,y,x] u[k,c,y // step, x // step]``:
+    forward with TorchRay's very operations (``w * m``, ``softmax(beta * m, dim=1)``,
+    ``(m * s).sum(1)``) on its layout, the nearest upsampling read as a broadcast view;
+    gradient ``d out / d m_c = s_c (1 + beta (m_c - out))``, times ``w``, summed over each
+    cell's ``step x step`` pixels."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, w: torch.Tensor, step: int, beta: int) -> torch.Tensor:
+        n, c, hm, wm = u.shape
+        h, wd = w.shape[-2:]
+        up = u[:, :, :, None, :, None].expand(n, c, hm, step, wm, step).reshape(n, c, hm * step, wm * step)
+        m = w * up[:, :, :h, :wd]
+        s = F.softmax(beta * m, dim=1)
+        out = (m * s).sum(dim=1, keepdim=True)
+        ctx.save_for_backward(w, m, s, out)
+        ctx.beta, ctx.step, ctx.mid = beta, step, (hm, wm)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        w, m, s, out = ctx.saved_tensors
+        (n, c, h, wd), step, (hm, wm) = m.shape, ctx.step, ctx.mid
+        t = m.new_zeros(n, c, hm * step, wm * step)  # whole cells: the pixels past the crop add 0
+        inner = t[:, :, :h, :wd]
+        torch.sub(m, out, out=inner)
+        inner.mul_(ctx.beta).add_(1).mul_(s).mul_(w).mul_(g)
+        return t.view(n, c, hm, step, wm, step).sum(dim=(3, 5)), None, None, None
 
 
 @lru_cache(maxsize=4)
@@ -140,6 +176,7 @@ def optimise(net, x: torch.Tensor, targets, areas, *, iterations: int = 800, lev
             inp = perturb(pyr[b0:b1], cropped.view(b1 - b0, a, *cropped.shape[2:])).flatten(0, 1)
             if jitter and t % 2 == 0:
                 inp = torch.flip(inp, dims=(3,))
+            inp = inp.contiguous(memory_format=torch.channels_last)  # oneDNN's and cuDNN's fast layout
             reward = target_score(_logits(net, inp), rows_t[r0:r1])
             regul = -((full.flatten(1).sort(dim=1)[0] - ref[r0:r1]) ** 2).mean(dim=1) * weight
             (-(reward + regul).sum()).backward()

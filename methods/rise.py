@@ -71,6 +71,7 @@ def rise_masks(n: int, size: tuple[int, int], *, cells: int = 7, p: float = 0.5,
 def rise_maps(net, x: torch.Tensor, targets, masks, n: int, chunk: int = 256) -> torch.Tensor:
     """``[B,H,W]`` RISE maps of ``x`` from the masks ``masks(start, stop) -> [k,H,W]`` (``n`` of them)."""
     b, _, h, w = x.shape
+    x = x.contiguous(memory_format=torch.channels_last)  # the masked copies too: oneDNN's and cuDNN's fast layout
     sal = torch.zeros(b, h * w, device=x.device, dtype=torch.float32)
     zero = torch.zeros((), device=x.device, dtype=x.dtype)
 
