@@ -108,8 +108,8 @@ class _SoftmaxPool(torch.autograd.Function):
         (n, c, h, wd), step, (hm, wm) = m.shape, ctx.step, ctx.mid
         t = m.new_zeros(n, c, hm * step, wm * step)  # whole cells: the pixels past the crop add 0
         inner = t[:, :, :h, :wd]
-        torch.sub(m, out, out=inner)
-        inner.mul_(ctx.beta).add_(1).mul_(s).mul_(w).mul_(g)
+        # g s_c (1 + beta (m_c - out)) w_c = (g (1 - beta out) + beta g m_c) s_c w_c
+        torch.addcmul(g * (1 - ctx.beta * out), m, g * ctx.beta, out=inner).mul_(s).mul_(w)
         return t.view(n, c, hm, step, wm, step).sum(dim=(3, 5)), None, None, None
 
 

@@ -9,15 +9,14 @@ thread, the same small random CNN (tests/small_nets.py) configured as a run conf
 layout), 64x64, short settings (512 RISE masks in TorchRay's chunks of 32; 10 extremal-perturbation
 steps, the four VOC areas, ``smooth=0.09``). ``extra_info``: ``speedup`` (TorchRay's median over
 ours), ``target`` 4 and ``meets_target`` (issue 24), the network passes and images per pass of
-each side (counted by a forward hook), and ``network_s``: the network's own work done alone (RISE:
-the forward passes of the same sizes; extremal perturbation: forward + backward to the input) with
-its share of each side's time. Where both sides do the same network work, the speedup is bounded
-by ``1 / network_share_ours``... and by how much TorchRay spends around the network. Results:
+each side, and ``network_share_*``: the fraction of one call's time spent inside the network,
+forward and backward (module hooks, in a call before the timed rounds). Where both sides send the
+same images through the network in passes of the same size, ours can at best remove all the time
+around the network: the speedup is at most ``1 / network_share_torchray``. Results:
 ``perf/results/torchray-cpu-*.json`` (``--benchmark-json``); docs/PERFORMANCE.md#rise-and-extremal-perturbation-on-the-cpu.
 """
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import enabled, paired  # noqa: E402
+from conftest import paired  # noqa: E402
 from small_nets import small_model  # noqa: E402
 
 from saliency_bench.registry import get_method  # noqa: E402
@@ -47,45 +46,55 @@ def batch():
     return model, x.contiguous(memory_format=torch.channels_last), [i % 6 for i in range(B)]
 
 
-def count_passes(net, fn) -> list[int]:
-    """The batch size of every forward pass of ``net`` during ``fn()``."""
-    sizes: list[int] = []
-    hook = net.register_forward_hook(lambda m, i, o: sizes.append(int(i[0].shape[0])))
-    try:
-        fn()
-    finally:
-        hook.remove()
-    return sizes
+class NetworkClock:
+    """Counts the network's forward passes (batch sizes) and the seconds spent inside it, forward
+    and backward (module hooks), while installed; ``share(fn)`` runs ``fn`` once and returns the
+    fraction of its time spent in the network."""
+
+    def __init__(self, net) -> None:
+        self.net, self.sizes, self.seconds, self._t = net, [], 0.0, []
+
+    def __enter__(self) -> "NetworkClock":
+        n = self.net
+        self.handles = [n.register_forward_pre_hook(lambda m, i: self._start()),
+                        n.register_forward_hook(lambda m, i, o: self._stop(i[0].shape[0])),
+                        n.register_full_backward_pre_hook(lambda m, g: self._start()),
+                        n.register_full_backward_hook(lambda m, gi, go: self._stop(None))]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def _start(self) -> None:
+        self._t.append(time.perf_counter())
+
+    def _stop(self, size) -> None:
+        if self._t:
+            self.seconds += time.perf_counter() - self._t.pop()
+        if size is not None:
+            self.sizes.append(int(size))
 
 
-def network_alone(net, sizes: list[int], backward: bool, repeats: int = 3) -> float:
-    """Median seconds of the network's passes of these batch sizes on random inputs (+ backward to the input)."""
-    xs = {n: torch.randn(n, 3, SIZE, SIZE).contiguous(memory_format=torch.channels_last) for n in set(sizes)}
-    times = []
-    for _ in range(repeats):
+def measure(net, fn) -> tuple[list[int], float]:
+    """(batch sizes of the network's passes, share of ``fn``'s time inside the network, forward + backward)."""
+    with NetworkClock(net) as clock:
         t = time.perf_counter()
-        for n in sizes:
-            if backward:
-                x = xs[n].clone().requires_grad_(True)
-                net(x).sum().backward()
-            else:
-                with torch.no_grad():
-                    net(xs[n])
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        fn()
+        total = time.perf_counter() - t
+    return clock.sizes, clock.seconds / total
 
 
-def record(benchmark, info: dict, ours_passes: list[int], ref_passes: list[int], net_s_ours: float,
-           net_s_ref: float) -> None:
+def compare(benchmark, net, ours, reference) -> dict:
+    ours_passes, ours_share = measure(net, ours)  # also the warm-up
+    ref_passes, ref_share = measure(net, reference)
+    info = paired(benchmark, ours, reference, rounds=3, target=TARGET)
     info.update(ours_passes=len(ours_passes), ours_images=sum(ours_passes),
                 ours_images_per_pass=max(ours_passes), torchray_passes=len(ref_passes),
-                torchray_images=sum(ref_passes), torchray_images_per_pass=max(ref_passes), batch=B, size=SIZE,
-                threads=torch.get_num_threads(), target=TARGET)
-    if enabled(benchmark) and "speedup" in info:
-        ours_s = benchmark.stats.stats.median
-        info.update(network_s_ours=net_s_ours, network_s_torchray=net_s_ref,
-                    network_share_ours=net_s_ours / ours_s,
-                    network_share_torchray=net_s_ref / info["reference_median_s"])
+                torchray_images=sum(ref_passes), torchray_images_per_pass=max(ref_passes),
+                network_share_ours=ours_share, network_share_torchray=ref_share, batch=B, size=SIZE,
+                threads=torch.get_num_threads())
+    return info
 
 
 @pytest.mark.benchmark(group="torchray")
@@ -100,12 +109,7 @@ def test_rise_batched_vs_torchray_per_image(benchmark, batch):
         for i in range(B):
             tr_rise(model.net, x[i:i + 1], num_masks=MASKS, batch_size=TR_CHUNK)[:, t[i]]
 
-    ours_passes, ref_passes = count_passes(model.net, ours), count_passes(model.net, reference)
-    info = paired(benchmark, ours, reference, rounds=3, target=TARGET)
-    net = (network_alone(model.net, ours_passes, False), network_alone(model.net, ref_passes, False)) \
-        if enabled(benchmark) else (0.0, 0.0)
-    record(benchmark, info, ours_passes, ref_passes, *net)
-    info.update(masks=MASKS)
+    compare(benchmark, model.net, ours, reference).update(masks=MASKS, torchray_batch_size=TR_CHUNK)
 
 
 @pytest.mark.benchmark(group="torchray")
@@ -120,9 +124,4 @@ def test_extremal_perturbation_batched_vs_torchray_per_image(benchmark, batch):
         for i in range(B):
             tr_extremal(model.net, x[i:i + 1], t[i], areas=AREAS, max_iter=STEPS, smooth=0.09)
 
-    ours_passes, ref_passes = count_passes(model.net, ours), count_passes(model.net, reference)
-    info = paired(benchmark, ours, reference, rounds=3, target=TARGET)
-    net = (network_alone(model.net, ours_passes, True), network_alone(model.net, ref_passes, True)) \
-        if enabled(benchmark) else (0.0, 0.0)
-    record(benchmark, info, ours_passes, ref_passes, *net)
-    info.update(steps=STEPS, areas=AREAS)
+    compare(benchmark, model.net, ours, reference).update(steps=STEPS, areas=AREAS)
