@@ -99,18 +99,18 @@ class _SoftmaxPool(torch.autograd.Function):
         s = F.softmax(beta * m, dim=1)
         out = (m * s).sum(dim=1, keepdim=True)
         ctx.save_for_backward(w, m, s, out)
-        ctx.beta, ctx.step, ctx.mid = beta, step, (hm, wm)
+        ctx.beta, ctx.step = beta, step
         return out
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         w, m, s, out = ctx.saved_tensors
-        (n, c, h, wd), step, (hm, wm) = m.shape, ctx.step, ctx.mid
-        t = m.new_zeros(n, c, hm * step, wm * step)  # whole cells: the pixels past the crop add 0
-        inner = t[:, :, :h, :wd]
+        step = ctx.step
         # g s_c (1 + beta (m_c - out)) w_c = (g (1 - beta out) + beta g m_c) s_c w_c
-        torch.addcmul(g * (1 - ctx.beta * out), m, g * ctx.beta, out=inner).mul_(s).mul_(w)
-        return t.view(n, c, hm, step, wm, step).sum(dim=(3, 5)), None, None, None
+        t = torch.addcmul(g * (1 - ctx.beta * out), m, g * ctx.beta).mul_(s).mul_(w)
+        # summed over each cell's pixels (the last row and column of cells are cut by the crop)
+        du = F.avg_pool2d(t, step, step, ceil_mode=True, divisor_override=1)
+        return du, None, None, None
 
 
 @lru_cache(maxsize=4)
