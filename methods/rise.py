@@ -15,7 +15,8 @@ of ``batch_size=32``), so a run here and TorchRay's ``rise`` use the same 8000 m
 image, and the maps are equal (tests; also with masks handed in). Batched: every chunk of masks
 is made once and scored on the whole batch (:func:`._perturb.perturbation_scores`, one pass per
 distinct image for the categories of one image), and only the targets' maps are accumulated
-(TorchRay accumulates all classes). For a set of classes the sigmoid is of its log-sum-exp.
+(TorchRay accumulates all classes); the copies go to the network channels-last. For a set of
+classes the sigmoid is of its log-sum-exp.
 """
 from __future__ import annotations
 

@@ -99,7 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=int, help="input side (default: the model's)")
     p.add_argument("--threads", type=int, help="CPU threads, 0: torch's default (tiny: 1, which a shared "
                                                 "CPU runs fastest)")
-    p.add_argument("--torchray-batch", type=int, help=f"images of ours in the torchray section ({FULL['torchray_batch']})")
+    p.add_argument("--torchray-batch", type=int,
+                   help=f"images of ours in the torchray section ({FULL['torchray_batch']})")
     p.add_argument("--torchray-loop-images", type=int,
                    help=f"images of TorchRay's per-image functions ({FULL['torchray_loop_images']})")
     p.add_argument("--rise-masks", type=int, help=f"RISE masks in the torchray section ({FULL['rise_masks']}; "
@@ -237,7 +238,8 @@ def main(argv=None) -> Path:
                 "isolation": lambda: isolation_section(model, xb, tb, repeats=a.repeats, max_s=allot),
                 "torchray": lambda: torchray_section(
                     model, x[:a.torchray_batch], t[:a.torchray_batch], entry[s], doc.save, masks=a.rise_masks,
-                    ep_steps=a.ep_steps, torchray_images=a.torchray_loop_images, warmup=min(1, a.warmup), log=log),
+                    ep_steps=a.ep_steps, torchray_images=a.torchray_loop_images, warmup=min(1, a.warmup),
+                    max_s=allot, log=log),
             }[s]
             t0 = time.perf_counter()
             r = guarded(run)

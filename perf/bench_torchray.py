@@ -14,6 +14,7 @@ each side with 64 masks / 2 steps (kernels, cuDNN's algorithm choice).
 """
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import torch
@@ -27,8 +28,9 @@ AREAS = [0.025, 0.05, 0.1, 0.2]
 
 def torchray_section(model, x: torch.Tensor, targets: torch.Tensor, out: dict, save: Callable[[], None], *,
                      masks: int = 2000, ep_steps: int = 100, torchray_images: int = 2, warmup: int = 1,
-                     log: Callable[[str], None] = print) -> dict:
-    """Fill ``out["methods"][name]``: ours on the batch ``x`` beside TorchRay's per-image function."""
+                     max_s: float = float("inf"), log: Callable[[str], None] = print) -> dict:
+    """Fill ``out["methods"][name]``: ours on the batch ``x`` beside TorchRay's per-image function.
+    The counts are not trimmed to ``max_s``; a method that would start after it is skipped."""
     b, device = len(x), x.device
     t = [int(v) for v in targets.view(b, -1)[:, 0]]
     n = max(1, min(torchray_images, b))
@@ -44,7 +46,14 @@ def torchray_section(model, x: torch.Tensor, targets: torch.Tensor, out: dict, s
             None if ep_mod is None else lambda i, w: ep_mod.extremal_perturbation(
                 model.net, x[i:i + 1], t[i], areas=AREAS, max_iter=w.get("iterations", ep_steps), smooth=0.09)),
     }
+    t0 = time.perf_counter()
     for name, (params, theirs) in runs.items():
+        if time.perf_counter() - t0 > max_s:
+            out["methods"][name] = {"skipped": f"time share spent ({time.perf_counter() - t0:.0f} of {max_s:.0f} s)"}
+            log(f"  {model.name} {name}: {out['methods'][name]['skipped']}")
+            save()
+            continue
+
         def measure(name=name, params=params, theirs=theirs) -> dict:
             method = get_method(name, **params)
 

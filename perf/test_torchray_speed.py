@@ -13,7 +13,8 @@ each side, and ``network_share_*``: the fraction of one call's time spent inside
 forward and backward (module hooks, in a call before the timed rounds). Where both sides send the
 same images through the network in passes of the same size, ours can at best remove all the time
 around the network: the speedup is at most ``1 / network_share_torchray``. Results:
-``perf/results/torchray-cpu-*.json`` (``--benchmark-json``); docs/PERFORMANCE.md#rise-and-extremal-perturbation-on-the-cpu.
+``perf/results/torchray-cpu-*.json`` (``--benchmark-json``);
+docs/PERFORMANCE.md#rise-and-extremal-perturbation-on-the-cpu.
 """
 from __future__ import annotations
 
