@@ -15,7 +15,8 @@ of ``batch_size=32``), so a run here and TorchRay's ``rise`` use the same 8000 m
 image, and the maps are equal (tests; also with masks handed in). Batched: every chunk of masks
 is made once and scored on the whole batch (:func:`._perturb.perturbation_scores`, one pass per
 distinct image for the categories of one image), and only the targets' maps are accumulated
-(TorchRay accumulates all classes). For a set of classes the sigmoid is of its log-sum-exp.
+(TorchRay accumulates all classes); the copies go to the network channels-last. For a set of
+classes the sigmoid is of its log-sum-exp.
 """
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def rise_masks(n: int, size: tuple[int, int], *, cells: int = 7, p: float = 0.5,
 def rise_maps(net, x: torch.Tensor, targets, masks, n: int, chunk: int = 256) -> torch.Tensor:
     """``[B,H,W]`` RISE maps of ``x`` from the masks ``masks(start, stop) -> [k,H,W]`` (``n`` of them)."""
     b, _, h, w = x.shape
+    x = x.contiguous(memory_format=torch.channels_last)  # the masked copies too: oneDNN's and cuDNN's fast layout
     sal = torch.zeros(b, h * w, device=x.device, dtype=torch.float32)
     zero = torch.zeros((), device=x.device, dtype=x.dtype)
 

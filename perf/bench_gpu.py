@@ -16,6 +16,9 @@ does not depend on them), in this order:
    count does not fit the time allowance, and said so).
 5. ``isolation`` (``bench_isolation.py``): the guard's verify of an unchanged model after a
    gradient / Grad-CAM batch, as a fraction of the batch (target: well under 1% on a GPU).
+6. ``torchray`` (``bench_torchray.py``): RISE and extremal perturbation batched on
+   ``--torchray-batch`` images beside TorchRay's per-image functions on ``--torchray-loop-images``
+   of them (``--rise-masks`` masks, ``--ep-steps`` steps), as ``speedup_vs_torchray_per_image``.
 
 Then, once, ``e2e`` (``bench_e2e.py``): a real ``saliency-bench run`` per method on synthetic
 ImageNet-size JPEGs with VOC XML boxes written to disk, localization and pointing, its samples/s
@@ -50,13 +53,14 @@ from bench_isolation import describe as describe_isolation, isolation_section  #
 from bench_common import (Budget, ResultsFile, ceilings, environment, guarded, load_builtins,  # noqa: E402
                           peer_import, random_inputs, slug)
 from bench_perturbation import OCCLUSION_METHODS, mask_section, occlusion_section  # noqa: E402
+from bench_torchray import torchray_section  # noqa: E402
 from saliency_bench.registry import get_model  # noqa: E402
 
-SECTIONS = ("ceilings", "backprop", "occlusion", "mask", "isolation", "e2e")
+SECTIONS = ("ceilings", "backprop", "occlusion", "mask", "isolation", "torchray", "e2e")
 #: Sections measured once per model; ``e2e`` runs once, after them, on its own allowance.
-PER_MODEL = SECTIONS[:5]
+PER_MODEL = SECTIONS[:6]
 #: Shares of the time budget (the mask's 300 steps per image dominate).
-WEIGHTS = {"ceilings": 1.0, "backprop": 2.0, "occlusion": 3.0, "mask": 8.0, "isolation": 0.5}
+WEIGHTS = {"ceilings": 1.0, "backprop": 2.0, "occlusion": 3.0, "mask": 8.0, "isolation": 0.5, "torchray": 2.0}
 #: The targets of docs/PERFORMANCE.md §1: (section, record key, threshold).
 TARGETS = (("backprop", "fraction_of_forward_backward", 0.8),
            ("occlusion", "fraction_of_forward", 0.8),
@@ -64,11 +68,13 @@ TARGETS = (("backprop", "fraction_of_forward_backward", 0.8),
            ("mask", "speedup_vs_per_image_loop", 40.0))
 #: Settings for a GPU run, and for the tiny run of the tests (every section, a few seconds each).
 FULL = dict(models="googlenet,efficientnet_lite0", batch=64, forward_batch=256, occlusion_images=4, steps=300,
-            max_steps=300, probe=10, loop_images=2, warmup=2, repeats=5, ceiling_repeats=10, budget=270.0,
-            size=None, threads=0, e2e_images=3000, e2e_batch=64, e2e_workers=6, e2e_max_s=120.0)
+            max_steps=300, probe=10, loop_images=2, warmup=2, repeats=5, ceiling_repeats=10, budget=300.0,
+            size=None, threads=0, e2e_images=3000, e2e_batch=64, e2e_workers=6, e2e_max_s=120.0,
+            torchray_batch=16, torchray_loop_images=2, rise_masks=2000, ep_steps=100)
 TINY = dict(models="googlenet", batch=2, forward_batch=4, occlusion_images=1, steps=300, max_steps=2, probe=1,
             loop_images=1, warmup=0, repeats=1, ceiling_repeats=1, budget=0.0, size=32, threads=1,
-            e2e_images=8, e2e_batch=4, e2e_workers=0, e2e_max_s=0.0)
+            e2e_images=8, e2e_batch=4, e2e_workers=0, e2e_max_s=0.0,
+            torchray_batch=2, torchray_loop_images=1, rise_masks=32, ep_steps=2)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,6 +99,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=int, help="input side (default: the model's)")
     p.add_argument("--threads", type=int, help="CPU threads, 0: torch's default (tiny: 1, which a shared "
                                                 "CPU runs fastest)")
+    p.add_argument("--torchray-batch", type=int,
+                   help=f"images of ours in the torchray section ({FULL['torchray_batch']})")
+    p.add_argument("--torchray-loop-images", type=int,
+                   help=f"images of TorchRay's per-image functions ({FULL['torchray_loop_images']})")
+    p.add_argument("--rise-masks", type=int, help=f"RISE masks in the torchray section ({FULL['rise_masks']}; "
+                                                  "TorchRay's default 8000)")
+    p.add_argument("--ep-steps", type=int, help=f"extremal perturbation steps in the torchray section "
+                                                f"({FULL['ep_steps']}; TorchRay's table 800)")
     p.add_argument("--e2e-images", type=int, help=f"synthetic ImageNet-size JPEGs of the e2e section ({FULL['e2e_images']})")
     p.add_argument("--e2e-batch", type=int, help=f"the e2e runs' --batch-size ({FULL['e2e_batch']})")
     p.add_argument("--e2e-workers", type=int, help=f"the e2e runs' data loader --workers ({FULL['e2e_workers']})")
@@ -192,7 +206,7 @@ def main(argv=None) -> Path:
                 budget.allot(WEIGHTS[s])
             continue
         model = loaded["model"]
-        x, t = random_inputs(model, max(a.batch, a.occlusion_images), a.size)
+        x, t = random_inputs(model, max(a.batch, a.occlusion_images, a.torchray_batch), a.size)
         xf, _ = random_inputs(model, a.forward_batch, a.size, seed=1)
         xb, tb = x[:a.batch], t[:a.batch]
         entry["input_size"] = list(x.shape[-2:])
@@ -222,6 +236,10 @@ def main(argv=None) -> Path:
                     probe=a.probe, loop_images=a.loop_images, repeats=max(1, a.repeats // 2),
                     warmup=a.warmup > 0, max_s=allot, log=log),
                 "isolation": lambda: isolation_section(model, xb, tb, repeats=a.repeats, max_s=allot),
+                "torchray": lambda: torchray_section(
+                    model, x[:a.torchray_batch], t[:a.torchray_batch], entry[s], doc.save, masks=a.rise_masks,
+                    ep_steps=a.ep_steps, torchray_images=a.torchray_loop_images, warmup=min(1, a.warmup),
+                    max_s=allot, log=log),
             }[s]
             t0 = time.perf_counter()
             r = guarded(run)

@@ -146,6 +146,20 @@ def test_gpu_sh_mask_every_speed_variant_beside_the_per_image_loop(tiny_run, ben
         assert r["speedup_vs_per_image_loop"] == pytest.approx(r["images_per_s"] / loop["images_per_s"])
 
 
+def test_gpu_sh_torchray_section_times_ours_beside_torchrays_per_image_functions(tiny_run):
+    """RISE and extremal perturbation batched beside TorchRay's per-image functions (issue 24)."""
+    pytest.importorskip("torchray")
+    tr = tiny_run[0]["models"]["googlenet"]["torchray"]
+    assert tr["images"] == 2 and tr["torchray_images"] == 1 and "version" in tr["peer"]["torchray"]
+    for name, params in (("rise", {"masks": 32}), ("extremal_perturbation", {"iterations": 2})):
+        r = tr["methods"][name]
+        assert "error" not in r, r
+        assert r["params"].items() >= params.items()
+        assert r["images_per_s"] == pytest.approx(2 / r["ours_s"])
+        assert r["speedup_vs_torchray_per_image"] == pytest.approx(r["torchray_s_per_image"] * 2 / r["ours_s"])
+    assert tr["methods"]["extremal_perturbation"]["params"]["areas"] == [0.025, 0.05, 0.1, 0.2]
+
+
 def test_gpu_sh_judges_every_target(tiny_run):
     rows = tiny_run[0]["targets"]
     judged = {(r["section"], r["target"].split(" ")[0]) for r in rows if isinstance(r["pass"], bool)}
