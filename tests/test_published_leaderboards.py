@@ -29,7 +29,6 @@ STALE = {
     "reference-cpu-all-methods": "written before the mask's game and top_k parameters and before the settings "
                                  "recorded the resolved benchmark options and the left-out methods; benchmarks in "
                                  "an older order; no pointing game on ImageNet (today: on its boxes)",
-    "reference-cpu-packs": "no pointing game on ImageNet, which today's code plays on its boxes",
 }
 
 
