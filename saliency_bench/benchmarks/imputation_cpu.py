@@ -62,6 +62,13 @@ def _diag(h, w):
 
 
 @jit.helper
+def _neighbours(x, i, j, c):
+    """The stencil's weighted sum of the 8 neighbours of ``(i, j)`` in lane ``c``."""
+    return (np.float32(1.0 / 6.0) * (x[i - 1, j, c] + x[i + 1, j, c] + x[i, j - 1, c] + x[i, j + 1, c])
+            + np.float32(1.0 / 12.0) * (x[i - 1, j - 1, c] + x[i - 1, j + 1, c] + x[i + 1, j - 1, c] + x[i + 1, j + 1, c]))
+
+
+@jit.helper
 def _smooth(x, b, m, d, h, w, sweeps, backward):
     """Gauss-Seidel on ``d x - sum w x = b`` over the unknown cells (``m``)."""
     for _ in range(sweeps):
@@ -72,9 +79,7 @@ def _smooth(x, b, m, d, h, w, sweeps, backward):
                 if m[i, j]:
                     inv = np.float32(1.0) / d[i, j]
                     for c in range(LANES):
-                        s = (np.float32(1.0 / 6.0) * (x[i - 1, j, c] + x[i + 1, j, c] + x[i, j - 1, c] + x[i, j + 1, c])
-                             + np.float32(1.0 / 12.0) * (x[i - 1, j - 1, c] + x[i - 1, j + 1, c]
-                                                         + x[i + 1, j - 1, c] + x[i + 1, j + 1, c]))
+                        s = _neighbours(x, i, j, c)
                         x[i, j, c] = (b[i, j, c] + s) * inv
 
 
@@ -86,9 +91,7 @@ def _residual(x, b, r, m, d, h, w):
         for j in range(1, w + 1):
             if m[i, j]:
                 for c in range(LANES):
-                    s = (np.float32(1.0 / 6.0) * (x[i - 1, j, c] + x[i + 1, j, c] + x[i, j - 1, c] + x[i, j + 1, c])
-                         + np.float32(1.0 / 12.0) * (x[i - 1, j - 1, c] + x[i - 1, j + 1, c]
-                                                     + x[i + 1, j - 1, c] + x[i + 1, j + 1, c]))
+                    s = _neighbours(x, i, j, c)
                     v = b[i, j, c] + s - d[i, j] * x[i, j, c]
                     r[i, j, c] = v
                     tot += v * v
@@ -171,20 +174,12 @@ def _impute_chain(field, keeps, tol, max_cycles, nu, coarsest, coarse_sweeps, ou
                         for c in range(LANES):
                             x0[i, j, c] = out[k - 1, i, j, c]
         # |b|: the kept neighbours' weighted values (the residual of the field with its unknowns at 0)
-        z = rs[0]
+        z = out[k]  # scratch until the solution is written there
         for i in range(1, H + 1):
             for j in range(1, W + 1):
                 for c in range(LANES):
                     z[i, j, c] = 0.0 if m0[i, j] else field[i, j, c]
-        bn = 0.0
-        for i in range(1, H + 1):
-            for j in range(1, W + 1):
-                if m0[i, j]:
-                    for c in range(LANES):
-                        s = (np.float32(1.0 / 6.0) * (z[i - 1, j, c] + z[i + 1, j, c] + z[i, j - 1, c] + z[i, j + 1, c])
-                             + np.float32(1.0 / 12.0) * (z[i - 1, j - 1, c] + z[i - 1, j + 1, c]
-                                                         + z[i + 1, j - 1, c] + z[i + 1, j + 1, c]))
-                        bn += s * s
+        bn = _residual(z, bs[0], rs[0], m0, ds[0], H, W)  # bs[0] stays 0: the fine level's b is in the field
         n = 0
         while n < max_cycles:
             rn = _residual(x0, bs[0], rs[0], m0, ds[0], H, W)
