@@ -7,9 +7,10 @@ For each percentile ``p`` of ``percentiles`` (10, 20, ..., 90) and each order:
   are removed (kept: ``map < threshold``), i.e. the most relevant ``100 - p`` %;
 * **LeRF** (``ROADLeastRelevantFirst(p)``): the same on ``1 - map``, i.e. the least relevant removed;
 
-the removed pixels of the (normalised) input are filled by the noisy linear imputation
-(:mod:`.imputation`: the neighbours' weighted mean, solved for the whole batch on the device, plus
-``noise * N(0, 1)``), and the score is the model's output on the imputed input minus its output on the
+the removed pixels of the (normalised) input are filled by the noisy linear imputation (the neighbours'
+weighted mean, plus ``noise * N(0, 1)``; on the CPU by :mod:`.imputation_cpu`'s compiled multigrid, one
+chain of percentiles per sample and order in parallel threads; on another device by :mod:`.imputation`'s
+conjugate gradients for the whole batch at once), and the score is the model's output on the imputed input minus its output on the
 original (``return_diff=True``): the softmax probability of the target (``score="probability"``,
 ``ClassifierOutputSoftmaxTarget``, the target of pytorch-grad-cam's ROAD tutorial) or its pre-softmax
 score (``score="logit"``, ``ClassifierOutputTarget``). Columns: the mean over percentiles of MoRF
@@ -81,9 +82,9 @@ class Road(ScalarBenchmark):
 
     name = "road"
     uses_model = True
-    # 2 x 9 + 1 forward passes per sample; on a CPU the 18 imputations cost about as much as a
-    # hundred more (so the CPU default leaves it out; a GPU runs it)
-    cost = 120
+    # 2 x 9 + 1 forward passes per sample; the 18 imputations (compiled multigrid on the CPU) cost
+    # about as much as 3 to 12 more there (measured on EfficientNet-Lite0: docs/PERFORMANCE.md)
+    cost = 30
     columns = (Column('road_morf', 'ROAD MoRF', 'MoRF', lower_is_better=True), Column('road_lerf', 'ROAD LeRF', 'LeRF'), Column('road_combined', 'ROAD combined', 'ROAD'))
     column = "road_combined"
     defaults: dict[str, Any] = {"percentiles": PERCENTILES, "noise": 0.01, "score": "probability", "tol": 1e-5,
