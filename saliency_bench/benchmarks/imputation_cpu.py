@@ -15,7 +15,8 @@ per image and percentile by multigrid V-cycles in compiled loops (numba, :mod:`s
   scaling), the correction prolonged bilinearly (clamped at the image border, where the stencil drops
   the outside neighbours);
 * the percentiles of one image and order are solved as a chain, each from the previous solution
-  (warm start: the removed sets are nested, a smaller set starts from the larger set's values);
+  where the removed sets are nested (warm start: a smaller set starts from the larger set's values;
+  the unknowns start at 0 otherwise, never at the image's own values);
 * the chains of a batch run in parallel threads (the kernels release the GIL).
 
 It stops when the residual is below ``tol`` times the right-hand side (the kept neighbours' weighted
@@ -161,25 +162,25 @@ def _impute_chain(field, keeps, tol, max_cycles, nu, coarsest, coarse_sweeps, ou
                     a = mp[i, j] == 1 and (j + 1 > w or mp[i, j + 1] == 1)
                     a = a and (i + 1 > h or (mp[i + 1, j] == 1 and (j + 1 > w or mp[i + 1, j + 1] == 1)))
                     mc[I, J] = 1 if a else 0
+        # a warm start only from a larger removed set (nested: the previous solution saw no pixel
+        # that is removed now); else, and first, the unknowns start at 0 (never at the image's values)
+        warm = k > 0
+        if warm:
+            for i in range(H):
+                for j in range(W):
+                    if not keeps[k, i, j] and keeps[k - 1, i, j]:
+                        warm = False
+        # the fine level holds the field: kept pixels the image (zero frame), unknown ones the start
         x0 = xs[0]
-        # the fine level holds the field: kept pixels the image, unknown ones the previous solution
+        z = out[k]  # scratch until the solution is written there: the field with its unknowns at 0
         for i in range(H + 2):
             for j in range(W + 2):
                 for c in range(LANES):
-                    x0[i, j, c] = field[i, j, c]
-        if k > 0:
-            for i in range(1, H + 1):
-                for j in range(1, W + 1):
-                    if m0[i, j]:
-                        for c in range(LANES):
-                            x0[i, j, c] = out[k - 1, i, j, c]
-        # |b|: the kept neighbours' weighted values (the residual of the field with its unknowns at 0)
-        z = out[k]  # scratch until the solution is written there
-        for i in range(1, H + 1):
-            for j in range(1, W + 1):
-                for c in range(LANES):
-                    z[i, j, c] = 0.0 if m0[i, j] else field[i, j, c]
-        bn = _residual(z, bs[0], rs[0], m0, ds[0], H, W)  # bs[0] stays 0: the fine level's b is in the field
+                    v = 0.0 if m0[i, j] else field[i, j, c]
+                    z[i, j, c] = v
+                    x0[i, j, c] = out[k - 1, i, j, c] if (warm and m0[i, j]) else v
+        # |b|: the kept neighbours' weighted values (the residual of z; bs[0] stays 0 on the fine level)
+        bn = _residual(z, bs[0], rs[0], m0, ds[0], H, W)
         n = 0
         while n < max_cycles:
             rn = _residual(x0, bs[0], rs[0], m0, ds[0], H, W)
