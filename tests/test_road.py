@@ -136,3 +136,19 @@ def test_road_degenerate_maps_and_non_finite_scores(lite0):
     assert recs[1]["value"] is None and "non-finite" in recs[1]["reason"]
     summ = Road(bootstrap=0).summarize(recs, [{"split": "eval"}] * 2)
     assert summ["road_combined"]["value"] is None and summ["road_combined"]["n"] == 0
+
+
+def test_cpu_imputation_never_sees_the_removed_pixels():
+    """The filled values depend only on the kept pixels: two images that differ only where pixels are
+    removed get the same fill (no start from the image's own values), also along a chain that is not
+    nested (no warm start from a solution that saw pixels removed now)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((1, 3, 40, 40)).astype(np.float32)
+    m = rng.random((40, 40))
+    chain = np.stack([m < 0.3, m < 0.7, m >= 0.5])  # nested, nested, then not
+    (fa,), _ = impute_chains(a, [chain])
+    for k, keep in enumerate(chain):
+        b = a.copy()
+        b[0][:, ~keep] += 5.0  # changed where mask k removes the pixel
+        (fb,), _ = impute_chains(b, [chain])
+        assert np.array_equal(fa[k], fb[k]), k
