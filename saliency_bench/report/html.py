@@ -1,5 +1,5 @@
 """The leaderboard as one self-contained HTML page: sortable tables (a column header click sorts),
-the score-against-speed plots, the gallery; its style and script are ``static/leaderboard.css``
+the score-against-speed plots, the per-step curves (:mod:`.curves`), the gallery; its style and script are ``static/leaderboard.css``
 and ``static/leaderboard.js``, inlined so the page needs no network and no other file."""
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import base64
 import html
 from importlib.resources import files
 
+from .curves import curves_html
 from .plots import speed_columns, speed_plot_svg
 from .tables import (alpha, cells, coverage, coverage_notes, mark_legend, mark_text, method_label, protocol_notes,
                      settings_lines, subset_notes, table_notes, used_columns)
@@ -131,7 +132,7 @@ def to_html(run: dict) -> str:
              f"<style>{static('leaderboard.css')}</style></head><body><h1>saliency-bench leaderboard</h1>",
              "<p>Click a column header to sort. Scores: mean with its 95% bootstrap interval.</p>"]
     for t in run["tables"]:
-        parts += _table(t) + _plots(t)
+        parts += _table(t) + _plots(t) + curves_html(t)
         parts += _gallery(t, run.get("gallery", {}).get(f"{t['model']} on {t['dataset']}"))
     parts.append("<h2>Settings</h2><ul>" + "".join(f"<li>{e(l)}</li>" for l in settings_lines(run)) + "</ul>")
     parts.append(f"<script>{static('leaderboard.js')}</script></body></html>")

@@ -148,6 +148,12 @@ def load_run(run_dir: Path) -> dict:
                     "subsets": subsets.get((model, dataset), {}),
                     "baselines": baselines_of(settings, names),
                     "rows": [{"method": m, **methods[m]} for m in names]})
+    from .curves import read_curves
+
+    curves = read_curves(run_dir.parent / "store.sqlite", run_dir.name, settings,
+                         {(t["model"], t["dataset"]): [r["method"] for r in t["rows"]] for t in out})
+    for t in out:
+        t["curves"] = curves.get((t["model"], t["dataset"]), {})
     return {"run_id": run_dir.name, "settings": settings, "meta": info["meta"], "tables": out,
             "finished": info.get("finished") is not None, "columns": all_columns,
             "gallery": load_gallery(run_dir)}
