@@ -6,7 +6,9 @@ EfficientNet-Lite0 and its real maps (gradient: scattered removed pixels; Grad-C
 regions, the harder case for an iterative solver). Target: 10x per sample (issue 23)."""
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,26 +16,19 @@ import torch
 
 from conftest import DATA, needs_data, paired
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the parity tests' real inputs
+
 B = 2  # images per call of ours (one ROADCombined call per image for the reference)
 
 
 @pytest.fixture(scope="module")
 def real_batch():
-    from saliency_bench.datasets.imagenet import imagenet
-    from saliency_bench.imageio import to_input
+    from metrics_data import imagenet_val
+
     from saliency_bench.registry import get_model
 
     model = get_model("efficientnet_lite0")
-    ds = imagenet(str(DATA / "imagenet-val-300"))
-    samples = []
-    for i in range(len(ds)):
-        s = ds.load(i)
-        if s.error is None and s.target_in("imagenet"):
-            samples.append(s)
-        if len(samples) == B:
-            break
-    x = model.preprocess(torch.stack([to_input(s.image, model.input_size) for s in samples]))
-    t = [s.target_in(model.label_space)[:1] for s in samples]
+    samples, x, t = imagenet_val(DATA, model, B)
     return model, samples, x, t
 
 
