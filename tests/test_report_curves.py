@@ -69,3 +69,14 @@ def test_html_has_the_curves_of_road_and_randomisation_and_an_older_run_renders(
     assert all(t["curves"] == {} for t in old["tables"])
     page = to_html(old)
     assert "<svg class='curve'" not in page and "ROAD combined" in page and "</html>" in page
+
+
+def test_road_curve_is_labelled_with_the_default_percentiles_when_the_run_named_none():
+    """A run's settings keep only the options it named: a ROAD curve of a run with the default
+    percentiles is labelled 10..90 (the benchmark's default), not 1..9."""
+    from saliency_bench.report.curves import aggregate
+
+    records = [{"morf_curve": [0.1 * i for i in range(9)], "lerf_curve": [0.0] * 9}]
+    curve = aggregate("road", records, None)
+    assert curve["x"] == [str(p) for p in range(10, 100, 10)]
+    assert curve["series"]["MoRF"] == records[0]["morf_curve"]

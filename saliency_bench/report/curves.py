@@ -64,8 +64,20 @@ def aggregate(bench: str, records: list[dict], options: dict | None = None) -> d
                   if isinstance(r.get(spec["x_record"]), list) and len(r[spec["x_record"]]) == length), None)
     elif "x_option" in spec:
         x = (options or {}).get(spec["x_option"])
+        if x is None:  # the settings keep only the options a run named: the benchmark's default
+            x = _default_option(bench, spec["x_option"])
         x = [f"{float(v):g}" for v in x] if isinstance(x, (list, tuple)) and len(x) == length else None
     return {"x": [str(v) for v in x] if x else [str(i + 1) for i in range(length)], "series": series, "n": n}
+
+
+def _default_option(bench: str, key: str):
+    """A benchmark's default for option ``key`` (its class's ``defaults``), or None."""
+    from ..registry import benchmarks
+
+    try:
+        return dict(getattr(benchmarks.get(bench), "defaults", None) or {}).get(key)
+    except Exception:  # a benchmark no longer installed: index labels
+        return None
 
 
 def read_curves(store_path: Path, run_id: str, settings: dict,
