@@ -25,11 +25,7 @@ RESULT_KEYS = ("methods", "all_methods", "models", "weights", "datasets", "split
 
 # Folders written by older code, to be regenerated with their COMMAND (the test then passes and
 # strict xfail asks for the entry to go).
-STALE = {
-    "reference-cpu-all-methods": "written before the mask's game and top_k parameters and before the settings "
-                                 "recorded the resolved benchmark options and the left-out methods; benchmarks in "
-                                 "an older order; no pointing game on ImageNet (today: on its boxes)",
-}
+STALE: dict[str, str] = {}
 
 
 def command_argv(folder: str) -> list[str]:
