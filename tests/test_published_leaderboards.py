@@ -25,7 +25,10 @@ RESULT_KEYS = ("methods", "all_methods", "models", "weights", "datasets", "split
 
 # Folders written by older code, to be regenerated with their COMMAND (the test then passes and
 # strict xfail asks for the entry to go).
-STALE: dict[str, str] = {}
+STALE = {
+    "reference-cpu-all-methods": "its run was resumed after the occlusion family's default chunk became 0 (16 copies per pass on a CPU): "
+                                 "the maps are the same bits, but the stored settings still say chunk=256",
+}
 
 
 def command_argv(folder: str) -> list[str]:
