@@ -22,9 +22,11 @@ thread each and ignore Ctrl-C, which the main process handles by terminating the
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 from collections import deque
 from typing import Any, Callable, Sequence
 
@@ -38,6 +40,7 @@ Job = tuple[Benchmark, list[Sample], list[np.ndarray], ModelQuery | None]
 Result = tuple[list[tuple[str, dict]], dict[str, str]]  # score_isolated's (scored, failed)
 
 _BENCHES: Sequence[Benchmark] = ()  # a worker's benchmarks, inherited at fork
+_PARENT_MODULES: frozenset[str] = frozenset()  # the modules the parent had imported at the fork
 
 
 def cores() -> int:
@@ -65,9 +68,9 @@ def scoring_workers(cfg) -> int:
     return default_workers(cfg.workers)
 
 
-def _init(benches: Sequence[Benchmark]) -> None:
-    global _BENCHES
-    _BENCHES = benches
+def _init(benches: Sequence[Benchmark], parent_modules: frozenset[str]) -> None:
+    global _BENCHES, _PARENT_MODULES
+    _BENCHES, _PARENT_MODULES = benches, parent_modules
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what a Ctrl-C ends
     try:
         import torch
@@ -75,12 +78,30 @@ def _init(benches: Sequence[Benchmark]) -> None:
         torch.set_num_threads(1)
     except Exception:  # pragma: no cover
         pass
-    try:
-        import cv2
+    if "cv2" not in _PARENT_MODULES:  # a fresh import here; else the pool was made serial before the fork
+        try:
+            import cv2
 
-        cv2.setNumThreads(1)
-    except Exception:  # pragma: no cover - OpenCV is imported only by the benchmarks that need it
-        pass
+            cv2.setNumThreads(1)
+        except Exception:  # pragma: no cover - OpenCV is imported only by the benchmarks that need it
+            pass
+
+
+@contextlib.contextmanager
+def _serial_opencv():
+    """OpenCV's thread pool made serial for the fork, then restored: a child forked while the
+    parent's pool has threads deadlocks in its first ``cv2.setNumThreads`` or parallel call
+    (the parent's pool lock is copied held, its threads are not)."""
+    cv2 = sys.modules.get("cv2")
+    if cv2 is None:
+        yield
+        return
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _score(index: int, samples: list[Sample], outputs: list[np.ndarray], input_size: tuple[int, int]) -> Result:
@@ -120,7 +141,10 @@ class Scorer:
         self._pool = None
         if self.workers > 0:
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            self._pool = mp.get_context(method).Pool(self.workers, initializer=_init, initargs=(self.benches,))
+            with _serial_opencv():
+                inherited = frozenset(sys.modules) if method == "fork" else frozenset()
+                self._pool = mp.get_context(method).Pool(self.workers, initializer=_init,
+                                                         initargs=(self.benches, inherited))
 
     # -- feeding -------------------------------------------------------------------------------
     def submit(self, jobs: Sequence[Job], input_size: tuple[int, int],

@@ -158,7 +158,7 @@ def test_model_in_the_loop_benchmarks_score_on_the_pristine_model(tmp_path):
 # Ctrl-C: one line, exit 130, and the command it prints resumes to the same records
 # --------------------------------------------------------------------------------------------
 def test_ctrl_c_prints_one_line_exits_130_and_resumes_to_identical_records(tmp_path):
-    args = ["run", "--model", "toy_net", "--dataset", "toy", "--workers", "0", "--batch-size", "4",
+    args = ["run", "--model", "toy_net", "--dataset", "toy", "--workers", "0", "--batch-size", "2",
             "--methods", "sleepy,brightness", "--benchmarks", "pointing,localization", "-d", "n=16"]
     assert main(["--plugin", TOY, *args, "--runs-dir", str(tmp_path / "straight"), "--quiet"]) == 0
     runs = tmp_path / "interrupted"

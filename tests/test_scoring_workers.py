@@ -99,3 +99,30 @@ def test_the_default_leaves_the_main_process_and_the_loader_workers_their_cores(
     assert default_workers(0, local_world=4) == 3
     monkeypatch.setattr("saliency_bench.scoring.cores", lambda: 2)
     assert default_workers(2, local_world=1) == 0
+
+
+FORK_AFTER_OPENCV = """
+import sys
+import numpy as np
+import cv2
+from saliency_bench.cli import main
+cv2.setNumThreads(4)  # the parent's pool has threads, as after a pass scored here (MaxBoxAccV2's resize)
+big = np.random.default_rng(0).random((1500, 1500), dtype=np.float32)
+for _ in range(3):
+    cv2.resize(big, (3000, 3000), interpolation=cv2.INTER_CUBIC)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_workers_forked_after_opencv_ran_threads_here_do_not_hang(tmp_path):
+    # a forked child inherits OpenCV's pool lock held by threads it does not have: its first
+    # cv2.setNumThreads (or parallel call) used to wait forever
+    args = lambda runs, w: ["--plugin", TOY, "run", "--runs-dir", str(tmp_path / runs), "--workers", "0",  # noqa: E731
+                            "--quiet", "--scoring-workers", str(w), "--model", "toy_net", "--dataset", "toy",
+                            "-d", "n=6", "--methods", "brightness", "--benchmarks", "localization",
+                            "--batch-size", "3"]
+    proc = subprocess.run([sys.executable, "-c", FORK_AFTER_OPENCV, *args("w1", 1)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main(args("w0", 0)) == 0
+    assert _results(tmp_path / "w1") == _results(tmp_path / "w0")

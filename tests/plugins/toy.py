@@ -99,7 +99,7 @@ def sleepy(model, x, targets, *, seconds: float = 0.4):
     time.sleep(seconds)
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        (g,) = torch.autograd.grad(model.net(x).gather(1, targets[:, :1]).sum(), x)
+        (g,) = torch.autograd.grad(model.net(x).gather(1, targets.indices[:, :1]).sum(), x)
     return g.abs().amax(1)
 
 
