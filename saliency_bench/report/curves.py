@@ -12,7 +12,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from .plots import nice_ticks
+from .axes import nice_ticks
 
 # benchmark -> what its records hold: the series (label, record key), the x labels, the axes
 CURVES = {
