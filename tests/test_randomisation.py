@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from saliency_bench.benchmarks.randomisation import Randomisation, randomisation_steps, ssim
+from saliency_bench.benchmarks.randomisation import Randomisation, abs_ranks, randomisation_steps, randomise, ssim
 from saliency_bench.benchmarks.scalar import map_at_input
 from saliency_bench.contracts import ModelQuery
 from saliency_bench.registry import get_method
@@ -82,6 +82,37 @@ def test_ssim_is_skimage_on_max_normalised_absolute_maps():
     both = np.concatenate([na.ravel(), nb.ravel()])
     assert ssim(a, b) == pytest.approx(structural_similarity(na, nb, data_range=both.max() - both.min()))
     assert ssim(a, a) == pytest.approx(1.0)
+
+
+def test_ranks_are_scipys_rankdata_of_the_absolute_map_ties_and_nan_included():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((64, 48)).astype(np.float32)
+    cases = {"distinct": g, "rounded (ties)": np.round(g, 1), "relu (a tie of zeros)": np.maximum(g, 0),
+             "+-x (ties by sign)": np.concatenate([g, -g]), "constant": np.full((8, 8), 3.0, np.float32),
+             "one value": np.ones((1, 1), np.float32), "float64": g.astype(np.float64) ** 3,
+             "a NaN": np.where(g > 2, np.nan, g)}
+    for name, a in cases.items():
+        got, want = abs_ranks(a), rankdata(np.abs(a).reshape(-1))
+        assert got.dtype == want.dtype == np.float64 and np.array_equal(got, want, equal_nan=True), name
+
+
+def test_re_initialisation_draws_what_torch_manual_seed_gives_and_leaves_the_random_state():
+    def layers():
+        torch.manual_seed(7)
+        return [torch.nn.Linear(5, 3), torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4)]
+
+    ours, ref = layers(), layers()
+    for m in ref:  # Quantus's loop: torch.manual_seed(seed + 1), then reset_parameters()
+        torch.manual_seed(43)
+        m.reset_parameters()
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    randomise(ours, 42)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for a, b in zip(ours, ref):
+        assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -49,6 +49,7 @@ from .scalar import ScalarBenchmark, map_at_input, undefined
 PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 SCORES = ("probability", "logit")
 ORDERS = ("lerf", "morf")  # the reference's order in ROADCombined
+CPU_PASS = 2  # imputed inputs per forward pass on a CPU (docs/PERFORMANCE.md §3, ROAD)
 
 
 def sample_seed(seed: int, sample_id: str) -> int:
@@ -76,7 +77,8 @@ class Road(ScalarBenchmark):
     V-cycles on the CPU, CG iterations elsewhere), ``solver`` ("auto": the compiled multigrid on the CPU,
     the batched CG on the device elsewhere; "cg": the batched CG everywhere), ``threads`` (0: torch's
     thread count; CPU solver threads), ``systems`` (CG: images x percentiles imputed at once; 0: the
-    whole batch), ``chunk`` (imputed inputs per forward call; 0: 4 x the batch size), ``bootstrap``
+    whole batch), ``chunk`` (imputed inputs per forward call; 0: 2 on a CPU, where small
+    passes are the fastest per input, 4 x the batch size elsewhere), ``bootstrap``
     (1000), ``seed`` (0: the noise).
     """
 
@@ -186,7 +188,7 @@ class Road(ScalarBenchmark):
                     z = torch.randn(C, int((~m).sum()), generator=gen)
                     jobs.append((i, order, k, m, z))
         base = self._scores(query, x, range(B))
-        fwd = max(1, int(self.option("chunk") or 4 * query.batch_size))
+        fwd = max(1, int(self.option("chunk")) or (CPU_PASS if x.device.type == "cpu" else 4 * query.batch_size))
         after = np.zeros(len(jobs), np.float32)
         iters = np.zeros(len(jobs), np.int64)
         for j0, j1, filled, it in self._imputed(x, jobs):
