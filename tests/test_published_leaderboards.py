@@ -25,10 +25,7 @@ RESULT_KEYS = ("methods", "all_methods", "models", "weights", "datasets", "split
 
 # Folders written by older code, to be regenerated with their COMMAND (the test then passes and
 # strict xfail asks for the entry to go).
-STALE = {
-    "reference-cpu-all-methods": "its run was resumed after the occlusion family's default chunk became 0 (16 copies per pass on a CPU): "
-                                 "the maps are the same bits, but the stored settings still say chunk=256",
-}
+STALE: dict[str, str] = {}
 
 
 def command_argv(folder: str) -> list[str]:
