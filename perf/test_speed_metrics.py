@@ -158,3 +158,42 @@ def test_randomisation_beside_quantus_mprt(benchmark, lite0, granularity):
                   lambda: reference(), rounds=3, target=10.0 if granularity == "block" else None)
     info.update(batch=BATCH, granularity=granularity, ours_steps=len(recs[0]["steps"]),
                 quantus_explain_calls=len(ref), method="gradient", threads=torch.get_num_threads())
+
+
+def test_random_logit_beside_quantus_random_logit(benchmark, lite0):
+    """Quantus ``RandomLogit(num_classes=1000, seed=42)`` on the batch, the method re-run for the
+    off-target class on both sides; first checked equal one sample at a time (its off-target class
+    and normalisation are per batch)."""
+    quantus = pytest.importorskip("quantus")
+    from saliency_bench.benchmarks.randomisation import RandomLogit
+    from saliency_bench.benchmarks.scalar import map_at_input
+
+    from saliency_bench.contracts import Sample
+
+    model, x, t, m, own, _, query = _setup(lite0, "gradient")
+    samples = [Sample(id=f"img{i}", image=None, size=model.input_size, targets={model.label_space: tuple(c)},
+                      category="c") for i, c in enumerate(t)]
+    bench = RandomLogit(bootstrap=0)
+    y = np.array([c[0] for c in t])
+    a = np.stack([map_at_input(o, model.input_size) for o in own])[:, None]
+    xn = x.float().numpy()
+
+    lite = model
+
+    def explain(model, inputs, targets, **kw):  # Quantus's explain_func, called with these names
+        out, _ = m.explain(lite, torch.as_tensor(np.asarray(inputs)), torch.as_tensor(np.asarray(targets)).view(-1, 1))
+        return np.stack([map_at_input(o, lite.input_size) for o in out.detach().cpu().numpy()])[:, None]
+
+    def reference(rows=slice(None)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return quantus.RandomLogit(disable_warnings=True, num_classes=1000, seed=42)(
+                model=model.net, x_batch=xn[rows], y_batch=y[rows], a_batch=a[rows].copy(), explain_func=explain,
+                device="cpu")
+
+    recs = bench.score_batch(samples, own, model.input_size, query=query())
+    for i, r in enumerate(recs):
+        assert r["value"] == pytest.approx(float(reference(slice(i, i + 1))[0]), abs=1e-5)
+    info = paired(benchmark, lambda: bench.score_batch(samples, own, model.input_size, query=query()),
+                  lambda: reference(), rounds=5, target=1.0)
+    info.update(batch=BATCH, method="gradient", threads=torch.get_num_threads())
