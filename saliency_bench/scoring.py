@@ -14,7 +14,8 @@ would, on the same samples and maps, so the records are the same bytes whatever 
 workers (the benchmarks draw no random numbers while scoring; their bootstraps run in
 ``summarize``). Resume is unchanged: a batch reaches the store only with all its records, so a
 run interrupted with jobs in flight recomputes those batches, as it would any batch whose
-outcomes are not stored.
+outcomes are not stored. A pool that returns nothing for ``stall_seconds`` (10 minutes) is
+stopped with a note, and this process scores the rest of the pass: slower, the same records.
 
 The workers are forked once per pass over a dataset, before the data loader starts (a forked
 child inherits the benchmarks, plugin files included, without pickling them); they run one
@@ -108,31 +109,40 @@ def _score(index: int, samples: list[Sample], outputs: list[np.ndarray], input_s
     return score_isolated(_BENCHES[index], samples, outputs, input_size)
 
 
+STALL_SECONDS = 600.0  # a job's wait before the pool counts as stuck (Scorer(stall_seconds=...))
+
+
 class _InFlight:
     """A job in the pool. Should it fail there as a whole (outside the per-sample isolation of
-    ``score_isolated``, or a record that cannot be sent back), it is scored here instead: the
-    same call, so the same records."""
+    ``score_isolated``, or a record that cannot be sent back), or should the pool stop making
+    progress (a worker stuck, say in a library that is not safe to fork), it is scored here
+    instead: the same call, so the same records."""
 
-    def __init__(self, result, job: tuple, benches: Sequence[Benchmark]) -> None:
-        self.result, self.job, self.benches = result, job, benches
+    def __init__(self, result, job: tuple, scorer: "Scorer") -> None:
+        self.result, self.job, self.scorer = result, job, scorer
 
     def ready(self) -> bool:
-        return self.result.ready()
+        return self.scorer._pool is None or self.result.ready()
 
     def get(self) -> Result:
-        try:
-            return self.result.get()
-        except Exception:
-            index, samples, outputs, input_size = self.job
-            return score_isolated(self.benches[index], samples, outputs, input_size)
+        if self.scorer._pool is not None:
+            try:
+                return self.result.get(timeout=self.scorer.stall_seconds)
+            except mp.TimeoutError:
+                self.scorer._stalled()
+            except Exception:
+                pass
+        index, samples, outputs, input_size = self.job
+        return score_isolated(self.scorer.benches[index], samples, outputs, input_size)
 
 
 class Scorer:
     """Scores jobs here (``workers=0``) or in ``workers`` forked processes; see the module."""
 
     def __init__(self, benches: Sequence[Benchmark], workers: int = 0, max_pending: int | None = None,
-                 guard: Guard | None = None) -> None:
+                 guard: Guard | None = None, stall_seconds: float = STALL_SECONDS) -> None:
         self.benches = list(benches)
+        self.stall_seconds = float(stall_seconds)
         self.guard = guard  # verifies the model after each benchmark with the model in the loop
         pure = [b for b in self.benches if not b.uses_model and not b.timing]
         self.workers = int(workers) if pure else 0
@@ -157,7 +167,7 @@ class Scorer:
                 parts.append(score_isolated(bench, samples, outputs, input_size, query, self.guard))
             else:
                 job = (self.benches.index(bench), samples, outputs, input_size)
-                parts.append(_InFlight(self._pool.apply_async(_score, job), job, self.benches))
+                parts.append(_InFlight(self._pool.apply_async(_score, job), job, self))
         self._pending.append((parts, finish))
         self.flush(block=len(self._pending) > self.max_pending)
 
@@ -172,6 +182,12 @@ class Scorer:
             self._pending.popleft()
             finish(results)
             block = len(self._pending) > self.max_pending
+
+    def _stalled(self) -> None:
+        """No job came back for ``stall_seconds``: stop the workers and score the rest here."""
+        sys.stderr.write(f"note: the scoring workers returned nothing for {self.stall_seconds:g} s; "
+                         "they are stopped and this process scores the rest of the pass (same records)\n")
+        self._stop(terminate=True)
 
     # -- ending --------------------------------------------------------------------------------
     def close(self) -> None:

@@ -126,3 +126,31 @@ def test_workers_forked_after_opencv_ran_threads_here_do_not_hang(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert main(args("w0", 0)) == 0
     assert _results(tmp_path / "w1") == _results(tmp_path / "w0")
+
+
+class _StuckInWorkers(Benchmark):
+    """Scores here, never in a forked worker: stands for a worker stuck in a library."""
+
+    name = "stuck_in_workers"
+    columns = ("stuck_in_workers",)
+    parent = os.getpid()
+
+    def score(self, sample, output, input_size):
+        if os.getpid() != self.parent:
+            time.sleep(3600)
+        return {"id": int(sample.id), "peak": float(output.max())}
+
+
+def test_a_pool_that_returns_nothing_is_stopped_and_the_pass_scored_here(capsys):
+    bench = _StuckInWorkers()
+    samples = [Sample(id=str(i), image=None, size=(4, 4), targets={}, category="c") for i in range(5)]
+    finished = []
+    started = time.time()
+    with Scorer([bench], workers=2, max_pending=2, stall_seconds=1.0) as scorer:
+        for i, s in enumerate(samples):
+            scorer.submit([(bench, [s], [np.full((2, 2), i, np.float32)], None)], (4, 4),
+                          lambda results, i=i: finished.append((i, results[0][0][0][1])))
+        assert scorer._pool is None  # stopped at the first wait that timed out
+    assert finished == [(i, {"id": i, "peak": float(i)}) for i in range(5)]  # every batch, in order
+    assert time.time() - started < 60
+    assert "returned nothing for 1 s" in capsys.readouterr().err
