@@ -91,8 +91,9 @@ def _init(benches: Sequence[Benchmark], parent_modules: frozenset[str]) -> None:
 @contextlib.contextmanager
 def _serial_opencv():
     """OpenCV's thread pool made serial for the fork, then restored: a child forked while the
-    parent's pool has threads deadlocks in its first ``cv2.setNumThreads`` or parallel call
-    (the parent's pool lock is copied held, its threads are not)."""
+    parent's pool has threads waited forever in its ``cv2.setNumThreads`` (the pool's state is
+    copied, its threads are not; a parallel resize in such a child did run, so the data
+    loader's workers need nothing)."""
     cv2 = sys.modules.get("cv2")
     if cv2 is None:
         yield

@@ -115,8 +115,8 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_workers_forked_after_opencv_ran_threads_here_do_not_hang(tmp_path):
-    # a forked child inherits OpenCV's pool lock held by threads it does not have: its first
-    # cv2.setNumThreads (or parallel call) used to wait forever
+    # a child forked while OpenCV's pool had threads here waited forever in the worker's
+    # cv2.setNumThreads(1)
     args = lambda runs, w: ["--plugin", TOY, "run", "--runs-dir", str(tmp_path / runs), "--workers", "0",  # noqa: E731
                             "--quiet", "--scoring-workers", str(w), "--model", "toy_net", "--dataset", "toy",
                             "-d", "n=6", "--methods", "brightness", "--benchmarks", "localization",
