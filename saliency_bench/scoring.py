@@ -41,7 +41,6 @@ Job = tuple[Benchmark, list[Sample], list[np.ndarray], ModelQuery | None]
 Result = tuple[list[tuple[str, dict]], dict[str, str]]  # score_isolated's (scored, failed)
 
 _BENCHES: Sequence[Benchmark] = ()  # a worker's benchmarks, inherited at fork
-_PARENT_MODULES: frozenset[str] = frozenset()  # the modules the parent had imported at the fork
 
 
 def cores() -> int:
@@ -69,9 +68,9 @@ def scoring_workers(cfg) -> int:
     return default_workers(cfg.workers)
 
 
-def _init(benches: Sequence[Benchmark], parent_modules: frozenset[str]) -> None:
-    global _BENCHES, _PARENT_MODULES
-    _BENCHES, _PARENT_MODULES = benches, parent_modules
+def _init(benches: Sequence[Benchmark], opencv_inherited: bool) -> None:
+    global _BENCHES
+    _BENCHES = benches
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what a Ctrl-C ends
     try:
         import torch
@@ -79,7 +78,7 @@ def _init(benches: Sequence[Benchmark], parent_modules: frozenset[str]) -> None:
         torch.set_num_threads(1)
     except Exception:  # pragma: no cover
         pass
-    if "cv2" not in _PARENT_MODULES:  # a fresh import here; else the pool was made serial before the fork
+    if not opencv_inherited:  # a fresh import here; else the pool was made serial before the fork
         try:
             import cv2
 
@@ -153,7 +152,7 @@ class Scorer:
         if self.workers > 0:
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
             with _serial_opencv():
-                inherited = frozenset(sys.modules) if method == "fork" else frozenset()
+                inherited = method == "fork" and "cv2" in sys.modules
                 self._pool = mp.get_context(method).Pool(self.workers, initializer=_init,
                                                          initargs=(self.benches, inherited))
 
