@@ -154,3 +154,70 @@ def test_a_pool_that_returns_nothing_is_stopped_and_the_pass_scored_here(capsys)
     assert finished == [(i, {"id": i, "peak": float(i)}) for i in range(5)]  # every batch, in order
     assert time.time() - started < 60
     assert "returned nothing for 1 s" in capsys.readouterr().err
+
+
+def test_the_arena_places_jobs_first_in_first_out_and_refuses_what_does_not_fit():
+    from saliency_bench.scoring import _Arena
+
+    arena = _Arena(1024)
+    m = lambda n: [np.zeros(n, np.uint8)]  # noqa: E731 - n bytes, rounded up to 64 in the ring
+    assert [s[0] for s in arena.put(m(300))] == [0]  # [0, 320)
+    assert [s[0] for s in arena.put(m(400))] == [320]  # [320, 768)
+    assert arena.put(m(300)) is None  # 768 + 320 > 1024, and [0, 320) is still in use
+    arena.release()  # the first job is done: [320, 768) in use
+    assert [s[0] for s in arena.put(m(256))] == [768]  # [768, 1024): fits exactly at the end
+    assert [s[0] for s in arena.put(m(300))] == [0]  # wrapped: [0, 320) is free again
+    assert arena.put(m(1)) is None  # wrapped: [320, ...) still holds the second job
+    arena.release(); arena.release(); arena.release()
+    assert not arena.spans and [s[0] for s in arena.put(m(1024))] == [0]
+    assert arena.put(m(2048)) is None and arena.put([np.array([object()])]) is None and arena.put([]) is None
+
+
+class _Exact(Benchmark):
+    """Records the exact bytes of each map as it arrived, its dtype and shape."""
+
+    name = "exact"
+    columns = ("exact",)
+
+    def score(self, sample, output, input_size):
+        output[...] = 0  # a benchmark writing into its maps touches its own copy only
+        return {"id": sample.id}
+
+    def score_batch(self, samples, outputs, input_size):
+        recs = [{"id": s.id, "bytes": np.asarray(o).tobytes().hex(), "dtype": str(np.asarray(o).dtype),
+                 "shape": list(np.shape(o))} for s, o in zip(samples, outputs)]
+        for o in outputs:
+            np.asarray(o)[...] = 0
+        return recs
+
+
+def test_maps_through_a_small_shared_arena_arrive_exactly_wrapped_or_pickled(monkeypatch):
+    monkeypatch.setattr("saliency_bench.scoring.ARENA_BYTES", 4096)  # a few jobs: the ring wraps, some are pickled
+    rng = np.random.default_rng(0)
+    bench = _Exact()
+    jobs = []
+    for i in range(24):
+        shape = [(7, 7), (20, 30), (2, 3, 5), (33,)][i % 4]
+        dtype = [np.float32, np.float64, np.float16, np.uint8][i % 4]
+        maps = [rng.standard_normal(shape).astype(dtype) for _ in range(1 + i % 3)]
+        if i % 5 == 0:
+            maps[0] = maps[0][..., ::-1]  # not contiguous
+        samples = [Sample(id=f"{i}-{k}", image=None, size=(4, 4), targets={}, category="c") for k in range(len(maps))]
+        jobs.append((samples, maps))
+    expected = [[(s.id, {"id": s.id, "bytes": np.ascontiguousarray(o).tobytes().hex(), "dtype": str(o.dtype),
+                         "shape": list(o.shape)}) for s, o in zip(samples, maps)] for samples, maps in jobs]
+    kept = [[o.copy() for o in maps] for _, maps in jobs]
+    from saliency_bench.scoring import _Arena
+
+    placed = []
+    put = _Arena.put
+    monkeypatch.setattr(_Arena, "put", lambda self, outputs: placed.append(put(self, outputs)) or placed[-1])
+    finished = []
+    with Scorer([bench], workers=2, max_pending=3) as scorer:
+        assert scorer._arena is not None and scorer._arena.size == 4096
+        for i, (samples, maps) in enumerate(jobs):
+            scorer.submit([(bench, samples, maps, None)], (4, 4), lambda results, i=i: finished.append((i, results[0][0])))
+    assert finished == [(i, e) for i, e in enumerate(expected)]
+    shared = [p for p in placed if p is not None]
+    assert 0 < len(shared) < len(jobs) and any(p[0][0] == 0 for p in shared[1:])  # ring, wrapped, and pickled
+    assert all(np.array_equal(a, b) for (_, maps), k in zip(jobs, kept) for a, b in zip(maps, k))  # ours untouched
