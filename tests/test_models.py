@@ -122,3 +122,19 @@ def test_a_coco_fine_tune_gets_an_80_way_head_and_coco_labels(tmp_path):
     sample = json.loads((Path(__file__).parents[1] / "datasets" / "sample" / "instances.json").read_text())
     names = [c["name"] for c in sorted(sample["categories"], key=lambda c: c["id"])]
     assert tuple(names) == COCO_CATEGORIES
+
+
+@pytest.mark.parametrize("mean,std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+def test_preprocess_equals_torchvisions_to_tensor_and_normalize_bit_for_bit_in_channels_last(mean, std):
+    import torchvision.transforms.functional as TF
+
+    from saliency_bench.contracts import Model
+
+    model = Model(name="m", net=torch.nn.Conv2d(3, 1, 1), input_size=(17, 23), mean=mean, std=std, classes=[])
+    images = torch.randint(0, 256, (3, 3, 17, 23), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    images[0, :, 0, 0] = torch.tensor([0, 255, 128], dtype=torch.uint8)
+    expected = TF.normalize(TF.convert_image_dtype(images, torch.float32), mean, std)  # x / 255, then (x - m) / s
+    x = model.preprocess(images[:, :, :, :])
+    assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, expected)
+    assert torch.equal(model.preprocess(images.permute(0, 1, 3, 2).contiguous().transpose(2, 3)), expected)  # strided input
