@@ -138,15 +138,16 @@ def _getbb_stable(h: np.ndarray, alpha: float, method: str, size: tuple[int, int
 
 
 def test_authors_boxes_equal_bytescale_and_pil_bilinear_on_thousands_of_random_maps_and_sizes():
-    """Every thresholding and alpha of 300 random maps (non-negative, signed, sparse, tied, heavy
-    tailed; 1..40 pixels a side) resized to random sizes (1..120, up and down, both pass orders
-    of Pillow): 18,300 boxes, all equal."""
+    """Every thresholding and alpha of 360 random maps (non-negative, signed, sparse, tied, heavy
+    tailed, symmetric bumps whose ties the energy cut splits, as the centre's; 1..40 pixels a side)
+    resized to random sizes (1..120, up and down, both pass orders of Pillow): 21,960 boxes, all
+    equal."""
     rng = np.random.default_rng(0)
     cells = 0
-    for trial in range(300):
+    for trial in range(360):
         h, w = rng.integers(1, 41, 2)
         size = tuple(int(v) for v in rng.integers(1, 121, 2))
-        kind = trial % 5
+        kind = trial % 6
         if kind == 0:
             m = rng.random((h, w))
         elif kind == 1:
@@ -155,15 +156,41 @@ def test_authors_boxes_equal_bytescale_and_pil_bilinear_on_thousands_of_random_m
             m = rng.standard_normal((h, w))
         elif kind == 3:
             m = rng.integers(0, 4, (h, w))
-        else:
+        elif kind == 4:
             m = rng.random((h, w)) ** 8
+        else:  # symmetric about a (half-)pixel centre: 4- or 8-fold ties; shifted below 0 at times
+            yy, xx = np.mgrid[:h, :w]
+            cy, cx = rng.integers(0, 2 * h) / 2, rng.integers(0, 2 * w) / 2
+            m = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * rng.uniform(1, 20) ** 2)) - rng.choice([0, 0.3])
         m = m.astype(np.float32)
         got = authors_boxes(m, size, DEFAULT_ALPHAS)
         for method, alphas in DEFAULT_ALPHAS.items():
             for i, a in enumerate(alphas):
                 assert list(got[method][i]) == _getbb_stable(m, a, method, size), (trial, method, a, m.shape, size)
                 cells += 1
-    assert cells == 300 * 61
+    assert cells == 360 * 61
+
+
+def _split_tie_maps():
+    """Maps whose energy cut splits a tie where the shortcuts of the tie path matter."""
+    small = np.ones((10, 10), np.float32)  # at alpha 0.9 and 0.95 the cut is in the ties of 1, whose byte
+    small[4, 5] = 600.0  # is 0 (255 / 600 + 0.5 < 1), as are the two 1.1s: the box is the peak's alone
+    small[0, 9] = small[9, 0] = 1.1
+    ring = np.zeros((7, 7), np.float32)  # ties of 2 on a ring around a peak: the kept ties decide the box
+    ring[1, 1:6] = ring[5, 1:6] = ring[1:6, 1] = ring[1:6, 5] = 2.0
+    ring[3, 3] = 3.0
+    return {"small_ties_beside_small_values": small, "ring_of_ties": ring}
+
+
+@pytest.mark.parametrize("name", ["small_ties_beside_small_values", "ring_of_ties"])
+@pytest.mark.parametrize("size", [(7, 10), (13, 9), (3, 17)])
+def test_energy_cuts_inside_a_tie_give_pils_boxes_where_the_ties_decide(name, size):
+    alphas = {"energy": DEFAULT_ALPHAS["energy"][1:]}  # alpha 0 is never reached: their code raises
+    m = _split_tie_maps()[name]
+    got = authors_boxes(m, size, alphas)["energy"]
+    want = [_getbb_stable(m, a, "energy", size) for a in alphas["energy"]]
+    assert [list(b) for b in got] == want
+    assert len({tuple(b) for b in want}) > 1  # the alphas do not all give one box
 
 
 # ---------------------------------------------------------------------------------- contours
