@@ -383,7 +383,6 @@ def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_
         f0 = _byte(np.float32(0.0), cmin, scale)  # what a rejected pixel becomes
         stamp = stamp0 + a + 1
         kp = Kept(mt, v, closed, tie_mark, stamp, cmin, scale, f0)
-        mr0, mr1, mq0, mq1 = h, -1, w, -1  # box of the kept ties
         if not closed:  # the first t pixels equal to v in raster order are kept
             left = t
             p = 0
@@ -393,16 +392,15 @@ def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_
                 if m[y, x] == v:
                     tie_mark[x * h + y if vertical_first else p] = stamp
                     left -= 1
-                    mr0 = min(mr0, y)
-                    mr1 = max(mr1, y)
-                    mq0 = min(mq0, x)
-                    mq1 = max(mq1, x)
                 p += 1
         r0, r1, q0, q1 = h, -1, w, -1
-        if closed:
+        if closed or (nan_free and fast and f0 == 0):
             # Non-zero after bytescale: the kept values (>= v) whose byte is >= 1, i.e. those >= some
             # x1 (the byte is monotone in the value), and, when a 0 bytescales to non-zero (a kept
             # map with negative values), every rejected pixel (< v): both from row/column extremes.
+            # A cut inside a tie (not closed) keeps only some pixels equal to v, so these rows and
+            # columns bound its box, which is all the scan below needs (it reads the bytes); such a
+            # cut keeps a positive v, so a rejected pixel reads f0 = 0 and the rest is not needed.
             i, j = lb, n
             while i < j:
                 mid = (i + j) // 2
@@ -429,31 +427,6 @@ def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_
                     if colmin[x] < v:
                         q0 = min(q0, x)
                         q1 = max(q1, x)
-            if r1 < 0:
-                continue
-        elif nan_free and fast and f0 == 0:
-            # The same from the extremes: the kept pixels with a byte >= 1 are those >= x1 when
-            # x1 > v, else those above v and the kept ties; the rejected ones read 0. (A cut inside
-            # a tie keeps a positive v, so cmin is 0 and f0 is 0: the other case is not reached.)
-            i, j = lb, n
-            while i < j:
-                mid = (i + j) // 2
-                if _byte(asc[mid], cmin, scale) >= 1:
-                    j = mid
-                else:
-                    i = mid + 1
-            if i < n:
-                x1 = asc[i]
-                for y in range(h):
-                    if (rowmax[y] >= x1) if x1 > v else (rowmax[y] > v):
-                        r0 = min(r0, y)
-                        r1 = max(r1, y)
-                for x in range(w):
-                    if (colmax[x] >= x1) if x1 > v else (colmax[x] > v):
-                        q0 = min(q0, x)
-                        q1 = max(q1, x)
-                if x1 == v and mr1 >= 0:
-                    r0, r1, q0, q1 = min(r0, mr0), max(r1, mr1), min(q0, mq0), max(q1, mq1)
             if r1 < 0:
                 continue
         else:  # a NaN somewhere (the extremes do not bound the bytes), or the plain scan: every pixel read
