@@ -119,7 +119,7 @@ def _score_shared(index: int, samples: list[Sample], specs: list[tuple[int, tupl
     a copy of its bytes there, the same array a pickled map would arrive as."""
     assert _ARENA is not None
     outputs = [np.ndarray(shape, np.dtype(dtype), buffer=_ARENA, offset=off).copy() for off, shape, dtype in specs]
-    return score_isolated(_BENCHES[index], samples, outputs, input_size)
+    return _score(index, samples, outputs, input_size)
 
 
 class _Arena:
@@ -149,11 +149,12 @@ class _Arena:
         return tail if tail + need <= head else None  # wrapped: [head, size) and [0, tail) in use
 
     def put(self, outputs: Sequence[np.ndarray]) -> list[tuple[int, tuple, str]] | None:
-        arrays = [np.ascontiguousarray(o) for o in outputs]
+        arrays = [np.asarray(o) for o in outputs]  # copied in below, whatever their strides
         if any(a.dtype.hasobject for a in arrays):
             return None
         sizes = [-(-a.nbytes // self.ALIGN) * self.ALIGN for a in arrays]
-        start = self._place(sum(sizes)) if sum(sizes) else None
+        need = sum(sizes)
+        start = self._place(need) if need else None
         if start is None:
             return None
         specs, off = [], start
@@ -251,7 +252,7 @@ class Scorer:
             results = [p.get() if isinstance(p, _InFlight) else p for p in parts]
             self._pending.popleft()
             for p in parts:
-                if isinstance(p, _InFlight) and p.shared and self._arena is not None:
+                if isinstance(p, _InFlight) and p.shared:
                     self._arena.release()
             finish(results)
             block = len(self._pending) > self.max_pending

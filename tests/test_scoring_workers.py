@@ -179,15 +179,11 @@ class _Exact(Benchmark):
     name = "exact"
     columns = ("exact",)
 
-    def score(self, sample, output, input_size):
-        output[...] = 0  # a benchmark writing into its maps touches its own copy only
-        return {"id": sample.id}
-
     def score_batch(self, samples, outputs, input_size):
         recs = [{"id": s.id, "bytes": np.asarray(o).tobytes().hex(), "dtype": str(np.asarray(o).dtype),
                  "shape": list(np.shape(o))} for s, o in zip(samples, outputs)]
         for o in outputs:
-            np.asarray(o)[...] = 0
+            np.asarray(o)[...] = 0  # a benchmark writing into its maps touches its own copy only
         return recs
 
 

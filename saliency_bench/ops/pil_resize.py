@@ -385,14 +385,14 @@ def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_
         kp = Kept(mt, v, closed, tie_mark, stamp, cmin, scale, f0)
         if not closed:  # the first t pixels equal to v in raster order are kept
             left = t
-            p = 0
-            while left > 0:
+            for p in range(n):
+                if left == 0:
+                    break
                 y = p // w
                 x = p - y * w
                 if m[y, x] == v:
                     tie_mark[x * h + y if vertical_first else p] = stamp
                     left -= 1
-                p += 1
         r0, r1, q0, q1 = h, -1, w, -1
         if closed or (nan_free and fast and f0 == 0):
             # Non-zero after bytescale: the kept values (>= v) whose byte is >= 1, i.e. those >= some
