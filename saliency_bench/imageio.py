@@ -38,6 +38,15 @@ def to_input(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """Images ``[3,H,W]`` -> one batch ``[B,3,H,W]`` in channels-last memory (its values are those
+    of ``torch.stack``). :func:`to_input` gives ``[3,H,W]`` views of ``[H,W,3]`` pixels, so the
+    batch is made in their own memory order: a plain copy, where ``torch.stack`` gathers each
+    channel across the pixels (3.1 -> 0.2 ms for 16 images at 224x224), and
+    :meth:`Model.preprocess`'s channels-last copy from it is plain too."""
+    return torch.stack([x.permute(1, 2, 0) for x in images]).permute(0, 3, 1, 2)
+
+
 def blurred_input(image: Image.Image, size: tuple[int, int], radius: float = 10.0) -> torch.Tensor:
     """The blurred copy of Fong & Vedaldi's perturbations as their code made it
     (``get_blurred_img`` in ``ruthcfong/perturb_explanations``, ``optimize_mask.py``): PIL

@@ -32,6 +32,7 @@ from .config import RunConfig, config_from_args, default_device
 from .contracts import Method, ModelQuery, Row
 from .distributed import Distributed
 from .execute import NOT_EVALUABLE, Item, _collate, _Loaded, call_method
+from .imageio import stack_images
 from .report.gallery import draw_gallery
 from .isolation import Guard
 from .plan import benchmark_applies, benchmark_subset, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
@@ -239,7 +240,7 @@ class Runner:
         if not xs:
             return
         reps = self.cfg.batch_size
-        x = model.preprocess(torch.stack([xs[k % len(xs)] for k in range(reps)]))
+        x = model.preprocess(stack_images([xs[k % len(xs)] for k in range(reps)]))
         targets = Targets([ts[k % len(ts)] for k in range(reps)], device=x.device)
         fb = model_forward_backward(model, x, targets)
         self._verify_outside_methods("measuring the model")
@@ -261,7 +262,7 @@ class Runner:
                 pre_fail[k] = (f"{NOT_EVALUABLE}: category '{s.category}' has no class in the label space "
                                f"'{model.label_space}' of model '{model.name}'")
         good = [k for k in range(len(batch)) if k not in pre_fail]
-        x_all = model.preprocess(torch.stack([batch[k].x for k in good])) if good else None
+        x_all = model.preprocess(stack_images([batch[k].x for k in good])) if good else None
         t_all = Targets([samples[k].target_in(model.label_space) for k in good],
                         device=self.device) if good else None
         self._verify_outside_methods("loading the batch")
@@ -370,7 +371,7 @@ class Runner:
         parts = [batch[k].views.get(key) for k in good]
         if not parts or any(p is None for p in parts):
             return None
-        return model.preprocess(torch.stack(parts))
+        return model.preprocess(stack_images(parts))
 
     def draw_gallery(self, store: Store, model, ds, display: str, ds_key: str) -> None:
         if self.rank == 0:

@@ -273,3 +273,26 @@ def test_a_method_that_fails_on_every_sample_leaves_the_leaderboard_whole(tmp_pa
     assert rows["always_raises"]["loc_error_mean"]["value"] is None
     assert rows["brightness"]["loc_error_mean"]["value"] is not None
     assert "| always_raises |" in (_run_dir(tmp_path) / "leaderboard.md").read_text()
+
+
+def test_the_float16_cache_rounds_as_numpy_does_bit_for_bit():
+    """The cache's float16 conversion (torch's) against NumPy's ``nan_to_num(a).astype(float16)``
+    on every kind of float32: random bit patterns over all exponents, float16's halfway cases
+    (ties to even), its subnormals and overflow, NaN, infinities and signed zeros."""
+    from saliency_bench.cache import to_float16
+
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
+    halves = np.arange(0, 2**16, dtype=np.uint32)
+    f16 = halves.astype(np.uint16).view(np.float16).astype(np.float32)
+    finite = np.isfinite(f16)
+    nxt = np.nextafter(f16[finite][:-1], np.float32(np.inf))
+    mids = ((f16[finite][:-1].astype(np.float64) + f16[finite][1:].astype(np.float64)) / 2).astype(np.float32)
+    a = np.concatenate([bits.view(np.float32), f16, mids, nxt, np.nextafter(mids, np.float32(0)),
+                        np.float32([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 65504, 65520, 65519.99, 1e-8,
+                                    -6e-8, 3e-8, 2.9802322e-08])])
+    with np.errstate(over="ignore"):
+        expected = np.nan_to_num(a).astype(np.float16)
+    got = to_float16(a)
+    assert got.dtype == np.float16
+    assert np.array_equal(got.reshape(-1).view(np.uint16), expected.view(np.uint16))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -138,3 +139,25 @@ def test_preprocess_equals_torchvisions_to_tensor_and_normalize_bit_for_bit_in_c
     assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(x, expected)
     assert torch.equal(model.preprocess(images.permute(0, 1, 3, 2).contiguous().transpose(2, 3)), expected)  # strided input
+
+
+def test_stacked_images_keep_torch_stacks_values_in_channels_last_memory():
+    """The run's batches (``stack_images`` of :func:`to_input`'s ``[3,H,W]`` views of PIL pixels)
+    hold what ``torch.stack`` would, channels-last, and preprocess to the same floats."""
+    from PIL import Image
+
+    from saliency_bench.contracts import Model
+    from saliency_bench.imageio import stack_images, to_input
+
+    rng = np.random.default_rng(3)
+    views = [to_input(Image.fromarray(rng.integers(0, 256, (20 + k, 31, 3), dtype=np.uint8)), (17, 23))
+             for k in range(4)]
+    plain = [torch.from_numpy(rng.integers(0, 256, (3, 17, 23), dtype=np.uint8))]  # a contiguous [3,H,W] too
+    for images in (views, views + plain):
+        batch = stack_images(images)
+        assert batch.shape == (len(images), 3, 17, 23) and batch.dtype == torch.uint8
+        assert batch.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(batch, torch.stack(images))
+        model = Model(name="m", net=torch.nn.Conv2d(3, 1, 1), input_size=(17, 23), mean=(0.485, 0.456, 0.406),
+                      std=(0.229, 0.224, 0.225), classes=[])
+        assert torch.equal(model.preprocess(batch), model.preprocess(torch.stack(images)))
