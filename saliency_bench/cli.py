@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -178,7 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def quiet_idle_threads() -> None:
+    """Let torch's OpenMP threads sleep when they have no work (``OMP_WAIT_POLICY=PASSIVE``),
+    unless the user chose a policy. By default an idle thread spins on its core for a while
+    after each parallel region, and in a run the main process's short tensor operations leave
+    them spinning between batches, on the cores the loader and scoring workers need (2 cores,
+    centre + localization at 500x375: 5.5 -> 4.0 ms per sample; forward+backward unchanged).
+    Only before torch is imported: OpenMP reads it once, when torch loads it. The thread count,
+    and with it every result, stays as it was."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_idle_threads()
     parser = build_parser()
     args = parser.parse_args(argv)
     from .registry import RegistryError

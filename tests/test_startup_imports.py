@@ -39,3 +39,41 @@ def test_a_pack_method_imports_its_library_when_it_runs(pack, library):
             f"assert '{library}' not in sys.modules, 'imported before the method ran'\n"
             f"assert run('{pack}', small_model(), inputs40(), [[1], [2], [3]]).shape[0] == 3")
     assert library in _imported(code)
+
+
+@pytest.mark.parametrize("given,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_command_line_lets_idle_openmp_threads_sleep_unless_told_otherwise(given, expected):
+    """``saliency-bench`` sets ``OMP_WAIT_POLICY=PASSIVE`` before torch (and with it OpenMP) is
+    first imported, and keeps a policy the user set."""
+    import os
+
+    code = ("import os, sys\n"
+            "seen = []\n"
+            "class Probe:  # notes the policy when torch is first imported\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch' and not seen:\n"
+            "            seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
+            "        return None\n"
+            "sys.meta_path.insert(0, Probe())\n"
+            "from saliency_bench.cli import main\n"
+            "assert main(['list', 'methods']) == 0\n"
+            "print('policy at torch import', seen)\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                         cwd=Path(__file__).parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"policy at torch import [{expected!r}]" in out.stdout
+
+
+def test_a_process_that_already_has_torch_keeps_its_openmp_settings(monkeypatch):
+    import os
+
+    import torch  # noqa: F401  (OpenMP is loaded: a policy set now would not be read)
+
+    from saliency_bench.cli import quiet_idle_threads
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    quiet_idle_threads()
+    assert "OMP_WAIT_POLICY" not in os.environ
