@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .contracts import Benchmark, MethodOutputError, ModelQuery, Sample, check_output
-from .imageio import to_input
+from .imageio import stack_images, to_input
 from .isolation import Guard
 from .timing import timed
 
@@ -60,8 +60,39 @@ class _Loaded(torch.utils.data.Dataset):
         return Item(i, s, x, views)
 
 
-def _collate(batch: list) -> list:
-    return batch
+class Batch:
+    """A loader batch as a worker sends it: the items, and their inputs stacked once there
+    (:func:`~saliency_bench.imageio.stack_images`): one shared-memory tensor crosses to the
+    main process instead of one per image (each costs a file descriptor passed and mapped).
+    ``images`` has a row per item with an input, in order (``rows``: those items' positions)."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+        self.rows = [k for k, it in enumerate(items) if it.x is not None]
+        self.images = stack_images([items[k].x for k in self.rows]) if self.rows else None
+        for k in self.rows:
+            items[k].x = None  # sent once, in ``images``
+
+    def pin_memory(self) -> "Batch":  # the DataLoader's pinning thread, for a CUDA run
+        if self.images is not None:
+            self.images = self.images.pin_memory()
+        return self
+
+    def unpack(self) -> list[Item]:
+        """The items, each ``x`` again (a view of its row of ``images``)."""
+        for j, k in enumerate(self.rows):
+            self.items[k].x = self.images[j]
+        return self.items
+
+    def inputs(self, ks: list[int]) -> torch.Tensor:
+        """The inputs of items ``ks`` as one batch: ``images`` itself when ``ks`` are its rows."""
+        if ks == self.rows:
+            return self.images
+        return stack_images([self.items[k].x for k in ks])
+
+
+def _collate(items: list) -> Batch:
+    return Batch(items)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import platform
 import subprocess
 from dataclasses import asdict
 from functools import partial
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -219,8 +220,9 @@ class Runner:
         with Scorer(benches, scoring_workers(cfg), guard=self.guard) as self.scorer, \
                 Progress(*columns, console=self.console, disable=quiet, transient=False) as progress:
             task = progress.add_task(f"{model.name} | {display}", total=sum(len(t) for t in todo.values()))
-            for batch in loader:
-                self._batch(writer, model, display, batch, todo, caches, progress, task, benches)
+            for loaded in loader:
+                self._batch(writer, model, display, loaded.unpack(), todo, caches, progress, task, benches,
+                            loaded.inputs)
             self.scorer.close()
             progress.update(task, description=f"{model.name} | {display} | done")
 
@@ -248,7 +250,7 @@ class Runner:
                           fb | {"device": str(self.device), "rank": self.rank})
 
     def _batch(self, store: Store, model, display: str, batch: list[Item], todo: dict, caches: dict, progress,
-               task, benches: list) -> None:
+               task, benches: list, inputs: Callable[[list[int]], torch.Tensor]) -> None:
         samples = [it.sample for it in batch]
         store.add_samples(self.run_id, model.name, display,
                           [(it.sample.id, it.index, it.sample.category, it.sample.split, it.sample.flags)
@@ -262,7 +264,7 @@ class Runner:
                 pre_fail[k] = (f"{NOT_EVALUABLE}: category '{s.category}' has no class in the label space "
                                f"'{model.label_space}' of model '{model.name}'")
         good = [k for k in range(len(batch)) if k not in pre_fail]
-        x_all = model.preprocess(stack_images([batch[k].x for k in good])) if good else None
+        x_all = model.preprocess(inputs(good)) if good else None
         t_all = Targets([samples[k].target_in(model.label_space) for k in good],
                         device=self.device) if good else None
         self._verify_outside_methods("loading the batch")

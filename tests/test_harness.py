@@ -296,3 +296,40 @@ def test_the_float16_cache_rounds_as_numpy_does_bit_for_bit():
     got = to_float16(a)
     assert got.dtype == np.float16
     assert np.array_equal(got.reshape(-1).view(np.uint16), expected.view(np.uint16))
+
+
+def test_a_loader_batch_sends_its_inputs_as_one_tensor_and_gives_each_item_its_own():
+    """``execute.Batch`` (the loader's collate) through a real DataLoader worker: the items'
+    inputs arrive as one channels-last tensor; unpacked, each item has its own input again,
+    items that failed to load have none, and a batch of some of them is stacked afresh."""
+    import torch
+
+    from saliency_bench.contracts import Sample
+    from saliency_bench.execute import Batch, Item, _collate
+
+    rng = np.random.default_rng(5)
+    pixels = [None if k in (1, 4) else torch.from_numpy(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)).permute(2, 0, 1)
+              for k in range(6)]
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, k):
+            s = Sample(id=str(k), image=None, size=(9, 11), targets={}, category="c",
+                       error=None if pixels[k] is not None else "cannot decode")
+            return Item(k, s, None if pixels[k] is None else pixels[k].clone(), {})
+
+    for workers in (0, 1):
+        (loaded,) = list(torch.utils.data.DataLoader(Items(), batch_size=6, num_workers=workers, collate_fn=_collate))
+        assert isinstance(loaded, Batch) and loaded.rows == [0, 2, 3, 5]
+        assert loaded.images.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(loaded.images, torch.stack([pixels[k] for k in (0, 2, 3, 5)]))
+        items = loaded.unpack()
+        assert [it.index for it in items] == list(range(6))
+        for k, it in enumerate(items):
+            assert (it.x is None) == (pixels[k] is None)
+            if it.x is not None:
+                assert torch.equal(it.x, pixels[k])
+        assert loaded.inputs([0, 2, 3, 5]) is loaded.images
+        assert torch.equal(loaded.inputs([2, 5]), torch.stack([pixels[2], pixels[5]]))
