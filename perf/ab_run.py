@@ -1,0 +1,131 @@
+"""Two commits' whole runs, interleaved: ms per sample beyond start-up of
+``saliency-bench run --methods center --benchmarks localization`` for commit A and commit B, in
+the same rounds, beside PIL's decode + resize of the same images.
+
+A whole run on a shared or throttled machine can swing by 2x between consecutive runs, so a
+change to the harness shows only when both sides run turn by turn. Each round runs, for A then
+B, a run over ``--short`` and one over ``--full`` images in fresh processes (each tree's own
+code, ``PYTHONPATH`` set to it) and times PIL; per sample = (full - short) / (full - short
+images). The medians over the rounds are printed and written to ``--out`` (JSON)::
+
+    python perf/ab_run.py --a 3b97f0a --b HEAD --data imagenet:../shared/data/imagenet-val-300 \\
+        --rounds 3 --out perf/results/ab-<date>.json
+
+``--a``/``--b`` are commits (checked out into temporary worktrees) or folders holding a tree.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tree(spec: str, scratch: Path) -> tuple[Path, str]:
+    """A folder with the code of ``spec`` (a folder, or a commit checked out as a worktree)."""
+    if Path(spec).is_dir():
+        return Path(spec).resolve(), spec
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", spec], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    where = scratch / sha[:12]
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(where), sha], check=True,
+                   capture_output=True)
+    return where, sha
+
+
+def _run(tree: Path, dataset: str, n: int, runs: Path, extra: list[str]) -> float:
+    args = [sys.executable, "-m", "saliency_bench", "run", "--dataset", dataset, "--limit", str(n), "--methods",
+            "center", "--benchmarks", "localization", "--device", "cpu", "--runs-dir", str(runs), "--quiet", *extra]
+    t = time.perf_counter()
+    done = subprocess.run(args, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"run failed in {tree}:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
+    return wall
+
+
+def _pil_ms(images: Path, n: int) -> float:
+    from saliency_bench.imageio import load_rgb, to_input
+
+    files = sorted(p for p in images.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".png"))[:n]
+    t = time.perf_counter()
+    for f in files:
+        to_input(load_rgb(f), (224, 224))
+    return (time.perf_counter() - t) / max(len(files), 1) * 1e3
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--a", required=True, help="commit or folder: the code before")
+    ap.add_argument("--b", required=True, help="commit or folder: the code after")
+    ap.add_argument("--data", required=True, help="the run's --dataset, NAME:PATH")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--short", type=int, default=30)
+    ap.add_argument("--full", type=int, default=300)
+    ap.add_argument("--run-arg", action="append", default=[], help="an extra argument for both runs (repeatable)")
+    ap.add_argument("--no-warm-up", action="store_true", help="skip each side's first short run (numba caches)")
+    ap.add_argument("--out", help="JSON file to write")
+    args = ap.parse_args(argv)
+    if args.full <= args.short:
+        ap.error("--full must be larger than --short")
+    images = Path(args.data.partition(":")[2])
+    scratch = Path(tempfile.mkdtemp(prefix="ab-run-"))
+    made: list[Path] = []
+    try:
+        trees = {}
+        for side in ("a", "b"):
+            path, name = _tree(getattr(args, side), scratch)
+            trees[side] = (path, name)
+            if path.is_relative_to(scratch):
+                made.append(path)
+            if not args.no_warm_up:
+                _run(path, args.data, 2, scratch / f"warm-{side}", args.run_arg)  # numba caches filled
+        rows: dict[str, list[dict]] = {"a": [], "b": []}
+        for r in range(args.rounds):
+            for side, (path, _) in trees.items():
+                out = scratch / f"{side}-{r}"
+                short = _run(path, args.data, args.short, out / "short", args.run_arg)
+                full = _run(path, args.data, args.full, out / "full", args.run_arg)
+                pil = _pil_ms(images, args.full)
+                per = (full - short) / (args.full - args.short) * 1e3
+                rows[side].append({"ms_per_sample": per, "pil_ms": pil, "over_pil": per / pil,
+                                   "startup_s": short - args.short * per / 1e3})
+                print(f"round {r} {side}: {per:.2f} ms per sample, PIL {pil:.2f} ms, {per / pil:.2f}x", flush=True)
+                shutil.rmtree(out, ignore_errors=True)
+
+        def median(side: str, key: str) -> float:
+            v = sorted(x[key] for x in rows[side])
+            return v[len(v) // 2]
+
+        result = {"data": args.data, "rounds": args.rounds, "samples": [args.short, args.full],
+                  "run_args": args.run_arg, "machine": platform.machine(),
+                  "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
+                  "date": time.strftime("%Y-%m-%d"),
+                  **{side: {"code": trees[side][1], "rounds": rows[side],
+                            "median_ms_per_sample": median(side, "ms_per_sample"),
+                            "median_over_pil": median(side, "over_pil")} for side in rows}}
+        result["b_speedup_over_a"] = result["a"]["median_ms_per_sample"] / result["b"]["median_ms_per_sample"]
+        print(f"median: a {result['a']['median_ms_per_sample']:.2f} ms ({result['a']['median_over_pil']:.2f}x PIL), "
+              f"b {result['b']['median_ms_per_sample']:.2f} ms ({result['b']['median_over_pil']:.2f}x PIL): "
+              f"b is {result['b_speedup_over_a']:.2f}x a")
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        return result
+    finally:
+        for path in made:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True)
+        if made:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], capture_output=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

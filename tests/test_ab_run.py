@@ -1,0 +1,29 @@
+"""``perf/ab_run.py`` (two codes' whole runs, interleaved) on a few synthetic JPEGs: each side
+runs its own tree, every round is kept, and the medians and the ratio follow from them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ab_run_times_both_codes_round_by_round(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "perf"))
+    import ab_run
+    import bench_e2e
+
+    data = tmp_path / "data"
+    bench_e2e.write_dataset(data, 4, sizes=((64, 48),), procs=1)
+    out = tmp_path / "ab.json"
+    res = ab_run.main(["--a", str(ROOT), "--b", str(ROOT), "--data", f"imagenet:{data}", "--rounds", "1",
+                       "--short", "1", "--full", "3", "--no-warm-up", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(res))
+    for side in ("a", "b"):
+        assert res[side]["code"] == str(ROOT) and len(res[side]["rounds"]) == 1
+        per = sorted(r["ms_per_sample"] for r in res[side]["rounds"])
+        assert res[side]["median_ms_per_sample"] == per[len(per) // 2]
+        for r in res[side]["rounds"]:
+            assert r["pil_ms"] > 0 and abs(r["over_pil"] - r["ms_per_sample"] / r["pil_ms"]) < 1e-9
+    assert res["b_speedup_over_a"] == res["a"]["median_ms_per_sample"] / res["b"]["median_ms_per_sample"]
+    assert res["samples"] == [1, 3]
