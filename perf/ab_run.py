@@ -71,12 +71,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--short", type=int, default=30)
     ap.add_argument("--full", type=int, default=300)
     ap.add_argument("--run-arg", action="append", default=[], help="an extra argument for both runs (repeatable)")
-    ap.add_argument("--no-warm-up", action="store_true", help="skip each side's first short run (numba caches)")
+    ap.add_argument("--no-warm-up", action="store_true", help="skip the first short run of each side (it fills the numba caches)")
     ap.add_argument("--out", help="JSON file to write")
     args = ap.parse_args(argv)
     if args.full <= args.short:
         ap.error("--full must be larger than --short")
-    images = Path(args.data.partition(":")[2])
+    name, _, path = args.data.partition(":")
+    images = Path(path).resolve()  # the runs start in each tree, not here
+    args.data = f"{name}:{images}"
     scratch = Path(tempfile.mkdtemp(prefix="ab-run-"))
     made: list[Path] = []
     try:
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
             if path.is_relative_to(scratch):
                 made.append(path)
             if not args.no_warm_up:
-                _run(path, args.data, 2, scratch / f"warm-{side}", args.run_arg)  # numba caches filled
+                _run(path, args.data, args.short, scratch / f"warm-{side}", args.run_arg)  # numba caches filled
         rows: dict[str, list[dict]] = {"a": [], "b": []}
         for r in range(args.rounds):
             for side, (path, _) in trees.items():
