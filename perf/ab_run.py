@@ -6,7 +6,7 @@ A whole run on a shared or throttled machine can swing by 2x between consecutive
 change to the harness shows only when both sides run turn by turn. Each round runs, for A then
 B, a run over ``--short`` and one over ``--full`` images in fresh processes (each tree's own
 code, ``PYTHONPATH`` set to it) and times PIL; per sample = (full - short) / (full - short
-images). The medians over the rounds are printed and written to ``--out`` (JSON)::
+images), in wall time and in the CPU time of the run and its workers. The medians over the rounds are printed and written to ``--out`` (JSON)::
 
     python perf/ab_run.py --a 3b97f0a --b HEAD --data imagenet:../shared/data/imagenet-val-300 \\
         --rounds 3 --out perf/results/ab-<date>.json
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -41,15 +42,20 @@ def _tree(spec: str, scratch: Path) -> tuple[Path, str]:
     return where, sha
 
 
-def _run(tree: Path, dataset: str, n: int, runs: Path, extra: list[str]) -> float:
+def _run(tree: Path, dataset: str, n: int, runs: Path, extra: list[str]) -> tuple[float, float]:
+    """Wall seconds of the run, and the CPU seconds of it and every process it waited for
+    (loader and scoring workers included): the CPU is steadier than the wall time where other
+    jobs share the machine."""
     args = [sys.executable, "-m", "saliency_bench", "run", "--dataset", dataset, "--limit", str(n), "--methods",
             "center", "--benchmarks", "localization", "--device", "cpu", "--runs-dir", str(runs), "--quiet", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     done = subprocess.run(args, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
     wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"run failed in {tree}:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
-    return wall
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _pil_ms(images: Path, n: int) -> float:
@@ -94,13 +100,15 @@ def main(argv: list[str] | None = None) -> dict:
         for r in range(args.rounds):
             for side, (path, _) in trees.items():
                 out = scratch / f"{side}-{r}"
-                short = _run(path, args.data, args.short, out / "short", args.run_arg)
-                full = _run(path, args.data, args.full, out / "full", args.run_arg)
+                short, short_cpu = _run(path, args.data, args.short, out / "short", args.run_arg)
+                full, full_cpu = _run(path, args.data, args.full, out / "full", args.run_arg)
                 pil = _pil_ms(images, args.full)
                 per = (full - short) / (args.full - args.short) * 1e3
-                rows[side].append({"ms_per_sample": per, "pil_ms": pil, "over_pil": per / pil,
-                                   "startup_s": short - args.short * per / 1e3})
-                print(f"round {r} {side}: {per:.2f} ms per sample, PIL {pil:.2f} ms, {per / pil:.2f}x", flush=True)
+                cpu = (full_cpu - short_cpu) / (args.full - args.short) * 1e3
+                rows[side].append({"ms_per_sample": per, "cpu_ms_per_sample": cpu, "pil_ms": pil,
+                                   "over_pil": per / pil, "startup_s": short - args.short * per / 1e3})
+                print(f"round {r} {side}: {per:.2f} ms per sample ({cpu:.2f} ms of CPU), PIL {pil:.2f} ms, "
+                      f"{per / pil:.2f}x", flush=True)
                 shutil.rmtree(out, ignore_errors=True)
 
         def median(side: str, key: str) -> float:
@@ -113,8 +121,13 @@ def main(argv: list[str] | None = None) -> dict:
                   "date": time.strftime("%Y-%m-%d"),
                   **{side: {"code": trees[side][1], "rounds": rows[side],
                             "median_ms_per_sample": median(side, "ms_per_sample"),
+                            "median_cpu_ms_per_sample": median(side, "cpu_ms_per_sample"),
                             "median_over_pil": median(side, "over_pil")} for side in rows}}
         result["b_speedup_over_a"] = result["a"]["median_ms_per_sample"] / result["b"]["median_ms_per_sample"]
+        result["b_cpu_saving_over_a"] = (result["a"]["median_cpu_ms_per_sample"]
+                                         / result["b"]["median_cpu_ms_per_sample"])
+        print(f"median CPU: a {result['a']['median_cpu_ms_per_sample']:.2f} ms, "
+              f"b {result['b']['median_cpu_ms_per_sample']:.2f} ms per sample")
         print(f"median: a {result['a']['median_ms_per_sample']:.2f} ms ({result['a']['median_over_pil']:.2f}x PIL), "
               f"b {result['b']['median_ms_per_sample']:.2f} ms ({result['b']['median_over_pil']:.2f}x PIL): "
               f"b is {result['b_speedup_over_a']:.2f}x a")

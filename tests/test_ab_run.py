@@ -24,6 +24,8 @@ def test_ab_run_times_both_codes_round_by_round(tmp_path, monkeypatch):
         per = sorted(r["ms_per_sample"] for r in res[side]["rounds"])
         assert res[side]["median_ms_per_sample"] == per[len(per) // 2]
         for r in res[side]["rounds"]:
-            assert r["pil_ms"] > 0 and abs(r["over_pil"] - r["ms_per_sample"] / r["pil_ms"]) < 1e-9
+            assert "cpu_ms_per_sample" in r and r["pil_ms"] > 0 and abs(r["over_pil"] - r["ms_per_sample"] / r["pil_ms"]) < 1e-9
+    cpu = sorted(r["cpu_ms_per_sample"] for r in res["b"]["rounds"])
+    assert res["b"]["median_cpu_ms_per_sample"] == cpu[len(cpu) // 2]
     assert res["b_speedup_over_a"] == res["a"]["median_ms_per_sample"] / res["b"]["median_ms_per_sample"]
     assert res["samples"] == [1, 3]
