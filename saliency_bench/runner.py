@@ -19,7 +19,6 @@ import platform
 import subprocess
 from dataclasses import asdict
 from functools import partial
-from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from .compare import is_baseline
 from .config import RunConfig, config_from_args, default_device
 from .contracts import Method, ModelQuery, Row
 from .distributed import Distributed
-from .execute import NOT_EVALUABLE, Item, _collate, _Loaded, call_method
+from .execute import NOT_EVALUABLE, Batch, _collate, _Loaded, call_method
 from .imageio import stack_images
 from .report.gallery import draw_gallery
 from .isolation import Guard
@@ -221,8 +220,7 @@ class Runner:
                 Progress(*columns, console=self.console, disable=quiet, transient=False) as progress:
             task = progress.add_task(f"{model.name} | {display}", total=sum(len(t) for t in todo.values()))
             for loaded in loader:
-                self._batch(writer, model, display, loaded.unpack(), todo, caches, progress, task, benches,
-                            loaded.inputs)
+                self._batch(writer, model, display, loaded, todo, caches, progress, task, benches)
             self.scorer.close()
             progress.update(task, description=f"{model.name} | {display} | done")
 
@@ -249,8 +247,9 @@ class Runner:
         store.set_metrics(self.run_id, model.name, display, Row.MODEL, "runtime",
                           fb | {"device": str(self.device), "rank": self.rank})
 
-    def _batch(self, store: Store, model, display: str, batch: list[Item], todo: dict, caches: dict, progress,
-               task, benches: list, inputs: Callable[[list[int]], torch.Tensor]) -> None:
+    def _batch(self, store: Store, model, display: str, loaded: Batch, todo: dict, caches: dict, progress,
+               task, benches: list) -> None:
+        batch = loaded.unpack()
         samples = [it.sample for it in batch]
         store.add_samples(self.run_id, model.name, display,
                           [(it.sample.id, it.index, it.sample.category, it.sample.split, it.sample.flags)
@@ -264,7 +263,7 @@ class Runner:
                 pre_fail[k] = (f"{NOT_EVALUABLE}: category '{s.category}' has no class in the label space "
                                f"'{model.label_space}' of model '{model.name}'")
         good = [k for k in range(len(batch)) if k not in pre_fail]
-        x_all = model.preprocess(inputs(good)) if good else None
+        x_all = model.preprocess(loaded.inputs(good)) if good else None
         t_all = Targets([samples[k].target_in(model.label_space) for k in good],
                         device=self.device) if good else None
         self._verify_outside_methods("loading the batch")
