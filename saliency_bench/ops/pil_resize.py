@@ -384,15 +384,16 @@ def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_
         stamp = stamp0 + a + 1
         kp = Kept(mt, v, closed, tie_mark, stamp, cmin, scale, f0)
         if not closed:  # the first t pixels equal to v in raster order are kept
-            left = t
-            for p in range(n):
+            left = t  # (rows and columns as loops: a division per pixel cost more than the test)
+            for y in range(h):
                 if left == 0:
                     break
-                y = p // w
-                x = p - y * w
-                if m[y, x] == v:
-                    tie_mark[x * h + y if vertical_first else p] = stamp
-                    left -= 1
+                for x in range(w):
+                    if m[y, x] == v:
+                        tie_mark[x * h + y if vertical_first else y * w + x] = stamp
+                        left -= 1
+                        if left == 0:
+                            break
         r0, r1, q0, q1 = h, -1, w, -1
         if closed or (nan_free and fast and f0 == 0):
             # Non-zero after bytescale: the kept values (>= v) whose byte is >= 1, i.e. those >= some
