@@ -141,6 +141,31 @@ def test_preprocess_equals_torchvisions_to_tensor_and_normalize_bit_for_bit_in_c
     assert torch.equal(model.preprocess(images.permute(0, 1, 3, 2).contiguous().transpose(2, 3)), expected)  # strided input
 
 
+@pytest.mark.parametrize("mean,std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                                      ((0.0, 1.0, 0.3), (1.0, 0.7, 3.0))])
+def test_preprocess_table_gives_torchvisions_floats_for_every_byte_of_every_channel(mean, std):
+    """The CPU path (a table per channel, ops/normalize.py) on channels-last batches, as the run
+    stacks them: every byte in every channel, and random pixels, equal torchvision's
+    ``normalize(convert_image_dtype(x))`` bit for bit; a tensor with NaN-free finite rows only."""
+    import torchvision.transforms.functional as TF
+
+    from saliency_bench.contracts import Model
+    from saliency_bench.ops import normalize
+
+    model = Model(name="m", net=torch.nn.Conv2d(3, 1, 1), input_size=(16, 16), mean=mean, std=std, classes=[])
+    every = torch.arange(256, dtype=torch.uint8).view(16, 16)
+    shift = torch.stack([every, every.roll(85), every.flip(0)])  # each channel sees every byte
+    rand = torch.randint(0, 256, (5, 3, 16, 16), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    images = torch.cat([shift[None], rand]).contiguous(memory_format=torch.channels_last)
+    expected = TF.normalize(TF.convert_image_dtype(images, torch.float32), mean, std)
+    assert normalize.lookup(images, normalize.table((type(model), mean, std), model._normalise)) is not None
+    x = model.preprocess(images)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, expected)
+    assert torch.equal(x.view(torch.int32), expected.view(torch.int32))  # signed zeros too
+    assert normalize.lookup(images.contiguous(), normalize.table((type(model), mean, std), model._normalise)) is None
+
+
 def test_stacked_images_keep_torch_stacks_values_in_channels_last_memory():
     """The run's batches (``stack_images`` of :func:`to_input`'s ``[3,H,W]`` views of PIL pixels)
     hold what ``torch.stack`` would, channels-last, and preprocess to the same floats."""

@@ -85,25 +85,36 @@ def _kept_counts(asc, kinds, alphas, mean, total):  # pragma: no cover - compile
 
 
 
+def _alpha_grid(alphas: dict[str, Sequence[float]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The thresholdings asked for, in order, and every (thresholding code, alpha) pair, flat."""
+    for k in alphas:
+        if k not in THRESHOLDINGS:
+            raise ValueError(f"localization: thresholding must be one of {THRESHOLDINGS}, not {k!r}")
+    kinds = [k for k in THRESHOLDINGS if k in alphas]
+    codes = np.concatenate([np.full(len(alphas[k]), _KIND_CODE[k], np.int64) for k in kinds]) if kinds \
+        else np.zeros(0, np.int64)
+    a = np.concatenate([np.asarray(alphas[k], np.float64) for k in kinds]) if kinds else np.zeros(0)
+    return kinds, codes, a
+
+
+def _flat_boxes(heatmap: np.ndarray, size: tuple[int, int], codes: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """:func:`authors_boxes` for the flat grid of :func:`_alpha_grid`: ``[A,4]``."""
+    m = np.ascontiguousarray(heatmap, dtype=np.float32)
+    if m.ndim != 2:
+        raise ValueError(f"authors_boxes: heatmap must be [h,w], not {m.shape}")
+    asc = np.sort(m, axis=None)
+    total = m.astype(np.float64).sum()  # NumPy's pairwise sum, as np.sum / np.mean on their map
+    counts = jit.compiled("_kept_counts")(asc, codes, a, total / m.size, total)
+    return kept_set_boxes(m, asc, counts, size)
+
+
 def authors_boxes(heatmap: np.ndarray, size: tuple[int, int], alphas: dict[str, Sequence[float]]
                   ) -> dict[str, np.ndarray]:
     """``getbb_from_heatmap(heatmap, alpha, method, resize=size, thres_first=True)`` for every
     thresholding and alpha: ``{kind: [A,4]}`` int64 boxes in the authors' 1-based coordinates
     (``[1, 1, H, W]`` when nothing is non-zero after the resize)."""
-    m = np.ascontiguousarray(heatmap, dtype=np.float32)
-    if m.ndim != 2:
-        raise ValueError(f"authors_boxes: heatmap must be [h,w], not {m.shape}")
-    kinds = [k for k in THRESHOLDINGS if k in alphas]
-    for k in alphas:
-        if k not in THRESHOLDINGS:
-            raise ValueError(f"localization: thresholding must be one of {THRESHOLDINGS}, not {k!r}")
-    codes = np.concatenate([np.full(len(alphas[k]), _KIND_CODE[k], np.int64) for k in kinds]) if kinds \
-        else np.zeros(0, np.int64)
-    a = np.concatenate([np.asarray(alphas[k], np.float64) for k in kinds]) if kinds else np.zeros(0)
-    asc = np.sort(m, axis=None)
-    total = m.astype(np.float64).sum()  # NumPy's pairwise sum, as np.sum / np.mean on their map
-    counts = jit.compiled("_kept_counts")(asc, codes, a, total / m.size, total)
-    boxes = kept_set_boxes(m, asc, counts, size)
+    kinds, codes, a = _alpha_grid(alphas)
+    boxes = _flat_boxes(heatmap, size, codes, a)
     out, start = {}, 0
     for k in kinds:
         out[k] = boxes[start:start + len(alphas[k])]
@@ -171,10 +182,12 @@ class Localization(Benchmark):
         alphas = {kind: self.alphas(kind) for kind in THRESHOLDINGS}
         gt = [scale_boxes_wsol(s.boxes, s.size, input_size) for s in samples]
         mba = maxboxacc_correct(maps, gt, input_size)
+        kinds, codes, a = _alpha_grid(alphas)
+        cuts = np.cumsum([len(alphas[k]) for k in kinds])[:-1]
         records: list[dict] = []
         for i, s in enumerate(samples):
-            boxes = authors_boxes(maps[i], s.size, alphas)
-            rec = {kind: _bits(best_iou(boxes[kind], s.boxes) >= iou) for kind in THRESHOLDINGS}
+            hit = best_iou(_flat_boxes(maps[i], s.size, codes, a), s.boxes) >= iou  # every alpha at once
+            rec = dict(zip(kinds, map(_bits, np.split(hit, cuts))))
             for k, d in enumerate(WSOL_IOUS):
                 rec[f"mba{d}"] = _bits(mba[i, k])
             records.append(rec)

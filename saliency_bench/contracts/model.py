@@ -80,6 +80,18 @@ class Model:
         The dataset's mean pixel is 0 after this, so "fill with the mean pixel" is "fill with 0".
         """
         src = images.to(self.device, non_blocking=True)
+        if src.device.type == "cpu" and src.dtype == torch.uint8:
+            # On the CPU a table per channel, made by the operations below: the same floats
+            # (saliency_bench.ops.normalize).
+            from saliency_bench.ops import normalize
+
+            tab = normalize.table((type(self), tuple(self.mean), tuple(self.std)), self._normalise)
+            x = normalize.lookup(src, tab) if tab is not None else None
+            if x is not None:
+                return x
+        return self._normalise(src)
+
+    def _normalise(self, src: torch.Tensor) -> torch.Tensor:
         # One float tensor, channels-last from the start, and every step in place: the values of
         # ``((x.float() / 255 - mean) / std)`` bit for bit, at half the cost (no temporaries, no
         # layout copy at the end; 1.3 -> 0.6 ms an image on one CPU core at 224x224).
