@@ -111,7 +111,11 @@ def to_float16(a: np.ndarray) -> np.ndarray:
     infinity -> float32's largest value, which float16 rounds to an infinity)."""
     import torch
 
-    return torch.nan_to_num(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))).half().numpy()
+    from .threads import one_thread
+
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    with one_thread():
+        return torch.nan_to_num(t).half().numpy()
 
 
 def untrusted_note(root: str | Path) -> str | None:

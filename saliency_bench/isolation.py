@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _module_mod
 
+from .threads import one_thread
+
 # The hook dictionaries of a module: the ones a registration fills (checked), and their
 # companions (restored with them).
 _HOOKS = {"_forward_hooks": "forward hook", "_forward_pre_hooks": "forward pre-hook",
@@ -251,7 +253,7 @@ class ModelState:
         ``_foreach_norm`` per (device, dtype) and one transfer each."""
         if not self._fp_groups:
             return None
-        with torch.no_grad():
+        with torch.no_grad(), one_thread():  # the same thread count every time: the same sums
             norms = [torch.stack(torch._foreach_norm([t.data for t in ts])).float().cpu() for ts in self._fp_groups]
         return torch.cat(norms)
 

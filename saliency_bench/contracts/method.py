@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .model import Model
+from ..threads import one_thread
 
 HEATMAP = "heatmap"
 POINT = "point"
@@ -188,8 +189,9 @@ def check_output(method: Method, out: Any, batch_size: int) -> dict[int, str]:
         if out.ndim != 3 or out.shape[0] != batch_size or out.shape[1] < 1 or out.shape[2] < 1:
             raise MethodOutputError(
                 f"{who} returned shape {tuple(out.shape)}, expected heatmaps [{batch_size}, h, w]")
-    if bool(torch.isfinite(out.sum())):  # one reduction: a NaN or an inf anywhere makes the sum non-finite
-        return {}
-    finite = torch.isfinite(out.reshape(batch_size, -1)).all(dim=1).cpu().tolist()
+    with one_thread():  # the harness's own reductions (saliency_bench.threads)
+        if bool(torch.isfinite(out.sum())):  # one reduction: a NaN or an inf anywhere makes the sum non-finite
+            return {}
+        finite = torch.isfinite(out.reshape(batch_size, -1)).all(dim=1).cpu().tolist()
     return {i: f"{who} returned non-finite values (NaN or inf)" for i, ok in enumerate(finite) if not ok}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import namedtuple
+from functools import lru_cache
 
 import numpy as np
 
@@ -461,6 +462,12 @@ def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_
     return out
 
 
+@lru_cache(maxsize=512)
+def _largest_tap_sum(n_in: int, n_out: int) -> int:
+    """The largest sum of the taps of one output pixel of :func:`pil_bilinear_taps`."""
+    return int(pil_bilinear_taps(n_in, n_out).taps.sum(axis=1).max())
+
+
 _SCRATCH = threading.local()
 
 
@@ -497,6 +504,6 @@ def kept_set_boxes(m: np.ndarray, asc: np.ndarray, counts: np.ndarray, size: tup
     vertical_first = H != h and W != w and (h - H) > 0 and (h - H) > (w - W) * 2
     tie_mark, tval, tstamp, stamp0 = _scratch_buffers(h * w, max(h * W, w * H), len(counts))
     extremes = (m.max(axis=1), m.max(axis=0), m.min(axis=1), m.min(axis=0), m.argmax(axis=1), m.argmax(axis=0))
-    hsums = (int(th.taps.sum(axis=1).max()), int(tv.taps.sum(axis=1).max()))
+    hsums = (_largest_tap_sum(w, W), _largest_tap_sum(h, H))
     return jit.compiled("_kept_set_boxes")(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_mark, tval,
                                            tstamp, stamp0, hsums, bool(fast))
