@@ -389,6 +389,8 @@ def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_
             for y in range(h):
                 if left == 0:
                     break
+                if rowmax[y] < v or rowmin[y] > v:  # v is not in this row (a NaN row is read)
+                    continue
                 for x in range(w):
                     if m[y, x] == v:
                         tie_mark[x * h + y if vertical_first else y * w + x] = stamp
