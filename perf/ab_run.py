@@ -11,6 +11,12 @@ images), in wall time and in the CPU time of the run and its workers. The median
     python perf/ab_run.py --a 3b97f0a --b HEAD --data imagenet:../shared/data/imagenet-val-300 \\
         --rounds 3 --out perf/results/ab-<date>.json
 
+``--steady`` times each run from inside instead (``perf/steady_boot.py`` wraps the runner's batch
+step): per sample = the time from the end of the first batch to the end of the next-to-last, over
+the samples in between, in wall time and in the main process's CPU time. One run per side and
+round, and no start-up in the difference: a second or so of start-up noise no longer lands on 270
+samples. A whole run costs what the steady rate says plus start-up and the pass's set-up.
+
 ``--a``/``--b`` are commits (checked out into temporary worktrees) or folders holding a tree.
 """
 from __future__ import annotations
@@ -42,20 +48,36 @@ def _tree(spec: str, scratch: Path) -> tuple[Path, str]:
     return where, sha
 
 
-def _run(tree: Path, dataset: str, n: int, runs: Path, extra: list[str]) -> tuple[float, float]:
+def _run(tree: Path, dataset: str, n: int, runs: Path, extra: list[str], marks: Path | None = None
+         ) -> tuple[float, float]:
     """Wall seconds of the run, and the CPU seconds of it and every process it waited for
     (loader and scoring workers included): the CPU is steadier than the wall time where other
-    jobs share the machine."""
-    args = [sys.executable, "-m", "saliency_bench", "run", "--dataset", dataset, "--limit", str(n), "--methods",
+    jobs share the machine. With ``marks``, the run goes through ``steady_boot.py``, which writes
+    the end of each batch there."""
+    head = [sys.executable, str(ROOT / "perf" / "steady_boot.py")] if marks else [sys.executable, "-m", "saliency_bench"]
+    args = [*head, "run", "--dataset", dataset, "--limit", str(n), "--methods",
             "center", "--benchmarks", "localization", "--device", "cpu", "--runs-dir", str(runs), "--quiet", *extra]
+    env = {**os.environ, "PYTHONPATH": str(tree), **({"AB_MARKS": str(marks)} if marks else {})}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    done = subprocess.run(args, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
+    done = subprocess.run(args, cwd=tree, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"run failed in {tree}:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _steady(marks: Path) -> tuple[float, float]:
+    """ms per sample, wall and the main process's CPU, from the end of the first batch to the end
+    of the one before the last (a pass's first batch waits for the loader to start, its last one
+    may be short)."""
+    m = json.loads(marks.read_text())
+    if len(m) < 3:
+        raise SystemExit(f"--steady needs at least 3 batches in a run, got {len(m)}: raise --full or lower "
+                         "the batch size (--run-arg=--batch-size=N)")
+    n = sum(x[2] for x in m[1:-1])
+    return (m[-2][0] - m[0][0]) / n * 1e3, (m[-2][1] - m[0][1]) / n * 1e3
 
 
 def _pil_ms(images: Path, n: int) -> float:
@@ -78,9 +100,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--full", type=int, default=300)
     ap.add_argument("--run-arg", action="append", default=[], help="an extra argument for both runs (repeatable)")
     ap.add_argument("--no-warm-up", action="store_true", help="skip the first short run of each side (it fills the numba caches)")
+    ap.add_argument("--steady", action="store_true",
+                    help="time each run's batches from inside (perf/steady_boot.py): ms per sample between the "
+                         "first and the next-to-last batch, wall and main-process CPU; no short runs")
     ap.add_argument("--out", help="JSON file to write")
     args = ap.parse_args(argv)
-    if args.full <= args.short:
+    if not args.steady and args.full <= args.short:
         ap.error("--full must be larger than --short")
     name, _, path = args.data.partition(":")
     images = Path(path).resolve()  # the runs start in each tree, not here
@@ -100,14 +125,23 @@ def main(argv: list[str] | None = None) -> dict:
         for r in range(args.rounds):
             for side, (path, _) in trees.items():
                 out = scratch / f"{side}-{r}"
-                short, short_cpu = _run(path, args.data, args.short, out / "short", args.run_arg)
-                full, full_cpu = _run(path, args.data, args.full, out / "full", args.run_arg)
+                if args.steady:
+                    out.mkdir(parents=True, exist_ok=True)
+                    full, full_cpu = _run(path, args.data, args.full, out / "full", args.run_arg, out / "marks.json")
+                    per, cpu = _steady(out / "marks.json")
+                    extra = {"run_s": full, "run_cpu_s": full_cpu}
+                    what = "of the main process's CPU, steady"
+                else:
+                    short, short_cpu = _run(path, args.data, args.short, out / "short", args.run_arg)
+                    full, full_cpu = _run(path, args.data, args.full, out / "full", args.run_arg)
+                    per = (full - short) / (args.full - args.short) * 1e3
+                    cpu = (full_cpu - short_cpu) / (args.full - args.short) * 1e3
+                    extra = {"startup_s": short - args.short * per / 1e3}
+                    what = "of CPU"
                 pil = _pil_ms(images, args.full)
-                per = (full - short) / (args.full - args.short) * 1e3
-                cpu = (full_cpu - short_cpu) / (args.full - args.short) * 1e3
                 rows[side].append({"ms_per_sample": per, "cpu_ms_per_sample": cpu, "pil_ms": pil,
-                                   "over_pil": per / pil, "startup_s": short - args.short * per / 1e3})
-                print(f"round {r} {side}: {per:.2f} ms per sample ({cpu:.2f} ms of CPU), PIL {pil:.2f} ms, "
+                                   "over_pil": per / pil, **extra})
+                print(f"round {r} {side}: {per:.2f} ms per sample ({cpu:.2f} ms {what}), PIL {pil:.2f} ms, "
                       f"{per / pil:.2f}x", flush=True)
                 shutil.rmtree(out, ignore_errors=True)
 
@@ -115,7 +149,10 @@ def main(argv: list[str] | None = None) -> dict:
             v = sorted(x[key] for x in rows[side])
             return v[len(v) // 2]
 
-        result = {"data": args.data, "rounds": args.rounds, "samples": [args.short, args.full],
+        result = {"data": args.data, "rounds": args.rounds,
+                  "samples": [args.full] if args.steady else [args.short, args.full],
+                  "mode": "steady: batches timed inside the run, the main process's CPU" if args.steady
+                  else "whole runs: full minus short, the CPU of the run and its workers",
                   "run_args": args.run_arg, "machine": platform.machine(),
                   "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
                   "date": time.strftime("%Y-%m-%d"),

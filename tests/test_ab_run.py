@@ -29,3 +29,22 @@ def test_ab_run_times_both_codes_round_by_round(tmp_path, monkeypatch):
     assert res["b"]["median_cpu_ms_per_sample"] == cpu[len(cpu) // 2]
     assert res["b_speedup_over_a"] == res["a"]["median_ms_per_sample"] / res["b"]["median_ms_per_sample"]
     assert res["samples"] == [1, 3]
+
+
+def test_ab_run_steady_times_the_batches_inside_each_run(tmp_path, monkeypatch):
+    """``--steady``: one run per side and round, timed at each batch's end from inside the run; the
+    rate is taken between the first and the next-to-last batch (3 of the 5 one-image batches)."""
+    monkeypatch.syspath_prepend(str(ROOT / "perf"))
+    import ab_run
+    import bench_e2e
+
+    data = tmp_path / "data"
+    bench_e2e.write_dataset(data, 5, sizes=((64, 48),), procs=1)
+    res = ab_run.main(["--a", str(ROOT), "--b", str(ROOT), "--data", f"imagenet:{data}", "--rounds", "1",
+                       "--full", "5", "--no-warm-up", "--steady", "--run-arg=--batch-size=1"])
+    assert res["samples"] == [5] and res["mode"].startswith("steady")
+    for side in ("a", "b"):
+        (r,) = res[side]["rounds"]
+        assert 0 < r["ms_per_sample"] < r["run_s"] * 1e3 / 3  # three samples' share of the whole run, at most
+        assert r["cpu_ms_per_sample"] > 0 and "startup_s" not in r
+        assert res[side]["median_ms_per_sample"] == r["ms_per_sample"]
