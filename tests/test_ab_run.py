@@ -48,3 +48,28 @@ def test_ab_run_steady_times_the_batches_inside_each_run(tmp_path, monkeypatch):
         assert 0 < r["ms_per_sample"] < r["run_s"] * 1e3 / 3  # three samples' share of the whole run, at most
         assert r["cpu_ms_per_sample"] > 0 and "startup_s" not in r
         assert res[side]["median_ms_per_sample"] == r["ms_per_sample"]
+
+
+def test_the_steady_boot_starts_as_the_command_line_does(tmp_path):
+    """``steady_boot.py`` lets idle OpenMP threads sleep before torch is first imported, as
+    ``saliency-bench`` does: a run it times is the run a user makes."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, runpy, sys\n"
+            "seen = []\n"
+            "class Probe:  # notes the policy when torch is first imported\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch' and not seen:\n"
+            "            seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
+            "        return None\n"
+            "sys.meta_path.insert(0, Probe())\n"
+            f"sys.argv = ['steady_boot.py', 'list', 'methods']\n"
+            f"runpy.run_path({str(ROOT / 'perf' / 'steady_boot.py')!r}, run_name='__main__')\n"
+            "print('policy at torch import', seen)\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env.update(AB_MARKS=str(tmp_path / "marks.json"), PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "policy at torch import ['PASSIVE']" in out.stdout
