@@ -57,17 +57,10 @@ def test_the_steady_boot_starts_as_the_command_line_does(tmp_path):
     import subprocess
     import sys
 
-    code = ("import os, runpy, sys\n"
-            "seen = []\n"
-            "class Probe:  # notes the policy when torch is first imported\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'torch' and not seen:\n"
-            "            seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
-            "        return None\n"
-            "sys.meta_path.insert(0, Probe())\n"
-            f"sys.argv = ['steady_boot.py', 'list', 'methods']\n"
-            f"runpy.run_path({str(ROOT / 'perf' / 'steady_boot.py')!r}, run_name='__main__')\n"
-            "print('policy at torch import', seen)\n")
+    from policy_probe import probe_code
+
+    code = probe_code("sys.argv = ['steady_boot.py', 'list', 'methods']\n"
+                      f"runpy.run_path({str(ROOT / 'perf' / 'steady_boot.py')!r}, run_name='__main__')\n")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env.update(AB_MARKS=str(tmp_path / "marks.json"), PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)

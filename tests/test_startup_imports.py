@@ -47,17 +47,10 @@ def test_the_command_line_lets_idle_openmp_threads_sleep_unless_told_otherwise(g
     first imported, and keeps a policy the user set."""
     import os
 
-    code = ("import os, sys\n"
-            "seen = []\n"
-            "class Probe:  # notes the policy when torch is first imported\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'torch' and not seen:\n"
-            "            seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
-            "        return None\n"
-            "sys.meta_path.insert(0, Probe())\n"
-            "from saliency_bench.cli import main\n"
-            "assert main(['list', 'methods']) == 0\n"
-            "print('policy at torch import', seen)\n")
+    from policy_probe import probe_code
+
+    code = probe_code("from saliency_bench.cli import main\n"
+                      "assert main(['list', 'methods']) == 0\n")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if given:
         env["OMP_WAIT_POLICY"] = given
