@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if not args.steady and args.full <= args.short:
         ap.error("--full must be larger than --short")
+    given = args.data  # as the user wrote it, for the results file (no machine's absolute path)
     name, _, path = args.data.partition(":")
     images = Path(path).resolve()  # the runs start in each tree, not here
     args.data = f"{name}:{images}"
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
             v = sorted(x[key] for x in rows[side])
             return v[len(v) // 2]
 
-        result = {"data": args.data, "rounds": args.rounds,
+        result = {"data": given, "rounds": args.rounds,
                   "samples": [args.full] if args.steady else [args.short, args.full],
                   "mode": "steady: batches timed inside the run, the main process's CPU" if args.steady
                   else "whole runs: full minus short, the CPU of the run and its workers",
