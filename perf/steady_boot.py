@@ -3,8 +3,9 @@ code through this file (the tree on ``PYTHONPATH``) to measure the steady rate o
 start-up, the model's load and the pass's set-up and summary.
 
 The command line's own start is kept: ``quiet_idle_threads`` (where the tree has it) runs before
-anything imports torch, as in ``saliency_bench.cli.main``. After each ``Runner._batch`` it notes the wall clock, this process's CPU time and the batch's
-size; at exit the notes go to the JSON file named by ``AB_MARKS`` as ``[[wall_s, cpu_s, n], ...]``.
+anything imports torch, as in ``saliency_bench.cli.main``. After each ``Runner._batch`` it notes
+the wall clock, this process's CPU time and the batch's size; at exit the notes go to the JSON
+file named by ``AB_MARKS`` as ``[[wall_s, cpu_s, n], ...]``.
 """
 from __future__ import annotations
 

@@ -19,8 +19,6 @@ between the first and the next-to-last batch, free of start-up (``meets_target_s
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -73,14 +71,7 @@ def _run_steady(root: Path, n: int, runs: Path) -> tuple[float, float]:
 
     runs.mkdir(parents=True, exist_ok=True)
     marks = runs / "marks.json"
-    args = [sys.executable, str(bench_e2e.ROOT / "perf" / "steady_boot.py"), "run", "--dataset", f"imagenet:{root}",
-            "--limit", str(n), "--methods", "center", "--benchmarks", "localization", "--device", "cpu",
-            "--runs-dir", str(runs / "runs"), "--quiet"]
-    t = time.perf_counter()
-    done = subprocess.run(args, env={**os.environ, "PYTHONPATH": str(bench_e2e.ROOT), "AB_MARKS": str(marks)},
-                          capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    assert done.returncode == 0, done.stderr[-2000:]
+    wall, _ = ab_run._run(bench_e2e.ROOT, f"imagenet:{root}", n, runs / "runs", [], marks)
     return wall, ab_run._steady(marks)[0]
 
 
