@@ -1,8 +1,8 @@
 """The cost of isolation (issue 21): the guard's check after a method's batch beside the batch.
 
 Every method call of a run is followed by :meth:`saliency_bench.isolation.Guard.verify`
-(cheap checks of modes, hooks, identities, version counters and data pointers, one fused
-``torch._foreach_norm`` fingerprint of the weights, the process-wide torch settings). This
+(cheap checks of modes, hooks, identities, version counters and data pointers, one exact
+fingerprint of every tensor's contents, the process-wide torch settings). This
 times, interleaved round by round in one process, a backprop method's batch as the harness calls
 it (:func:`saliency_bench.execute.call_method`) and the guard's verify of an unchanged model,
 and reports their ratio; also the one-off cost of the pristine copy at load (``Guard(model)``)

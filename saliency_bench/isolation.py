@@ -6,10 +6,11 @@ process-wide torch state (grad mode, default dtype and device, deterministic alg
 autocast, anomaly mode, thread count, matmul precision, cuDNN/oneDNN flags, the classes'
 ``forward`` and ``torch.nn.functional``). :meth:`Guard.verify` runs after every method call
 and every benchmark that runs the model: cheap checks first (tensor version counters, data
-pointers, object identities, hook dictionaries, mode flags) and one fused fingerprint of the
-floating-point contents (``torch._foreach_norm``, which catches writes through ``.data`` that
-bump no version counter); only when something differs are the tensors compared with the
-pristine copy, the changes named, and the pristine state put back. The caller then fails what
+pointers, object identities, hook dictionaries, mode flags) and one exact fingerprint of
+every tensor's contents (two integer sums over its bytes, :mod:`saliency_bench.ops.checksum`,
+which catch writes through ``.data`` that bump no version counter, down to one bit of one value,
+and sign flips and permutations, which a norm misses); only when something differs are the
+tensors compared with the pristine copy, the changes named, and the pristine state put back. The caller then fails what
 ran on the changed model (its maps are neither scored nor cached).
 
 What a method may do during its call: anything, as long as it puts it back (hooks removed,
@@ -23,12 +24,13 @@ from itertools import chain
 from operator import attrgetter, methodcaller
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _module_mod
 
-from .threads import one_thread
+from .ops.checksum import Checksums
 
 # The hook dictionaries of a module: the ones a registration fills (checked), and their
 # companions (restored with them).
@@ -216,12 +218,6 @@ class ModelState:
         self._attr_mods = [rec for rec in self.modules if rec.attrs]
         self._tree_dicts = [d for m in self._mods for d in (m._modules, m._parameters, m._buffers)]
         self._hook_dicts = [getattr(rec.module, a) for rec in self.modules for a in _HOOKS if hasattr(rec.module, a)]
-        groups: dict = {}
-        for t in self.tensors:
-            if t.data.is_floating_point():
-                groups.setdefault((t.data.device, t.data.dtype), []).append(t)
-        self._fp_groups = list(groups.values())
-        self._fp_order = [t for ts in self._fp_groups for t in ts]
         self.fingerprint = None
         self._mark()
         self.fingerprint = self._fingerprint()
@@ -247,23 +243,19 @@ class ModelState:
         for t in self.tensors:
             t.version, t.ptr = t.obj._version, t.obj.data_ptr()
         self.signature = self._signature()
+        # Views of the storage as it is now: valid while no data pointer moves, which the
+        # signature checks before every fingerprint.
+        self._checksums = Checksums([t.data for t in self.tensors])
 
-    def _fingerprint(self) -> torch.Tensor | None:
-        """The L2 norm of every floating-point tensor (in ``self._fp_order``), one fused
-        ``_foreach_norm`` per (device, dtype) and one transfer each."""
-        if not self._fp_groups:
-            return None
-        with torch.no_grad(), one_thread():  # the same thread count every time: the same sums
-            norms = [torch.stack(torch._foreach_norm([t.data for t in ts])).float().cpu() for ts in self._fp_groups]
-        return torch.cat(norms)
+    def _fingerprint(self, fresh: bool = False) -> np.ndarray:
+        """The exact checksums of every tensor's contents, a row per tensor of ``self.tensors``
+        (``fresh``: over views made now, for when a data pointer may have moved)."""
+        return (Checksums([t.data for t in self.tensors]) if fresh else self._checksums)()
 
     def check(self) -> list[str]:
         """What differs from the loaded model (empty: nothing)."""
         if self._signature() == self.signature and self._same_slow_facts():
-            if self.fingerprint is None:
-                return []
-            fp = self._fingerprint()
-            if fp.shape == self.fingerprint.shape and torch.equal(fp, self.fingerprint):
+            if np.array_equal(self._fingerprint(), self.fingerprint):
                 return []
         return self._describe()
 
@@ -329,7 +321,7 @@ class ModelState:
             if o.data_ptr() != t.ptr:
                 out.append(f"{t.kind} {t.name} replaced (its data swapped)")
         # Contents: only an exact comparison with the pristine copy says what changed (an
-        # in-place write of the same values, or a norm whose reduction order changed, is none).
+        # in-place write of the same values is none).
         for t in self._changed_contents():
             if t.obj.data_ptr() == t.ptr:
                 how = "modified in place" if t.obj._version != t.version else "modified in place (through .data)"
@@ -341,14 +333,15 @@ class ModelState:
 
     def _changed_contents(self) -> list[_Tensor]:
         """The tensors whose contents differ from the pristine copy, compared exactly; only
-        candidates are compared: a version counter or data pointer that moved, a norm that
+        candidates are compared: a version counter or data pointer that moved, a checksum that
         differs from the fingerprint's (an exact comparison of every tensor costs 100x more)."""
-        fp = self._fingerprint()
+        fp = self._fingerprint(fresh=True)
         suspects = {id(t) for t in self.tensors if t.obj._version != t.version or t.obj.data_ptr() != t.ptr}
-        if fp is None or self.fingerprint is None or fp.shape != self.fingerprint.shape:
+        if self.fingerprint is None or fp.shape != self.fingerprint.shape:
             suspects = {id(t) for t in self.tensors}
         else:
-            suspects |= {id(t) for t, a, b in zip(self._fp_order, fp.tolist(), self.fingerprint.tolist()) if a != b}
+            differs = (fp != self.fingerprint).any(1).tolist()
+            suspects |= {id(t) for t, d in zip(self.tensors, differs) if d}
         changed = []
         for t in self.tensors:
             if id(t) not in suspects:

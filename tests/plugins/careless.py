@@ -58,6 +58,44 @@ def scales_weight_data(model, x, targets):
     return _map(x)
 
 
+def _last_linear(net: nn.Module) -> tuple[str, nn.Module]:
+    return [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
+
+
+@careless("negates_classifier_data", "parameter classifier.weight modified in place (through .data)")
+def negates_classifier_data(model, x, targets):
+    """Negates the classifier's weights through ``.data`` (a contrastive trick, never undone): the
+    weights' norm is unchanged."""
+    _last_linear(model.net)[1].weight.data.neg_()
+    return _map(x)
+
+
+@careless("reverses_filters_data", "parameter conv_stem.weight modified in place (through .data)")
+def reverses_filters_data(model, x, targets):
+    """Reverses the order of the first convolution's filters through ``.data``: the same values,
+    so the same norm, in other places."""
+    w = _first_conv(model.net)[1].weight.data
+    w.copy_(w.flip(0).clone())
+    return _map(x)
+
+
+@careless("nudges_weight_data", "parameter conv_stem.weight modified in place (through .data)")
+def nudges_weight_data(model, x, targets):
+    """Adds a perturbation to the first convolution's weights through ``.data`` and subtracts it
+    again: float rounding leaves some weights a last place away from where they were."""
+    w = _first_conv(model.net)[1].weight.data
+    noise = torch.full_like(w, 0.1)
+    w.add_(noise).sub_(noise)
+    return _map(x)
+
+
+@careless("counts_batches_data", "num_batches_tracked modified in place (through .data)")
+def counts_batches_data(model, x, targets):
+    """Bumps a batch norm's integer batch counter through ``.data``."""
+    _first_norm(model.net)[1].num_batches_tracked.data.add_(1)
+    return _map(x)
+
+
 @careless("replaces_parameter", "parameter conv_stem.weight replaced by another object")
 def replaces_parameter(model, x, targets):
     """Assigns a new Parameter object (halved weights) to the first convolution."""
