@@ -11,6 +11,7 @@ import torch
 from .contracts import Benchmark, MethodOutputError, ModelQuery, Sample, check_output
 from .imageio import stack_images, to_input
 from .isolation import Guard
+from .seeding import batch_seed, seeded
 from .timing import timed
 
 NOT_EVALUABLE = "not evaluable"
@@ -107,14 +108,17 @@ class CallResult:
 
 
 def call_method(method, model, x: torch.Tensor, targets,
-                views: dict[str, torch.Tensor | None] | None = None, guard: Guard | None = None) -> CallResult:
+                views: dict[str, torch.Tensor | None] | None = None, guard: Guard | None = None,
+                seed: int | None = None) -> CallResult:
     """Call a method on a batch; maps come back at the method's own resolution (no resizing:
     each benchmark brings them to its scoring resolution, docs/PROTOCOLS.md §1).
 
     Any exception (``SystemExit`` included; ``KeyboardInterrupt`` stops the run) fails the
     samples that caused it. With a ``guard``, the model and the process state are verified after
     the call: if the method changed them, they are restored and the whole batch fails with what
-    changed (its maps came from another model)."""
+    changed (its maps came from another model). With a ``seed`` (a run's :func:`batch_seed`), the
+    process's random generators are seeded with it for the call and restored after it
+    (:mod:`saliency_bench.seeding`)."""
     b = x.shape[0]
     views = views or {}
 
@@ -125,7 +129,8 @@ def call_method(method, model, x: torch.Tensor, targets,
         return CallResult([None] * b, [f"method '{method.name}' {what}"] * b, [{} for _ in range(b)], None)
 
     try:
-        (maps, info), seconds, peak = timed(lambda: method.explain(model, x, targets, **views), x.device)
+        with seeded(seed):
+            (maps, info), seconds, peak = timed(lambda: method.explain(model, x, targets, **views), x.device)
         bad = check_output(method, maps, b)
     except KeyboardInterrupt:
         raise
@@ -138,7 +143,8 @@ def call_method(method, model, x: torch.Tensor, targets,
             reason = f"method '{method.name}' raised {type(e).__name__}: {e}"
             return CallResult([None], [reason], [{}], None)
         parts = [call_method(method, model, x[i:i + 1], targets[i:i + 1],
-                             {k: None if v is None else v[i:i + 1] for k, v in views.items()}, guard)
+                             {k: None if v is None else v[i:i + 1] for k, v in views.items()}, guard,
+                             None if seed is None else batch_seed(seed, [str(i)]))
                  for i in range(b)]
         return CallResult([p.outputs[0] for p in parts], [p.reasons[0] for p in parts],
                           [p.info[0] for p in parts], None)

@@ -37,6 +37,7 @@ from .report.gallery import draw_gallery
 from .isolation import Guard
 from .plan import benchmark_applies, benchmark_subset, bench_view_key, check_dataset_options, cost, make_plan, open_dataset, view_plan
 from .scoring import Scorer, scoring_workers
+from .seeding import batch_seed
 from .store import Outcome, Store, Timing
 from .summary import SCORING_COST, summarize_into
 from .targets import Targets
@@ -291,7 +292,8 @@ class Runner:
                 # fails the batch if the method changed the model (its maps are not scored or
                 # cached) and puts the model back for the next method.
                 views = {name: self._view_batch(model, batch, good, method, name) for name in method.views}
-                res = call_method(method, model, x_all, t_all, views, self.guard)
+                res = call_method(method, model, x_all, t_all, views, self.guard,
+                                  batch_seed(self.cfg.seed, [samples[k].id for k in good]))
                 fresh = [k for k in missing if res.outputs[good.index(k)] is not None]
                 for k in missing:
                     j = good.index(k)
@@ -361,7 +363,8 @@ class Runner:
             return ModelQuery(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)
         method_views = {v: self._view_batch(model, batch, ks, method, v) for v in method.views}
         return ModelQuery(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size,
-                          explainer=rerun(method), method_views=method_views)
+                          explainer=rerun(method, batch_seed(self.cfg.seed, [batch[k].sample.id for k in ks])),
+                          method_views=method_views)
 
     @staticmethod
     def _view_batch(model, batch: list, good: list[int], method: Method | None, name: str,
@@ -384,12 +387,13 @@ class Runner:
         summarize_into(store, self.run_id, model.name, display, self.plan, skipped, subsets)
 
 
-def rerun(method: Method):
+def rerun(method: Method, seed: int | None = None):
     """The method under test as a benchmark may run it again (``ModelQuery.explain``): isolated, its
-    failures reasons, its maps for the benchmark only."""
+    failures reasons, its maps for the benchmark only; every re-run starts from the generators
+    seeded with ``seed`` (the samples' :func:`batch_seed`)."""
 
     def explain(model, x, targets, views):
-        res = call_method(method, model, x, targets, views)
+        res = call_method(method, model, x, targets, views, seed=seed)
         return res.outputs, res.reasons
 
     return explain
