@@ -3,8 +3,9 @@
 A :class:`Guard` is made once per loaded model. It keeps the model's pristine state (a CPU copy
 of every parameter and buffer, the module tree, modes, hooks, ``requires_grad`` flags) and the
 process-wide torch state (grad mode, default dtype and device, deterministic algorithms,
-autocast, anomaly mode, thread count, matmul precision, cuDNN/oneDNN flags, the classes'
-``forward`` and ``torch.nn.functional``). :meth:`Guard.verify` runs after every method call
+autocast, anomaly mode, thread count, matmul precision, cuDNN/oneDNN flags, flushing of denormals,
+saved-tensors hooks, the classes' ``forward``, and the functions of ``torch``, ``torch.Tensor``,
+``torch.autograd`` and ``torch.nn.functional``). :meth:`Guard.verify` runs after every method call
 and every benchmark that runs the model: cheap checks first (tensor version counters, data
 pointers, object identities, hook dictionaries, mode flags) and one exact fingerprint of
 every tensor's contents (two integer sums over its bytes, :mod:`saliency_bench.ops.checksum`,
@@ -65,6 +66,32 @@ def _flag(obj: Any, attr: str) -> tuple[Callable[[], Any], Callable[[Any], None]
     return (lambda: getattr(obj, attr)), (lambda v: setattr(obj, attr, v))
 
 
+# The smallest float32 denormal, made from its bits (a float converted while denormals are
+# flushed would be zero already): multiplied by one it stays nonzero unless they are flushed.
+_DENORMAL = torch.tensor([1], dtype=torch.int32).view(torch.float32)
+
+
+def _flushes_denormals() -> bool:
+    return bool((_DENORMAL * 1.0).item() == 0.0)
+
+
+_saved_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+_pop_saved_hooks = getattr(torch._C._autograd, "_pop_saved_tensors_default_hooks", None)
+
+
+def _saved_tensors_hooks_depth() -> int:
+    """How many ``torch.autograd.graph.saved_tensors_hooks`` contexts are open (0 or 1 is all the
+    public API lets one read: whether the innermost is set)."""
+    return 0 if _saved_hooks is None or _saved_hooks(False) is None else 1
+
+
+# Namespaces whose functions a method may patch (``torch.relu = ...``): each function is kept
+# and put back. In ``torch.Tensor`` a new entry is one too (it shadows the C method of the same
+# name) and is removed; in the modules, new entries are torch's own lazily imported submodules.
+_NAMESPACES = (("torch.nn.functional", F, False), ("torch", torch, False), ("torch.autograd", torch.autograd, False),
+               ("torch.Tensor", torch.Tensor, True))
+
+
 def _process_entries() -> list[tuple[str, Callable[[], Any], Callable[[Any], None]]]:
     """(what, getter, setter) of every process-wide setting a method could leave changed."""
     det = (lambda: (torch.are_deterministic_algorithms_enabled(),
@@ -87,6 +114,11 @@ def _process_entries() -> list[tuple[str, Callable[[], Any], Callable[[Any], Non
         ("cuDNN deterministic", *_flag(torch.backends.cudnn, "deterministic")),
         ("cuDNN TF32", *_flag(torch.backends.cudnn, "allow_tf32")),
         ("CUDA matmul TF32", *_flag(torch.backends.cuda.matmul, "allow_tf32")),
+        ("CUDA matmul float16 reduced-precision reduction",
+         *_flag(torch.backends.cuda.matmul, "allow_fp16_reduced_precision_reduction")),
+        ("CUDA matmul bfloat16 reduced-precision reduction",
+         *_flag(torch.backends.cuda.matmul, "allow_bf16_reduced_precision_reduction")),
+        ("flushing of denormal floats", _flushes_denormals, torch.set_flush_denormal),
     ]
     for dev in ("cpu", "cuda"):
         entries.append((f"{dev} autocast", lambda d=dev: (torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)),
@@ -102,8 +134,12 @@ class ProcessState:
         self.entries = _process_entries()
         self.saved = [get() for _, get, _ in self.entries]
         self.nesting = _autocast_nesting()
-        self.functional = {k: v for k, v in vars(F).items() if callable(v)}
+        self.namespaces = [(label, obj, {k: v for k, v in vars(obj).items() if callable(v) or whole}, whole)
+                           for label, obj, whole in _NAMESPACES]
+        self._ns_keys = [list(was) for _, _, was, _ in self.namespaces]  # for one C-speed comparison
+        self._ns_values = [list(was.values()) for _, _, was, _ in self.namespaces]
         self.module_call = (nn.Module.__call__, nn.Module._call_impl)
+        self.saved_hooks = _saved_tensors_hooks_depth()
         self.global_hooks = {k: dict(getattr(_module_mod, k)) for k in _GLOBAL_HOOKS if hasattr(_module_mod, k)}
 
     def check(self) -> list[str]:
@@ -112,10 +148,14 @@ class ProcessState:
             now = get()
             if now != was:
                 out.append(f"{what} left at {_show(now)} (was {_show(was)})")
-        f = vars(F)
-        for k, v in self.functional.items():
-            if f.get(k) is not v:
-                out.append(f"torch.nn.functional.{k} replaced")
+        for (label, obj, was, whole), keys, values in zip(self.namespaces, self._ns_keys, self._ns_values):
+            now = vars(obj)
+            if list(map(now.get, keys)) != values:  # identities first: a list comparison in C
+                out += [f"{label}.{k} replaced" for k, v in was.items() if now.get(k, _ABSENT) is not v]
+            if whole and len(now) != len(was):
+                out += [f"{label}.{k} added" for k in now.keys() - was.keys()]
+        if _saved_tensors_hooks_depth() != self.saved_hooks:
+            out.append("saved-tensors hooks left on (torch.autograd.graph.saved_tensors_hooks)")
         if (nn.Module.__call__, nn.Module._call_impl) != self.module_call:
             out.append("torch.nn.Module.__call__ replaced")
         for k, d in self.global_hooks.items():
@@ -131,9 +171,15 @@ class ProcessState:
         while _autocast_nesting() > self.nesting:
             torch.autocast_decrement_nesting()
         torch.clear_autocast_cache()
-        for k, v in self.functional.items():
-            if vars(F).get(k) is not v:
-                setattr(F, k, v)
+        for _, obj, was, whole in self.namespaces:
+            now = vars(obj)
+            for k in (now.keys() - was.keys()) if whole else ():
+                delattr(obj, k)
+            for k, v in was.items():
+                if now.get(k, _ABSENT) is not v:
+                    setattr(obj, k, v)
+        while _pop_saved_hooks is not None and _saved_tensors_hooks_depth() > self.saved_hooks:
+            _pop_saved_hooks()
         nn.Module.__call__, nn.Module._call_impl = self.module_call
         for k, d in self.global_hooks.items():
             g = getattr(_module_mod, k)

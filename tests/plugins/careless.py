@@ -204,6 +204,34 @@ def replaces_functional(model, x, targets):
     return _map(x)
 
 
+@careless("flush_denormal", "flushing of denormal floats left at True (was False)")
+def flush_denormal(model, x, targets):
+    """``torch.set_flush_denormal(True)`` (tiny gradients become zero), and left on."""
+    torch.set_flush_denormal(True)
+    return _map(x)
+
+
+@careless("patches_torch", "torch.relu replaced")
+def patches_torch(model, x, targets):
+    """Replaces a function of the ``torch`` namespace and never puts it back."""
+    torch.relu = lambda t: t.clamp(min=0) * 2
+    return _map(x)
+
+
+@careless("patches_tensor_method", "torch.Tensor.relu added")
+def patches_tensor_method(model, x, targets):
+    """Shadows a tensor method (``torch.Tensor.relu``) with a Python function."""
+    torch.Tensor.relu = lambda self: self.clamp(min=0) * 2
+    return _map(x)
+
+
+@careless("saved_tensors_hooks_left", "saved-tensors hooks left on")
+def saved_tensors_hooks_left(model, x, targets):
+    """Enters ``saved_tensors_hooks`` that zero what backward reads, and never leaves."""
+    torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t * 0).__enter__()
+    return _map(x)
+
+
 @careless("exits", "raised SystemExit: 3")
 def exits(model, x, targets):
     """A stray ``sys.exit(3)``."""
