@@ -116,3 +116,16 @@ def test_every_single_bit_of_a_value_is_seen():
             assert not np.array_equal(c(), before), (pos, bit)
             words[pos] = w
     assert np.array_equal(c(), before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_device_path_on_cuda_gives_the_cpu_loop_s_sums():
+    cases = list(_cases().values())
+    want = Checksums(cases)().tolist()
+    on_device = [t.detach().cuda() for t in cases]
+    assert Checksums(on_device)().tolist() == want
+    assert torch_checksums(on_device, chunk=7).tolist() == want
+    w = on_device[0]
+    before = Checksums([w])()
+    w.neg_()
+    assert not np.array_equal(Checksums([w])(), before)
