@@ -12,6 +12,7 @@ from .contracts import Benchmark, MethodOutputError, ModelQuery, Sample, check_o
 from .imageio import stack_images, to_input
 from .isolation import Guard
 from .seeding import batch_seed, seeded
+from .targets import Targets
 from .timing import timed
 
 NOT_EVALUABLE = "not evaluable"
@@ -109,7 +110,7 @@ class CallResult:
 
 def call_method(method, model, x: torch.Tensor, targets,
                 views: dict[str, torch.Tensor | None] | None = None, guard: Guard | None = None,
-                seed: int | None = None) -> CallResult:
+                seed: int | None = None, shared: bool = True) -> CallResult:
     """Call a method on a batch; maps come back at the method's own resolution (no resizing:
     each benchmark brings them to its scoring resolution, docs/PROTOCOLS.md §1).
 
@@ -118,9 +119,21 @@ def call_method(method, model, x: torch.Tensor, targets,
     the call: if the method changed them, they are restored and the whole batch fails with what
     changed (its maps came from another model). With a ``seed`` (a run's :func:`batch_seed`), the
     process's random generators are seeded with it for the call and restored after it
-    (:mod:`saliency_bench.seeding`)."""
+    (:mod:`saliency_bench.seeding`).
+
+    The method gets copies of ``x``, the targets and the views when they are ``shared`` (read
+    again after the call: by the next method, a benchmark, a retry), so that what it writes into
+    its inputs stays its own; ``shared=False`` hands over the caller's tensors, for the last
+    reader."""
     b = x.shape[0]
     views = views or {}
+    if not isinstance(targets, Targets):
+        targets = Targets(targets, x.device)
+    if shared:
+        mx, mt = x.clone(), Targets(targets.indices.clone())
+        mviews = {k: None if v is None else v.clone() for k, v in views.items()}
+    else:
+        mx, mt, mviews = x, targets, views
 
     def changed() -> CallResult | None:
         what = guard.verify() if guard is not None else None
@@ -130,7 +143,7 @@ def call_method(method, model, x: torch.Tensor, targets,
 
     try:
         with seeded(seed):
-            (maps, info), seconds, peak = timed(lambda: method.explain(model, x, targets, **views), x.device)
+            (maps, info), seconds, peak = timed(lambda: method.explain(model, mx, mt, **mviews), x.device)
         bad = check_output(method, maps, b)
     except KeyboardInterrupt:
         raise

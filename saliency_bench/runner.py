@@ -292,8 +292,11 @@ class Runner:
                 # fails the batch if the method changed the model (its maps are not scored or
                 # cached) and puts the model back for the next method.
                 views = {name: self._view_batch(model, batch, good, method, name) for name in method.views}
+                # Inputs the method writes into stay its own: it gets copies unless nothing reads
+                # them after it (the batch's last method, no benchmark with the model in the loop).
+                shared = method is not self.plan.methods[-1] or any(b.uses_model for b in benches)
                 res = call_method(method, model, x_all, t_all, views, self.guard,
-                                  batch_seed(self.cfg.seed, [samples[k].id for k in good]))
+                                  batch_seed(self.cfg.seed, [samples[k].id for k in good]), shared=shared)
                 fresh = [k for k in missing if res.outputs[good.index(k)] is not None]
                 for k in missing:
                     j = good.index(k)
@@ -357,7 +360,8 @@ class Runner:
             key = (bench_view_key(bench, v), tuple(ks))
             if key not in views_made:
                 views_made[key] = self._view_batch(model, batch, ks, None, v, key[0])
-            views[v] = views_made[key]
+            made = views_made[key]  # a copy: what a benchmark writes into it stays its own
+            views[v] = None if made is None else made.clone()
         idx = torch.as_tensor(rows, device=x_all.device)
         if method is None:
             return ModelQuery(model, x_all[idx], t_all[rows], views, batch_size=self.cfg.batch_size)

@@ -29,7 +29,8 @@ PLUGINS = Path(__file__).parent / "plugins"
 CARELESS = str(PLUGINS / "careless.py")
 TOY = str(PLUGINS / "toy.py")
 load_plugin_file(CARELESS)
-CHANGES = next(m for n, m in sys.modules.items() if n.startswith("saliency_bench_plugin_careless")).CHANGES
+_CARELESS = next(m for n, m in sys.modules.items() if n.startswith("saliency_bench_plugin_careless"))
+CHANGES, HARMLESS = _CARELESS.CHANGES, _CARELESS.HARMLESS
 OFFENDERS = sorted(CHANGES)
 VICTIMS = ("gradient", "grad_cam")
 SAMPLE = ["--limit", "4", "--batch-size", "2", "--workers", "0", "--quiet", "--benchmarks", "pointing",
@@ -63,10 +64,10 @@ def alone(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def careless_run(tmp_path_factory):
-    """gradient, every careless method, Grad-CAM: two batches, so each victim runs after the
-    careless methods (Grad-CAM in the same batch, gradient in the next)."""
+    """gradient, every careless method and those that write into their inputs, Grad-CAM: two
+    batches, so each victim runs after them (Grad-CAM in the same batch, gradient in the next)."""
     runs = tmp_path_factory.mktemp("careless")
-    assert _run(runs, ",".join(["gradient", *OFFENDERS, "grad_cam"])) == 0
+    assert _run(runs, ",".join(["gradient", *OFFENDERS, *HARMLESS, "grad_cam"])) == 0
     return runs
 
 
@@ -88,6 +89,14 @@ def test_the_offender_fails_with_what_it_changed(careless_run, offender):
     assert _rows(careless_run, (offender,)) == []  # nothing scored
     folders = [p for p in (careless_run / "cache" / VERSION).rglob(f"{offender}*") if p.is_dir()]
     assert folders and not [g for f in folders for g in f.glob("*.npz")]  # nothing cached
+
+
+def test_a_method_may_write_into_its_inputs(careless_run):
+    """Each method gets copies of the batch's inputs and targets: writing into them (in place,
+    through ``.data``) is its own business, fails nothing, and moves no other method's numbers
+    (test_other_methods_score_exactly_as_alone)."""
+    rows = _rows(careless_run, HARMLESS, table="outcomes")
+    assert len(rows) == 4 * len(HARMLESS) and all(r[4] == 1 for r in rows), rows
 
 
 def test_a_clean_run_after_a_faulty_one_gives_the_clean_numbers(alone, tmp_path):
@@ -152,6 +161,20 @@ def test_model_in_the_loop_benchmarks_score_on_the_pristine_model(tmp_path):
     con.close()
     assert any(r.startswith("benchmark 'careless_query' changed the model: module (the network) switched to "
                             "train mode") for r in reasons), reasons
+
+
+def test_a_benchmark_writing_into_its_view_changes_no_other_method_s_scores(tmp_path):
+    """A benchmark's view is made once per batch and handed to it for each method's maps: a copy
+    each time, so that zeroing it after the first method leaves the second's as made."""
+    def scores(rows):
+        return [(r[2], r[4], {k: v for k, v in json.loads(r[5]).items() if k in ("view_sum", "map_sum")})
+                for r in rows if r[3] == "writes_its_view"]
+
+    assert _toy(tmp_path / "alone", "brightness", "writes_its_view") == 0
+    assert _toy(tmp_path / "after", "writes_input,brightness", "writes_its_view") == 0
+    want = scores(_rows(tmp_path / "alone", ("brightness",)))
+    assert want and all(s["view_sum"] != 0 for _, _, s in want)  # (a zeroed view sums to 0)
+    assert scores(_rows(tmp_path / "after", ("brightness",))) == want
 
 
 # --------------------------------------------------------------------------------------------

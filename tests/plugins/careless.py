@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -243,6 +244,60 @@ def exits_after_change(model, x, targets):
     """Leaves a hook, then exits: the change is what it is failed for."""
     _block(model.net)[1].register_forward_hook(lambda m, i, o: o * 0)
     sys.exit(1)
+
+
+# Methods that write into their own inputs: allowed (each gets copies), so they succeed, and the
+# methods after them see the inputs as loaded.
+HARMLESS = ("writes_input", "writes_input_data", "writes_targets")
+
+
+@saliency_bench.method("writes_input")
+def writes_input(model, x, targets):
+    """Brightness, then halves its input in place."""
+    m = _map(x).clone()
+    x.mul_(0.5)
+    return m
+
+
+@saliency_bench.method("writes_input_data")
+def writes_input_data(model, x, targets):
+    """Brightness, then zeroes its input through ``.data``."""
+    m = _map(x).clone()
+    x.data.zero_()
+    return m
+
+
+@saliency_bench.method("writes_targets")
+def writes_targets(model, x, targets):
+    """Brightness, after setting every target to class 0 in place."""
+    targets.indices.zero_()
+    return _map(x)
+
+
+@saliency_bench.benchmark("writes_its_view")
+class WritesItsView(saliency_bench.Benchmark):
+    """A benchmark with the model in the loop and a view of its own, which it zeroes in place after
+    reading it: what the next method's batch gets must be the view as made."""
+
+    uses_model = True
+    views = ("own",)
+    columns = ("writes_its_view",)
+
+    def make_view(self, name, image, size):
+        from saliency_bench.imageio import to_input
+
+        return to_input(image, size)
+
+    def score_batch(self, samples, outputs, input_size, query=None):
+        v = query.view("own")
+        out = [{"view_sum": float(v[i].double().sum()), "map_sum": float(np.asarray(o, np.float64).sum())}
+               for i, o in enumerate(outputs)]
+        v.zero_()
+        return out
+
+    def summarize(self, records, samples):
+        return {"writes_its_view": {"value": float(len(records)), "ci": None, "n": len(records), "unit": "",
+                                    "note": ""}}
 
 
 @saliency_bench.benchmark("careless_query")
