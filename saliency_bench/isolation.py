@@ -2,10 +2,10 @@
 
 A :class:`Guard` is made once per loaded model. It keeps the model's pristine state (a CPU copy
 of every parameter and buffer, the module tree, modes, hooks, ``requires_grad`` flags) and the
-process-wide torch state (grad mode, default dtype and device, deterministic algorithms,
-autocast, anomaly mode, thread count, matmul precision, cuDNN/oneDNN flags, flushing of denormals,
-saved-tensors hooks, the classes' ``forward``, and the functions of ``torch``, ``torch.Tensor``,
-``torch.autograd`` and ``torch.nn.functional``). :meth:`Guard.verify` runs after every method call
+process-wide state (grad mode, default dtype and device, deterministic algorithms, autocast,
+anomaly mode, thread count, matmul precision, cuDNN/oneDNN flags, flushing of denormals,
+saved-tensors hooks, what the layer classes and their bases define, and the functions of
+``torch``, ``torch.Tensor``, ``torch.autograd``, ``torch.nn.functional`` and NumPy). :meth:`Guard.verify` runs after every method call
 and every benchmark that runs the model: cheap checks first (tensor version counters, data
 pointers, object identities, hook dictionaries, mode flags) and one exact fingerprint of
 every tensor's contents (two integer sums over its bytes, :mod:`saliency_bench.ops.checksum`,
@@ -85,11 +85,12 @@ def _saved_tensors_hooks_depth() -> int:
     return 0 if _saved_hooks is None or _saved_hooks(False) is None else 1
 
 
-# Namespaces whose functions a method may patch (``torch.relu = ...``): each function is kept
+# Namespaces whose functions a method may patch (``torch.relu = ...``; NumPy's are what the
+# benchmarks score with): each function is kept
 # and put back. In ``torch.Tensor`` a new entry is one too (it shadows the C method of the same
 # name) and is removed; in the modules, new entries are torch's own lazily imported submodules.
 _NAMESPACES = (("torch.nn.functional", F, False), ("torch", torch, False), ("torch.autograd", torch.autograd, False),
-               ("torch.Tensor", torch.Tensor, True))
+               ("torch.Tensor", torch.Tensor, True), ("numpy", np, False))
 
 
 def _process_entries() -> list[tuple[str, Callable[[], Any], Callable[[Any], None]]]:
@@ -258,7 +259,13 @@ class ModelState:
                         continue
                     self.tensors.append(_Tensor(kind, prefix + key, m, key, t, t.data,
                                                 t.detach().to("cpu", copy=True), t.requires_grad))
-        self.classes = {type(m): type(m).forward for m in self.net.modules()}
+        # Every class of the model's modules, and their bases up to nn.Module: what they define
+        # (``forward``, ``_conv_forward``, ``__getattr__`` ...), patched on the class.
+        classes = {c: None for m in self.net.modules() for c in type(m).__mro__ if issubclass(c, nn.Module)}
+        self.classes = {c: dict(vars(c)) for c in classes}
+        self._class_keys = [(c, list(d)) for c, d in self.classes.items()]
+        self._class_values = [v for d in self.classes.values() for v in d.values()]
+        self._class_sizes = [len(d) for d in self.classes.values()]
         self._mods = [rec.module for rec in self.modules]
         self._objs = [t.obj for t in self.tensors]
         self._attr_mods = [rec for rec in self.modules if rec.attrs]
@@ -307,10 +314,15 @@ class ModelState:
 
     def _same_slow_facts(self) -> bool:
         """The few facts outside the signature: the model's mappings, layer attributes
-        (``inplace``), the classes' ``forward``, the hook dictionaries' identities."""
+        (``inplace``), what the classes define, the hook dictionaries' identities."""
         return (all(self.fields[k] == d for k, d in self.mappings.items())
                 and all(getattr(rec.module, a, _ABSENT) == v for rec in self._attr_mods for a, v in rec.attrs.items())
-                and all(cls.forward is fwd for cls, fwd in self.classes.items()))
+                and self._same_classes())
+
+    def _same_classes(self) -> bool:
+        """Every class entry the same object, and none added (identities: one list comparison)."""
+        now = [v for c, keys in self._class_keys for v in map(vars(c).get, keys)]
+        return now == self._class_values and list(map(len, map(vars, self.classes))) == self._class_sizes
 
     def _describe(self) -> list[str]:
         """What differs, named (the slow path, taken only when a cheap check differs)."""
@@ -353,9 +365,10 @@ class ModelState:
                     out.append(f"{a} of {where} set to {getattr(m, a, None)}")
             if vars(m).get("forward", _ABSENT) is not rec.forward_in_dict:
                 out.append(f"forward of {where} replaced")
-        for cls, fwd in self.classes.items():
-            if cls.forward is not fwd:
-                out.append(f"{cls.__module__}.{cls.__qualname__}.forward replaced")
+        for cls, was in self.classes.items():
+            now, where = vars(cls), f"{cls.__module__}.{cls.__qualname__}"
+            out += [f"{where}.{k} replaced" for k, v in was.items() if now.get(k, _ABSENT) is not v]
+            out += [f"{where}.{k} added" for k in now.keys() - was.keys()]
         for t in self.tensors:
             o = t.obj
             if o.requires_grad != t.requires_grad:
@@ -408,9 +421,13 @@ class ModelState:
             if self.fields[k] != d:
                 self.fields[k].clear()
                 self.fields[k].update(d)
-        for cls, fwd in self.classes.items():
-            if cls.forward is not fwd:
-                cls.forward = fwd
+        for cls, was in self.classes.items():
+            now = vars(cls)
+            for k in now.keys() - was.keys():
+                delattr(cls, k)
+            for k, v in was.items():
+                if now.get(k, _ABSENT) is not v:
+                    setattr(cls, k, v)
         for rec in self.modules:
             m = rec.module
             m.training = rec.training

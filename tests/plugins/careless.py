@@ -233,6 +233,21 @@ def saved_tensors_hooks_left(model, x, targets):
     return _map(x)
 
 
+@careless("patches_layer_class", "torch.nn.modules.conv.Conv2d._conv_forward replaced")
+def patches_layer_class(model, x, targets):
+    """Replaces what every convolution calls (``nn.Conv2d._conv_forward``) with a scaled copy."""
+    conv = torch.nn.Conv2d._conv_forward
+    torch.nn.Conv2d._conv_forward = lambda self, inp, weight, bias: conv(self, inp, weight * 1.5, bias)
+    return _map(x)
+
+
+@careless("patches_numpy", "numpy.mean replaced")
+def patches_numpy(model, x, targets):
+    """Replaces ``np.mean``, which scoring uses, with a median."""
+    np.mean = lambda a, *args, **kw: np.median(a, *args, **kw)
+    return _map(x)
+
+
 @careless("exits", "raised SystemExit: 3")
 def exits(model, x, targets):
     """A stray ``sys.exit(3)``."""
