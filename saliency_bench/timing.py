@@ -16,15 +16,21 @@ def synchronize(device: torch.device) -> None:
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float, int]:
-    """Run ``fn`` once: (result, seconds, peak device bytes or 0 on the CPU)."""
+    """Run ``fn`` once: (result, seconds, peak device bytes or 0 on the CPU). The peak is what
+    ``fn`` allocated at most above what was allocated when it began: the model, the batch, and
+    whatever an earlier call left behind are not counted, so one call's leak never inflates the
+    next one's figure."""
+    start = 0
     if device.type == "cuda":
+        synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
     synchronize(device)
     t0 = time.perf_counter()
     out = fn()
     synchronize(device)
     seconds = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    peak = max(0, torch.cuda.max_memory_allocated(device) - start) if device.type == "cuda" else 0
     return out, seconds, peak
 
 

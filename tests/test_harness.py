@@ -385,3 +385,41 @@ def test_the_harness_own_tensor_work_runs_on_one_thread_and_the_method_keeps_tor
         assert guard.verify() is None
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_call_s_peak_memory_leaves_out_what_was_allocated_before_it(monkeypatch):
+    """The allocator's counters, simulated: a call that allocates 300 bytes at most and leaves 100
+    behind has a peak of 300, and so does the next one (the leak is not its)."""
+    import torch
+
+    from saliency_bench import timing
+
+    mem = {"allocated": 5000, "peak": 5000}
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: mem.update(peak=mem["allocated"]))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: mem["allocated"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: mem["peak"])
+
+    def call():
+        mem["peak"] = max(mem["peak"], mem["allocated"] + 300)
+        mem["allocated"] += 100
+
+    device = torch.device("cuda", 0)
+    assert [timing.timed(call, device)[2] for _ in range(3)] == [300, 300, 300]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_a_leak_on_the_device_does_not_inflate_the_next_call_s_peak():
+    import torch
+
+    from saliency_bench import timing
+
+    device = torch.device("cuda")
+    kept = []
+
+    def leaky():
+        kept.append(torch.empty(64 << 20, dtype=torch.uint8, device=device))  # 64 MiB left behind
+
+    first = timing.timed(leaky, device)[2]
+    second = timing.timed(leaky, device)[2]
+    assert first >= 64 << 20 and second == first
