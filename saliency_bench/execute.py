@@ -2,6 +2,7 @@
 every failure isolated to the samples that caused it."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -175,6 +176,35 @@ def call_method(method, model, x: torch.Tensor, targets,
     return CallResult(outputs, reasons, per_info, (seconds, peak))
 
 
+def _frozen(v: Any) -> Any:
+    """``v`` as a benchmark may see it: an array as a read-only view, a dict or list copied."""
+    if isinstance(v, np.ndarray):
+        v = v.view()
+        v.flags.writeable = False
+        return v
+    if isinstance(v, dict):
+        return dict(v)
+    if isinstance(v, list):
+        return list(v)
+    return v
+
+
+def benchmark_samples(samples: Sequence[Sample]) -> list[Sample]:
+    """The samples as a benchmark gets them: a shallow copy of each (an attribute it assigns
+    stays its own), whose arrays are read-only views (an in-place write fails loudly, on that
+    sample, instead of changing the ground truth every later benchmark and method scores
+    against) and whose dicts and lists are copies. The same in this process and in a scoring
+    worker, so that the records do not depend on where a batch was scored."""
+    out = []
+    for s in samples:
+        c = copy.copy(s)
+        for k, v in vars(c).items():
+            if isinstance(v, (np.ndarray, dict, list)):
+                setattr(c, k, _frozen(v))
+        out.append(c)
+    return out
+
+
 def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.ndarray],
                    input_size: tuple[int, int], query: ModelQuery | None = None, guard: Guard | None = None
                    ) -> tuple[list[tuple[str, dict]], dict[str, str]]:
@@ -202,7 +232,8 @@ def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.nda
     try:
         if not same:
             raise ValueError("maps of different shapes")
-        recs = score(samples, np.stack(outputs), list(range(len(samples))))
+        # Its own samples and maps (np.stack copies): nothing it writes reaches the next reader.
+        recs = score(benchmark_samples(samples), np.stack(outputs), list(range(len(samples))))
         return verified([(s.id, r) for s, r in zip(samples, recs)], {})
     except KeyboardInterrupt:
         raise
@@ -213,9 +244,11 @@ def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.nda
     scored, failed = [], {}
     for k, (s, o) in enumerate(zip(samples, outputs)):
         try:
-            scored.append((s.id, score([s], o[None], [k])[0]))
+            scored.append((s.id, score(benchmark_samples([s]), o[None].copy(), [k])[0]))
         except KeyboardInterrupt:
             raise
         except BaseException as e:
-            failed[s.id] = f"benchmark '{bench.name}' could not score it: {type(e).__name__}: {e}"
+            hint = (" (a benchmark gets the samples' arrays read-only: copy one before writing into it)"
+                    if isinstance(e, ValueError) and "read-only" in str(e) else "")
+            failed[s.id] = f"benchmark '{bench.name}' could not score it: {type(e).__name__}: {e}{hint}"
     return verified(scored, failed)

@@ -177,6 +177,35 @@ def test_a_benchmark_writing_into_its_view_changes_no_other_method_s_scores(tmp_
     assert scores(_rows(tmp_path / "after", ("brightness",))) == want
 
 
+@pytest.mark.parametrize("scoring_workers", ["0", "1"])
+def test_a_benchmark_writing_into_samples_or_maps_changes_no_other_scores(tmp_path, scoring_workers):
+    """Benchmarks get their own copies of the samples, with read-only arrays, and of the maps: in
+    this process and in a scoring worker alike. Clearing a mask in place fails that benchmark on
+    each sample, loudly; replacing a mask or writing into the maps is the benchmark's own business;
+    the pointing game, scored after them, and the cache are as without them."""
+    def run(runs, benchmarks):
+        return main(["--plugin", TOY, "--plugin", CARELESS, "run", "--model", "toy_net", "--dataset", "toy",
+                     "--runs-dir", str(runs), "--workers", "0", "--scoring-workers", scoring_workers,
+                     "--batch-size", "4", "--quiet", "--methods", "brightness,center", "--benchmarks", benchmarks,
+                     "--cache-dtype", "float32"])
+
+    assert run(tmp_path / "alone", "pointing") == 0
+    assert run(tmp_path / "after", "zeroes_mask,rebinds_mask,writes_its_maps,pointing") == 0
+    pointing = [r for r in _rows(tmp_path / "after", ("brightness", "center")) if r[3] == "pointing"]
+    assert pointing == _rows(tmp_path / "alone", ("brightness", "center"))
+    con = sqlite3.connect(tmp_path / "after" / "store.sqlite")
+    reasons = {r for (r,) in con.execute("SELECT reason FROM outcomes WHERE ok=0")}
+    scored = {b: n for b, n in con.execute("SELECT benchmark, COUNT(*) FROM records GROUP BY benchmark")}
+    con.close()
+    assert any("benchmark 'zeroes_mask' could not score it" in r and "read-only" in r for r in reasons), reasons
+    assert scored.get("rebinds_mask") == scored.get("writes_its_maps") == scored["pointing"] > 0
+    assert "zeroes_mask" not in scored
+    for f in (tmp_path / "after" / "cache").rglob("*.npz"):
+        twin = tmp_path / "alone" / f.relative_to(tmp_path / "after")
+        with np.load(f) as a, np.load(twin) as b:
+            assert np.array_equal(a["maps"], b["maps"]), f.name
+
+
 # --------------------------------------------------------------------------------------------
 # Ctrl-C: one line, exit 130, and the command it prints resumes to the same records
 # --------------------------------------------------------------------------------------------

@@ -315,6 +315,47 @@ class WritesItsView(saliency_bench.Benchmark):
                                     "note": ""}}
 
 
+class _Counts(saliency_bench.Benchmark):
+    def summarize(self, records, samples):
+        return {self.name: {"value": float(len(records)), "ci": None, "n": len(records), "unit": "", "note": ""}}
+
+
+@saliency_bench.benchmark("zeroes_mask")
+class ZeroesMask(_Counts):
+    """Clears each sample's ground-truth mask in place (refused: the arrays are read-only)."""
+
+    columns = ("zeroes_mask",)
+
+    def score_batch(self, samples, outputs, input_size):
+        for s in samples:
+            s.mask[:] = False
+        return [{"n": 1} for _ in samples]
+
+
+@saliency_bench.benchmark("rebinds_mask")
+class RebindsMask(_Counts):
+    """Replaces each sample's mask by its complement (its own copy of the sample: allowed)."""
+
+    columns = ("rebinds_mask",)
+
+    def score_batch(self, samples, outputs, input_size):
+        for s in samples:
+            s.mask = ~s.mask
+            s.flags["difficult"] = not s.flags.get("difficult", False)
+        return [{"n": int(s.mask.sum())} for s in samples]
+
+
+@saliency_bench.benchmark("writes_its_maps")
+class WritesItsMaps(_Counts):
+    """Negates the maps it is given, in place (its own copies: allowed)."""
+
+    columns = ("writes_its_maps",)
+
+    def score_batch(self, samples, outputs, input_size):
+        outputs *= -1
+        return [{"n": 1} for _ in samples]
+
+
 @saliency_bench.benchmark("careless_query")
 class CarelessQuery(saliency_bench.Benchmark):
     """A benchmark with the model in the loop that leaves the network in train mode after its
