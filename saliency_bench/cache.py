@@ -1,13 +1,16 @@
 """The heatmap cache: every heatmap is computed once and reused by every benchmark and run.
 
-Layout: ``<root>/v3/<model>-<weights digest>/<dataset key>/<method key>/<batch>.npz``, one file
+Layout: ``<root>/v4/<model>-<weights digest>/<dataset key>/<method key>/<batch>.npz``, one file
 per computed batch, holding the sample ids and their maps (or points); failures are not
-cached (the store keeps them, with their reasons). ``v3``: maps at the resolution their method
+cached (the store keeps them, with their reasons). ``v4``: maps at the resolution their method
 returned, each file written only from a call after which the model and the process state were
 verified unchanged (:mod:`.isolation`), and saying so (its ``provenance``); a file without it
 is not read. Older layouts are not read: ``v1`` held maps upsampled to the input size, ``v2``
 maps written without that check (a method that changed the model left maps of the changed
-model there, which later runs read back); the run says so when it finds one.
+model there, which later runs read back), ``v3`` maps checked by the guard before 2026-12-03
+(a norm of the weights, blind to a negated or permuted weight; inputs shared between methods;
+patched classes and NumPy unseen; random draws that depended on earlier methods); the run says
+so when it finds one.
 A file is written to a temporary name and renamed into place, so a run killed at any moment
 (SIGKILL included) leaves only whole files.
 
@@ -28,9 +31,14 @@ from pathlib import Path
 import numpy as np
 
 
-VERSION = "v3"
-PROVENANCE = "model and process state verified unchanged after the call (isolation 1)"
-UNTRUSTED = ("v2",)  # layouts of earlier versions, not read: the run names them
+VERSION = "v4"
+PROVENANCE = ("model, inputs and process state verified unchanged after the call, random generators "
+              "seeded by the batch (isolation 2)")
+# Layouts of earlier versions, not read (the run names them), and what their maps lacked.
+UNTRUSTED = {"v2": "without checking that each map came from an unchanged model",
+             "v3": "with a weaker check than today's (a weight negated or permuted through .data, a write "
+                   "into a method's inputs and a patched layer class went unseen, and random draws depended "
+                   "on the methods before)"}
 
 
 def safe(name: str) -> str:
@@ -123,7 +131,6 @@ def untrusted_note(root: str | Path) -> str | None:
     old = [v for v in UNTRUSTED if (Path(root) / v).is_dir()]
     if not old:
         return None
-    where = ", ".join(str(Path(root) / v) for v in old)
-    return (f"the heatmap cache {where} was written by an earlier version, without checking that each map "
-            f"came from an unchanged model; it is not read (maps are computed again into {Path(root) / VERSION}); "
+    said = "; ".join(f"{Path(root) / v} was written by an earlier version, {UNTRUSTED[v]}" for v in old)
+    return (f"the heatmap cache {said}; it is not read (maps are computed again into {Path(root) / VERSION}); "
             "delete it to free the space")

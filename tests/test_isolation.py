@@ -105,16 +105,20 @@ def test_a_clean_run_after_a_faulty_one_gives_the_clean_numbers(alone, tmp_path)
     file whose provenance cannot be checked, holding maps of a changed model, is not read."""
     assert _run(tmp_path, "scales_weight,train_mode,forward_hook,gradient,grad_cam") == 0
     cache = tmp_path / "cache" / VERSION
-    # Plant maps of a changed model where an older version would have left them: in a v2 copy of
-    # the cache, and in v3 files without provenance (sorted last: they would win if read).
+    # Plant maps of a changed model where an older version would have left them: in v2 and v3
+    # copies of the cache, files of the old provenance among today's, and files without
+    # provenance (sorted last: they would win if read).
     for f in sorted(cache.rglob("*.npz")):
         with np.load(f) as z:
             assert str(z["provenance"]) == PROVENANCE
             scrambled = dict(ids=z["ids"], maps=z["maps"][..., ::-1] * 3 + 1, scale=z["scale"])
-        old = tmp_path / "cache" / "v2" / f.relative_to(cache)
-        old.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(old, **scrambled)
+        for version in ("v2", "v3"):
+            old = tmp_path / "cache" / version / f.relative_to(cache)
+            old.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(old, **scrambled)
         np.savez(f.with_name("zz-unknown.npz"), **scrambled)
+        np.savez(f.with_name("zz-isolation-1.npz"), **scrambled, provenance=np.array(
+            "model and process state verified unchanged after the call (isolation 1)"))
     assert _run(tmp_path, ",".join(VICTIMS), plugins=()) == 0
     assert _rows(tmp_path, table="records") and _records_of_last_run(tmp_path) == _records_of_last_run(alone)
 
@@ -128,11 +132,13 @@ def _records_of_last_run(runs: Path) -> list:
     return rows
 
 
-def test_an_old_cache_is_named_not_read(tmp_path, capsys):
-    (tmp_path / "cache" / "v2").mkdir(parents=True)
+@pytest.mark.parametrize("old", ["v2", "v3"])
+def test_an_old_cache_is_named_not_read(tmp_path, capsys, old):
+    (tmp_path / "cache" / old).mkdir(parents=True)
     assert _run(tmp_path, "gradient", "--limit", "2", plugins=()) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "v2 was written by an earlier version" in out and "it is not read" in out
+    assert f"{old} was written by an earlier version" in out and "it is not read" in out
+    assert (tmp_path / "cache" / VERSION).is_dir() and VERSION not in ("v2", "v3")
 
 
 # --------------------------------------------------------------------------------------------
