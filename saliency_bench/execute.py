@@ -164,7 +164,10 @@ def call_method(method, model, x: torch.Tensor, targets,
                           [p.info[0] for p in parts], None)
     if (res := changed()) is not None:
         return res
-    arr = maps.detach().float().cpu().numpy()
+    host = maps.detach().float().cpu()
+    # The harness's own copy: a method that returns a buffer it keeps and rewrites at its next
+    # call (a preallocated output) must not rewrite maps still waiting to be scored or cached.
+    arr = host.numpy().copy() if host.data_ptr() == maps.data_ptr() else host.numpy()
     per_info = [{} for _ in range(b)]
     for k, v in info.items():
         vals = v.detach().cpu().tolist() if isinstance(v, torch.Tensor) else list(v)

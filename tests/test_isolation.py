@@ -212,6 +212,26 @@ def test_a_benchmark_writing_into_samples_or_maps_changes_no_other_scores(tmp_pa
             assert np.array_equal(a["maps"], b["maps"]), f.name
 
 
+def test_a_method_reusing_its_output_buffer_caches_the_maps_it_returned(tmp_path):
+    """With a scoring worker the cache is written after the next call has run: the maps of a
+    method that rewrites one output buffer at every call must be copies taken at its return."""
+    assert main(["--plugin", TOY, "--plugin", CARELESS, "run", "--model", "toy_net", "--dataset", "toy",
+                 "--runs-dir", str(tmp_path), "--workers", "0", "--scoring-workers", "1", "--batch-size", "2",
+                 "--quiet", "--methods", "reuses_buffer,plain_brightness", "--benchmarks", "pointing",
+                 "--cache-dtype", "float32"]) == 0
+
+    def maps(method):
+        out = {}
+        for f in (tmp_path / "cache").rglob(f"{method}-*/*.npz"):
+            with np.load(f) as z:
+                out.update(zip(z["ids"].tolist(), z["maps"] * z["scale"][:, None, None]))
+        return out
+
+    got, want = maps("reuses_buffer"), maps("plain_brightness")
+    assert len(want) == 7 and sorted(got) == sorted(want)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
 # --------------------------------------------------------------------------------------------
 # Ctrl-C: one line, exit 130, and the command it prints resumes to the same records
 # --------------------------------------------------------------------------------------------

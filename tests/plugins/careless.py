@@ -289,6 +289,27 @@ def writes_targets(model, x, targets):
     return _map(x)
 
 
+_BUFFERS: dict = {}
+
+
+@saliency_bench.method("reuses_buffer")
+def reuses_buffer(model, x, targets):
+    """Brightness, written into an output buffer it keeps and rewrites at every call (a speed
+    trick): the maps it returned must be the harness's own copies."""
+    b, _, h, w = x.shape
+    buf = _BUFFERS.get((h, w))
+    if buf is None or buf.shape[0] < b:
+        buf = _BUFFERS[(h, w)] = torch.empty(max(b, 4), h, w)
+    torch.mean(x.float(), 1, out=buf[:b])
+    return buf[:b]
+
+
+@saliency_bench.method("plain_brightness")
+def plain_brightness(model, x, targets):
+    """Brightness, in a new tensor each call."""
+    return _map(x)
+
+
 @saliency_bench.benchmark("writes_its_view")
 class WritesItsView(saliency_bench.Benchmark):
     """A benchmark with the model in the loop and a view of its own, which it zeroes in place after
