@@ -4,7 +4,7 @@ A :class:`Guard` is made once per loaded model. It keeps the model's pristine st
 of every parameter and buffer, the module tree, modes, hooks, ``requires_grad`` flags) and the
 process-wide state (grad mode, default dtype and device, deterministic algorithms, autocast,
 anomaly mode, thread count, matmul precision, cuDNN/oneDNN flags, flushing of denormals,
-saved-tensors hooks, what the layer classes and their bases define, and the functions of
+saved-tensors hooks, torch function and dispatch modes, what the layer classes and their bases define, and the functions of
 ``torch``, ``torch.Tensor``, ``torch.autograd``, ``torch.nn.functional`` and NumPy). :meth:`Guard.verify` runs after every method call
 and every benchmark that runs the model: cheap checks first (tensor version counters, data
 pointers, object identities, hook dictionaries, mode flags) and one exact fingerprint of
@@ -85,6 +85,13 @@ def _saved_tensors_hooks_depth() -> int:
     return 0 if _saved_hooks is None or _saved_hooks(False) is None else 1
 
 
+_C = torch._C
+_MODE_STACKS = tuple((what, getattr(_C, length), getattr(_C, pop)) for what, length, pop in (
+    ("torch function mode", "_len_torch_function_stack", "_pop_torch_function_stack"),
+    ("torch dispatch mode", "_len_torch_dispatch_stack", "_pop_torch_dispatch_stack"))
+    if hasattr(_C, length) and hasattr(_C, pop))
+
+
 # Namespaces whose functions a method may patch (``torch.relu = ...``; NumPy's are what the
 # benchmarks score with): each function is kept
 # and put back. In ``torch.Tensor`` a new entry is one too (it shadows the C method of the same
@@ -141,6 +148,7 @@ class ProcessState:
         self._ns_values = [list(was.values()) for _, _, was, _ in self.namespaces]
         self.module_call = (nn.Module.__call__, nn.Module._call_impl)
         self.saved_hooks = _saved_tensors_hooks_depth()
+        self.modes = [length() for _, length, _ in _MODE_STACKS]
         self.global_hooks = {k: dict(getattr(_module_mod, k)) for k in _GLOBAL_HOOKS if hasattr(_module_mod, k)}
 
     def check(self) -> list[str]:
@@ -157,6 +165,9 @@ class ProcessState:
                 out += [f"{label}.{k} added" for k in now.keys() - was.keys()]
         if _saved_tensors_hooks_depth() != self.saved_hooks:
             out.append("saved-tensors hooks left on (torch.autograd.graph.saved_tensors_hooks)")
+        for (what, length, _), was in zip(_MODE_STACKS, self.modes):
+            if length() != was:
+                out.append(f"{what} left entered ({length()} open, was {was})")
         if (nn.Module.__call__, nn.Module._call_impl) != self.module_call:
             out.append("torch.nn.Module.__call__ replaced")
         for k, d in self.global_hooks.items():
@@ -181,6 +192,9 @@ class ProcessState:
                     setattr(obj, k, v)
         while _pop_saved_hooks is not None and _saved_tensors_hooks_depth() > self.saved_hooks:
             _pop_saved_hooks()
+        for (_, length, pop), was in zip(_MODE_STACKS, self.modes):
+            while length() > was:
+                pop()
         nn.Module.__call__, nn.Module._call_impl = self.module_call
         for k, d in self.global_hooks.items():
             g = getattr(_module_mod, k)

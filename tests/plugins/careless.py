@@ -248,6 +248,20 @@ def patches_numpy(model, x, targets):
     return _map(x)
 
 
+@careless("function_mode_left", "torch function mode left entered")
+def function_mode_left(model, x, targets):
+    """Enters a TorchFunctionMode that doubles every convolution's output, and never leaves."""
+    from torch.overrides import TorchFunctionMode
+
+    class Doubles(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            return out * 2 if func is torch.nn.functional.conv2d else out
+
+    Doubles().__enter__()
+    return _map(x)
+
+
 @careless("exits", "raised SystemExit: 3")
 def exits(model, x, targets):
     """A stray ``sys.exit(3)``."""
