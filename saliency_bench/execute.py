@@ -46,7 +46,7 @@ class _Loaded(torch.utils.data.Dataset):
     def __getitem__(self, k: int) -> Item:
         i = self.indices[k]
         try:
-            s = self.ds.load(i)
+            s = copy.copy(self.ds.load(i))  # the adapter's object stays as it gave it (it may keep it)
         except Exception as e:  # an adapter bug must cost one sample, not the run
             s = Sample(id=self.ds.ids[i], image=None, size=(0, 0), targets={}, category="?",
                        error=f"loading failed: {type(e).__name__}: {e}")

@@ -423,3 +423,22 @@ def test_a_leak_on_the_device_does_not_inflate_the_next_call_s_peak():
     first = timing.timed(leaky, device)[2]
     second = timing.timed(leaky, device)[2]
     assert first >= 64 << 20 and second == first
+
+
+def test_an_adapter_that_keeps_its_samples_gets_them_back_unchanged(tmp_path):
+    """The loader drops each decoded image from the sample it sends on: from its own copy. An
+    adapter that hands out the same Sample object at every load (a cache) keeps its images, so
+    the gallery (which loads samples again) and a second run in the same process work, with the
+    same records."""
+    plugins = Path(__file__).parent / "plugins"
+    args = ["--plugin", str(plugins / "toy.py"), "--plugin", str(plugins / "cached_samples.py"), "run",
+            "--model", "toy_net", "--dataset", "cached_toy", "--workers", "0", "--batch-size", "4", "--quiet",
+            "--methods", "center,brightness", "--benchmarks", "pointing"]
+    rows = []
+    for name in ("first", "second"):
+        assert main([*args, "--runs-dir", str(tmp_path / name)]) == 0
+        con = sqlite3.connect(tmp_path / name / "store.sqlite")
+        rows.append(con.execute("SELECT method, sample_id, record FROM records ORDER BY 1, 2").fetchall())
+        assert con.execute("SELECT COUNT(*) FROM outcomes WHERE ok = 0").fetchone() == (0,)
+        con.close()
+    assert len(rows[0]) == 12 and rows[0] == rows[1]
