@@ -4,7 +4,8 @@ A :class:`Guard` is made once per loaded model. It keeps the model's pristine st
 of every parameter and buffer, the module tree, modes, hooks, ``requires_grad`` flags) and the
 process-wide state (grad mode, default dtype and device, deterministic algorithms, autocast,
 anomaly mode, thread count, matmul precision, cuDNN/oneDNN flags, flushing of denormals,
-saved-tensors hooks, torch function and dispatch modes, what the layer classes and their bases define, and the functions of
+saved-tensors hooks, torch function and dispatch modes, NumPy's error handling, "error"
+warning filters, what the layer classes and their bases define, and the functions of
 ``torch``, ``torch.Tensor``, ``torch.autograd``, ``torch.nn.functional`` and NumPy). :meth:`Guard.verify` runs after every method call
 and every benchmark that runs the model: cheap checks first (tensor version counters, data
 pointers, object identities, hook dictionaries, mode flags) and one exact fingerprint of
@@ -20,6 +21,7 @@ the method that batch.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter, methodcaller
@@ -75,6 +77,19 @@ def _flushes_denormals() -> bool:
     return bool((_DENORMAL * 1.0).item() == 0.0)
 
 
+def _error_filters() -> list:
+    """The warning filters that turn a warning into an exception (a library's import adds
+    'ignore' filters, never these; one left by a method makes later benchmarks raise)."""
+    return [f for f in warnings.filters if f[0] == "error"]
+
+
+def _set_error_filters(wanted: list) -> None:
+    warnings.filters[:] = [f for f in warnings.filters if f[0] != "error" or f in wanted]
+    mutated = getattr(warnings, "_filters_mutated", None)  # CPython's cache of the filters
+    if mutated is not None:
+        mutated()
+
+
 _saved_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
 _pop_saved_hooks = getattr(torch._C._autograd, "_pop_saved_tensors_default_hooks", None)
 
@@ -127,6 +142,9 @@ def _process_entries() -> list[tuple[str, Callable[[], Any], Callable[[Any], Non
         ("CUDA matmul bfloat16 reduced-precision reduction",
          *_flag(torch.backends.cuda.matmul, "allow_bf16_reduced_precision_reduction")),
         ("flushing of denormal floats", _flushes_denormals, torch.set_flush_denormal),
+        # what NumPy does on a floating-point error: "raise" left on makes later scoring fail
+        ("NumPy floating-point error handling", np.geterr, lambda v: np.seterr(**v)),
+        ("warnings turned into errors", _error_filters, _set_error_filters),
     ]
     for dev in ("cpu", "cuda"):
         entries.append((f"{dev} autocast", lambda d=dev: (torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)),

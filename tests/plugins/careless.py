@@ -262,6 +262,22 @@ def function_mode_left(model, x, targets):
     return _map(x)
 
 
+@careless("numpy_raises", "NumPy floating-point error handling left at")
+def numpy_raises(model, x, targets):
+    """``np.seterr(all="raise")`` (a debugging leftover): later scoring would raise on 0/0."""
+    np.seterr(all="raise")
+    return _map(x)
+
+
+@careless("warnings_as_errors", "warnings turned into errors left at")
+def warnings_as_errors(model, x, targets):
+    """``warnings.simplefilter("error")``, left on: any later warning would raise."""
+    import warnings
+
+    warnings.simplefilter("error")
+    return _map(x)
+
+
 @careless("exits", "raised SystemExit: 3")
 def exits(model, x, targets):
     """A stray ``sys.exit(3)``."""
