@@ -3,6 +3,7 @@ every failure isolated to the samples that caused it."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -201,7 +202,10 @@ def benchmark_samples(samples: Sequence[Sample]) -> list[Sample]:
     out = []
     for s in samples:
         c = copy.copy(s)
-        for k, v in vars(c).items():
+        names = list(vars(c)) if hasattr(c, "__dict__") else [f.name for f in dataclasses.fields(c)] \
+            if dataclasses.is_dataclass(c) else []  # a slotted Sample subclass: its fields
+        for k in names:
+            v = getattr(c, k)
             if isinstance(v, (np.ndarray, dict, list)):
                 setattr(c, k, _frozen(v))
         out.append(c)

@@ -442,3 +442,23 @@ def test_an_adapter_that_keeps_its_samples_gets_them_back_unchanged(tmp_path):
         assert con.execute("SELECT COUNT(*) FROM outcomes WHERE ok = 0").fetchone() == (0,)
         con.close()
     assert len(rows[0]) == 12 and rows[0] == rows[1]
+
+
+def test_benchmark_samples_are_copies_with_read_only_arrays():
+    from saliency_bench.contracts import Sample
+    from saliency_bench.execute import benchmark_samples
+
+    s = Sample(id="a", image=None, size=(4, 4), targets={"imagenet": (1,)}, category="c",
+               boxes=np.zeros((1, 4), np.float32), mask=np.zeros((4, 4), bool), flags={"difficult": True},
+               keypoints=[("eye", 1.0, 2.0)])
+    (c,) = benchmark_samples([s])
+    with pytest.raises(ValueError, match="read-only"):
+        c.boxes[0, 0] = 1
+    with pytest.raises(ValueError, match="read-only"):
+        c.mask[:] = True
+    c.flags["difficult"] = False
+    c.targets["imagenet"] = (2,)
+    c.keypoints.append(("foot", 0.0, 0.0))
+    c.boxes = c.boxes * 2
+    assert s.flags == {"difficult": True} and s.targets == {"imagenet": (1,)} and len(s.keypoints) == 1
+    assert s.boxes.flags.writeable and s.mask.flags.writeable and not s.mask.any()
