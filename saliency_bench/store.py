@@ -97,12 +97,27 @@ class Store:
         self._conn.execute("PRAGMA busy_timeout = 120000")
         if not create:
             return
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._write_ahead_log()
         self._conn.execute("PRAGMA synchronous = NORMAL")
         with self.transaction() as c:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     c.execute(statement)
+
+    def _write_ahead_log(self) -> None:
+        """Switch the file to WAL (a setting the file keeps). The switch needs the file to
+        itself, and SQLite can refuse it at once, without waiting out the busy timeout, while
+        another process is creating or writing the store: it is retried like a transaction."""
+        for attempt in range(100):
+            try:
+                if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                    return
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e) or attempt == 99:
+                    raise
+                time.sleep(0.1)
 
     def close(self) -> None:
         self._conn.close()

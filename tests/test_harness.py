@@ -135,6 +135,27 @@ def test_concurrent_runs_share_one_store_without_corrupting_it(tmp_path):
     assert con.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0] == 24
 
 
+def test_a_store_opened_while_another_process_writes_it_waits_for_the_switch_to_wal(tmp_path):
+    """SQLite refuses the switch to WAL at once, busy timeout or not, while another connection
+    holds a write lock on a new file; the second of two runs started together met that."""
+    import threading
+    import time
+
+    from saliency_bench.store import Store
+    path = tmp_path / "store.sqlite"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+    start = time.monotonic()
+    store = Store(path)  # raised "database is locked" at once before
+    assert time.monotonic() - start >= 0.4
+    assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    other.close()
+
+
 def test_config_file_gives_the_same_run_as_the_command_line(tmp_path):
     cfg = tmp_path / "experiment.toml"
     cfg.write_text('methods = "brightness"\nmodel = "toy_net"\ndataset = "toy"\nbenchmarks = "pointing"\n'
