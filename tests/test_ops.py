@@ -16,11 +16,12 @@ from PIL import Image, ImageFilter
 
 from saliency_bench.benchmarks.localization import DEFAULT_ALPHAS, THRESHOLDINGS, authors_boxes
 from saliency_bench.ops import pil_resize
+from saliency_bench.ops.kept_order import kept_counts, kept_facts, map_order, sorted_order
 from saliency_bench.ops.blur import gaussian_blur, pil_gaussian_blur
 from saliency_bench.ops.resize import resize_map
 
 KERNEL_MODULES = ("saliency_bench.ops.contour_pixels", "saliency_bench.ops.contour_runs",
-                  "saliency_bench.ops.pil_resize", "saliency_bench.benchmarks.localization",
+                  "saliency_bench.ops.pil_resize", "saliency_bench.ops.kept_order",
                   "saliency_bench.benchmarks.maxboxacc")
 
 
@@ -148,6 +149,90 @@ def _adversarial_maps(rng: np.random.Generator) -> list[np.ndarray]:
     ]
 
 
+def _grid() -> tuple[np.ndarray, np.ndarray]:
+    from saliency_bench.benchmarks.localization import _KIND_CODE
+
+    codes = np.concatenate([np.full(len(DEFAULT_ALPHAS[k]), _KIND_CODE[k], np.int64) for k in THRESHOLDINGS])
+    return codes, np.concatenate([np.asarray(DEFAULT_ALPHAS[k], np.float64) for k in THRESHOLDINGS])
+
+
+def _centre(h: int, w: int) -> np.ndarray:
+    """The centre method's map (methods/center.py), as a float32 array."""
+    s = 0.25 * min(h, w)
+    v = torch.arange(h, dtype=torch.float32) - (h - 1) / 2
+    u = torch.arange(w, dtype=torch.float32) - (w - 1) / 2
+    return torch.exp(-(v[:, None] ** 2 + u[None, :] ** 2) / (2 * s * s)).numpy()
+
+
+def _order_maps(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    """Maps on both sides of the histogram's conditions (non-negative, finite, exact sums)."""
+    tiny = np.full((9, 9), 3e-39, np.float32)  # subnormals
+    tiny[4, 4] = 1e-37
+    wide = rng.random((64, 64)).astype(np.float32)
+    wide[0, 0] = 1e-30  # a value 100 binades down: float64 sums are no longer exact in any order
+    ties = rng.integers(0, 5, (50, 70)).astype(np.float32) * np.float32(0.25)
+    spike = np.full((30, 30), 1.0, np.float32)
+    spike[7, 9] = 1e5
+    return [
+        ("centre 224", _centre(224, 224)), ("centre 7x13", _centre(7, 13)),
+        ("uniform", rng.random((40, 33)).astype(np.float32)),
+        ("relu'd", np.maximum(rng.standard_normal((37, 41)), 0).astype(np.float32)),
+        ("ties and zeros", ties), ("one value", np.full((6, 5), 0.7, np.float32)),
+        ("zeros", np.zeros((4, 4), np.float32)), ("one pixel", np.array([[2.0]], np.float32)),
+        ("negative zero", np.where(rng.random((12, 12)) < 0.3, np.float32(-0.0), rng.random((12, 12))).astype(np.float32)),
+        ("subnormal", tiny), ("spike", spike),
+        ("wide range", wide), ("signed", rng.standard_normal((20, 20)).astype(np.float32)),
+        ("NaN", np.where(rng.random((15, 15)) < 0.1, np.nan, rng.random((15, 15))).astype(np.float32)),
+        ("infinite", np.where(rng.random((15, 15)) < 0.1, np.inf, rng.random((15, 15))).astype(np.float32)),
+        ("gradient-like", (np.abs(rng.standard_normal((224, 224))) ** 6).astype(np.float32)),
+    ]
+
+
+def test_the_histogram_order_answers_every_query_as_the_sorted_map_does():
+    """Counts of every thresholding and alpha, and for each count the kept value, the values above
+    it and its ties: the same numbers from the buckets (mode 1) as from the sorted map (mode 0),
+    on maps with ties, zeros, -0.0, subnormals, one value, one pixel and spikes; the maps the
+    histogram cannot sum exactly (values 100 binades apart, signed, NaN, inf, gradient-like) are
+    sorted."""
+    rng = np.random.default_rng(11)
+    codes, alphas = _grid()
+    modes = {}
+    for name, m in _order_maps(rng):
+        order, total = map_order(m)
+        modes[name] = order.mode
+        asc = np.sort(m, axis=None)
+        ref_total = m.astype(np.float64).sum()
+        assert total == ref_total or (np.isnan(total) and np.isnan(ref_total)), name
+        ref = sorted_order(asc)
+        counts = kept_counts(order, codes, alphas, total, m.size)
+        ref_counts = kept_counts(ref, codes, alphas, ref_total, m.size)
+        assert counts.tolist() == ref_counts.tolist(), name
+        got, want = kept_facts(order, counts), kept_facts(ref, ref_counts)
+        for g, w in zip(got[:3], want[:3]):
+            assert np.array_equal(g, w), name
+        assert got[3] == want[3] or np.isnan(want[3]), name
+        assert got[4] == want[4], name
+        # the kept value is the c-th largest, with the values above it and its ties counted plainly
+        n = m.size
+        for c, v, above, ties in zip(counts, *got[:3]):
+            if c and not np.isnan(m).any():  # (NaN, sorted last, counts as above: as it always did)
+                assert v == asc[n - c] and above == int((asc > v).sum()) and ties == int((asc == v).sum()), name
+    bucketed = {k for k, v in modes.items() if v == 1}
+    assert bucketed == {"centre 224", "centre 7x13", "uniform", "relu'd", "ties and zeros", "one value", "zeros",
+                        "one pixel", "negative zero", "subnormal", "spike"}, modes
+
+
+def test_a_map_whose_sums_would_round_is_not_bucketed():
+    """The exactness bound of the histogram: 2^24 + 1 pixels' worth of values cannot be summed
+    exactly at 24 bits below the largest; the bound takes the map's size and both extremes."""
+    ok = np.full((16, 16), 1.0, np.float32)
+    ok[0, 0] = np.float32(2.0 ** -20)  # 256 x 2^1 <= 2^53 x 2^-43: exact
+    assert map_order(ok)[0].mode == 1
+    bad = ok.copy()
+    bad[0, 0] = np.float32(2.0 ** -30)  # 256 x 2^1 > 2^53 x 2^-53
+    assert map_order(bad)[0].mode == 0
+
+
 @pytest.mark.parametrize("size", [(375, 500), (227, 227), (224, 224), (60, 200), (500, 120), (1, 1)])
 def test_imresize_box_shortcuts_equal_the_plain_scans_and_pil_on_adversarial_maps(size):
     """The bounds and hints of the box kernel change no box: every alpha of maps with ties,
@@ -159,12 +244,9 @@ def test_imresize_box_shortcuts_equal_the_plain_scans_and_pil_on_adversarial_map
         got = authors_boxes(m, size, DEFAULT_ALPHAS)
         flat = np.concatenate([got[k] for k in THRESHOLDINGS])
         asc = np.sort(m, axis=None)
-        from saliency_bench.benchmarks.localization import _KIND_CODE, jit
-
-        codes = np.concatenate([np.full(len(DEFAULT_ALPHAS[k]), _KIND_CODE[k], np.int64) for k in THRESHOLDINGS])
-        alphas = np.concatenate([np.asarray(DEFAULT_ALPHAS[k], np.float64) for k in THRESHOLDINGS])
+        codes, alphas = _grid()
         total = m.astype(np.float64).sum()
-        counts = jit.compiled("_kept_counts")(asc, codes, alphas, total / m.size, total)
+        counts = kept_counts(sorted_order(asc), codes, alphas, total, m.size)
         plain = pil_resize.kept_set_boxes(m, asc, counts, size, fast=False)
         assert np.array_equal(flat, plain), (m.shape, size)
         ref = [_pil_getbb(m, a, k, size) for k in THRESHOLDINGS for a in DEFAULT_ALPHAS[k]]

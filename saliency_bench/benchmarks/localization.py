@@ -19,13 +19,11 @@ import numpy as np
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, Benchmark, Column, Metric, Sample
 from saliency_bench.ops.geometry import best_iou, scale_boxes_wsol
-from saliency_bench.ops.jit import Kernels
+from saliency_bench.ops.kept_order import kept_counts, map_order
 from saliency_bench.ops.pil_resize import kept_set_boxes
 
 from .maxboxacc import WSOL_IOUS, WSOL_THRESHOLDS, maxboxacc_correct
 from .stats import PerSample, bootstrap_ci, weighted_mean
-
-jit = Kernels(__name__)
 
 THRESHOLDINGS = ("value", "energy", "mean")
 DEFAULT_ALPHAS = {
@@ -34,55 +32,6 @@ DEFAULT_ALPHAS = {
     "mean": tuple(round(0.5 * i, 1) for i in range(21)),  # 0:0.5:10
 }
 _KIND_CODE = {"value": 0, "energy": 1, "mean": 2}
-
-
-@jit.helper
-def _first_at_least(asc, thr, offset):  # pragma: no cover - compiled by numba
-    """First index ``i`` of the ascending ``asc`` with ``float64(asc[i]) - offset >= thr`` (the
-    comparison the authors' code makes on every pixel; monotone in the value)."""
-    a, b = 0, asc.shape[0]
-    while a < b:
-        mid = (a + b) // 2
-        if np.float64(asc[mid]) - offset >= thr:
-            b = mid
-        else:
-            a = mid + 1
-    return a
-
-
-@jit.kernel
-def _kept_counts(asc, kinds, alphas, mean, total):  # pragma: no cover - compiled by numba
-    """How many pixels each (thresholding, alpha) keeps; the kept set is always the first ``c``
-    pixels in descending order (for energy, ties cut in raster order)."""
-    n = asc.shape[0]
-    n_a = alphas.shape[0]
-    counts = np.empty(n_a, np.int64)
-    lo = np.float64(asc[0])
-    hi = np.float64(asc[n - 1])
-    reach = np.empty(n if (kinds == 1).any() else 0, np.float64)
-    run = 0.0
-    top = -np.inf
-    for k in range(reach.shape[0]):  # running maximum of the cumulative sum: a sorted array to search
-        run += np.float64(asc[n - 1 - k])
-        top = max(top, run)
-        reach[k] = top
-    for a in range(n_a):
-        if kinds[a] == 0:  # value ("min_max_diff"): h - min(h) >= alpha * (max(h) - min(h))
-            counts[a] = n - _first_at_least(asc, alphas[a] * (hi - lo), lo)
-        elif kinds[a] == 2:  # mean: h >= alpha * mean(h)
-            counts[a] = n - _first_at_least(asc, alphas[a] * mean, 0.0)
-        else:  # energy: first position where the cumulative sum (descending order) reaches alpha * sum
-            thr = alphas[a] * total
-            i, j = 0, n
-            while i < j:
-                mid = (i + j) // 2
-                if reach[mid] >= thr:
-                    j = mid
-                else:
-                    i = mid + 1
-            counts[a] = i  # never reached (their code raises): every pixel is kept
-    return counts
-
 
 
 def _alpha_grid(alphas: dict[str, Sequence[float]]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -102,10 +51,9 @@ def _flat_boxes(heatmap: np.ndarray, size: tuple[int, int], codes: np.ndarray, a
     m = np.ascontiguousarray(heatmap, dtype=np.float32)
     if m.ndim != 2:
         raise ValueError(f"authors_boxes: heatmap must be [h,w], not {m.shape}")
-    asc = np.sort(m, axis=None)
-    total = m.astype(np.float64).sum()  # NumPy's pairwise sum, as np.sum / np.mean on their map
-    counts = jit.compiled("_kept_counts")(asc, codes, a, total / m.size, total)
-    return kept_set_boxes(m, asc, counts, size)
+    order, total = map_order(m)  # total: NumPy's pairwise sum, as np.sum / np.mean on their map
+    counts = kept_counts(order, codes, a, total, m.size)
+    return kept_set_boxes(m, order, counts, size)
 
 
 def authors_boxes(heatmap: np.ndarray, size: tuple[int, int], alphas: dict[str, Sequence[float]]

@@ -307,10 +307,13 @@ def _resized_box(kp, r0, r1, q0, q1, H, W, th, tv, sc, bounds, fast, out):  # pr
 
 
 @jit.kernel
-def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_mark, tval, tstamp, stamp0,
-                    hsums, fast):  # pragma: no cover - compiled by numba
+def _kept_set_boxes(m, facts, asc, extremes, counts, H, W, th, tv, vertical_first, tie_mark, tval, tstamp,
+                    stamp0, hsums, fast):  # pragma: no cover - compiled by numba
     """1-based boxes ``[A,4]`` of ``getbb_from_heatmap`` for the kept sets of ``counts`` (each
-    distinct count resized once). ``m [h,w]`` float32, ``asc`` its values in ascending order,
+    distinct count resized once). ``m [h,w]`` float32; ``facts = (vals, above, ties, top, nan_free)``:
+    for each count ``c`` the ``c``-th largest value, how many values are above it and equal to it
+    (:func:`saliency_bench.ops.kept_order.kept_facts`), the largest value and whether the map is
+    free of NaN; ``asc``: its values in ascending order when it has a NaN (else not read),
     ``extremes`` its row maxima, column maxima, row minima and column minima, and where the row
     and column maxima lie (column and row indices); ``hsums``: the largest sum of taps of an output
     pixel, horizontal and vertical; ``fast``: :func:`_resized_box`'s shortcuts; ``th``/``tv``:
@@ -319,9 +322,9 @@ def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_
     ``tie_mark [h*w]``, ``tval``/``tstamp [h*W]`` (or ``[w*H]``) are scratch buffers marked with
     stamps above ``stamp0`` (one per alpha), so that they never need clearing."""
     rowmax, colmax, rowmin, colmin, rowarg, colarg = extremes
+    vals, n_above, n_ties, top, nan_free = facts
     h, w = m.shape
     n = h * w
-    nan_free = n == 0 or asc[n - 1] == asc[n - 1]  # NumPy sorts NaN last
     n_a = counts.shape[0]
     out = np.empty((n_a, 4), np.int64)
     done = np.full(n_a, -1, np.int64)  # index of an earlier alpha with the same count
@@ -351,28 +354,14 @@ def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_
         out[a, 3] = W
         if c == 0:
             continue
-        v = asc[n - c]  # the smallest kept value
-        i, j = 0, n  # first index with asc >= v, then first with asc > v
-        while i < j:
-            mid = (i + j) // 2
-            if asc[mid] >= v:
-                j = mid
-            else:
-                i = mid + 1
-        lb = i
-        i, j = lb, n
-        while i < j:
-            mid = (i + j) // 2
-            if asc[mid] > v:
-                j = mid
-            else:
-                i = mid + 1
-        above = n - i
-        ties = i - lb
+        v = vals[a]  # the smallest kept value
+        above = n_above[a]
+        ties = n_ties[a]
+        lb = n - above - ties  # the first ascending index of v
         t = c - above  # how many of the pixels equal to v are kept
         closed = t == ties or v == 0  # kept zeros read 0 like the rejected pixels
         # bytescale: cmin/cmax over the kept map, whose rejected pixels are 0
-        cmax = asc[n - 1]
+        cmax = top
         cmin = v
         if c < n:
             cmax = max(cmax, np.float32(0.0))
@@ -405,23 +394,37 @@ def _kept_set_boxes(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_
             # A cut inside a tie (not closed) keeps only some pixels equal to v, so these rows and
             # columns bound its box, which is all the scan below needs (it reads the bytes); such a
             # cut keeps a positive v, so a rejected pixel reads f0 = 0 and the rest is not needed.
-            i, j = lb, n
-            while i < j:
-                mid = (i + j) // 2
-                if _byte(asc[mid], cmin, scale) >= 1:
-                    j = mid
-                else:
-                    i = mid + 1
-            if i < n:
-                x1 = asc[i]
-                for y in range(h):
-                    if rowmax[y] >= x1:
-                        r0 = min(r0, y)
-                        r1 = max(r1, y)
-                for x in range(w):
-                    if colmax[x] >= x1:
-                        q0 = min(q0, x)
-                        q1 = max(q1, x)
+            # Without NaN the byte is monotone in the value: "a row maximum >= x1" (x1 the least kept
+            # value whose byte is >= 1) is "a row maximum >= v whose byte is >= 1", and such an x1
+            # exists when the largest value's byte is >= 1. With a NaN, the search of the sorted map.
+            if nan_free:
+                if _byte(top, cmin, scale) >= 1:
+                    for y in range(h):
+                        if rowmax[y] >= v and _byte(rowmax[y], cmin, scale) >= 1:
+                            r0 = min(r0, y)
+                            r1 = max(r1, y)
+                    for x in range(w):
+                        if colmax[x] >= v and _byte(colmax[x], cmin, scale) >= 1:
+                            q0 = min(q0, x)
+                            q1 = max(q1, x)
+            else:
+                i, j = lb, n
+                while i < j:
+                    mid = (i + j) // 2
+                    if _byte(asc[mid], cmin, scale) >= 1:
+                        j = mid
+                    else:
+                        i = mid + 1
+                if i < n:
+                    x1 = asc[i]
+                    for y in range(h):
+                        if rowmax[y] >= x1:
+                            r0 = min(r0, y)
+                            r1 = max(r1, y)
+                    for x in range(w):
+                        if colmax[x] >= x1:
+                            q0 = min(q0, x)
+                            q1 = max(q1, x)
             if f0 > 0 and c < n:
                 for y in range(h):
                     if rowmin[y] < v:
@@ -490,13 +493,18 @@ def _scratch_buffers(n_map: int, n_resized: int, n_sets: int) -> tuple[np.ndarra
     return s.tie, s.tval, s.tstamp, stamp0
 
 
-def kept_set_boxes(m: np.ndarray, asc: np.ndarray, counts: np.ndarray, size: tuple[int, int],
+def kept_set_boxes(m: np.ndarray, order, counts: np.ndarray, size: tuple[int, int],
                    fast: bool = True) -> np.ndarray:
     """Boxes ``[A,4]`` (the authors' 1-based ``(x1, y1, x2, y2)``) of the non-zero
     pixels of ``imresize(kept, size)`` for each kept set "the first ``counts[a]`` pixels of ``m`` in
     descending order" (ties in raster order, the rest set to 0); ``[1, 1, H, W]`` when nothing is
-    non-zero. ``m [h,w]`` float32 C-contiguous, ``asc`` its values sorted ascending. ``fast=False``
-    takes the plain scans (the reference of the shortcuts, for tests)."""
+    non-zero. ``m [h,w]`` float32 C-contiguous; ``order``: its :class:`~saliency_bench.ops.kept_order.Order`
+    (:func:`~saliency_bench.ops.kept_order.map_order`), or its values sorted ascending.
+    ``fast=False`` takes the plain scans (the reference of the shortcuts, for tests)."""
+    from .kept_order import kept_facts, sorted_order
+
+    if isinstance(order, np.ndarray):
+        order = sorted_order(order)
     h, w = m.shape
     H, W = int(size[0]), int(size[1])
     th = pil_bilinear_taps(w, W)
@@ -507,5 +515,10 @@ def kept_set_boxes(m: np.ndarray, asc: np.ndarray, counts: np.ndarray, size: tup
     tie_mark, tval, tstamp, stamp0 = _scratch_buffers(h * w, max(h * W, w * H), len(counts))
     extremes = (m.max(axis=1), m.max(axis=0), m.min(axis=1), m.min(axis=0), m.argmax(axis=1), m.argmax(axis=0))
     hsums = (_largest_tap_sum(w, W), _largest_tap_sum(h, H))
-    return jit.compiled("_kept_set_boxes")(m, asc, extremes, counts, H, W, th, tv, vertical_first, tie_mark, tval,
-                                           tstamp, stamp0, hsums, bool(fast))
+    facts = kept_facts(order, counts)
+    asc = order.part if not facts[4] else _NO_VALUES
+    return jit.compiled("_kept_set_boxes")(m, facts, asc, extremes, counts, H, W, th, tv, vertical_first, tie_mark,
+                                           tval, tstamp, stamp0, hsums, bool(fast))
+
+
+_NO_VALUES = np.zeros(0, np.float32)
