@@ -217,9 +217,11 @@ def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.nda
                    ) -> tuple[list[tuple[str, dict]], dict[str, str]]:
     """Score a batch; if the benchmark raises, score sample by sample so that only the sample
     whose ground truth or output it cannot handle fails, with the reason. ``query`` (rows
-    aligned with ``samples``) goes to a benchmark that runs the model; with a ``guard``, such a
-    benchmark's scores count only if the model and the process state are unchanged after it
-    (else they are restored, and the batch's samples fail with what changed)."""
+    aligned with ``samples``) goes to a benchmark that runs the model. With a ``guard`` (the
+    scorer gives one for a benchmark with the model in the loop, and for a plugin's benchmark
+    scored in the main process), the scores count only if the model and the process state are
+    unchanged after it (else they are restored, and the batch's samples fail with what changed:
+    a benchmark's leftovers are never blamed on the next method)."""
 
     def score(ss: list[Sample], arr: np.ndarray, rows: list[int]) -> list[dict]:
         if not bench.uses_model:
@@ -230,7 +232,7 @@ def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.nda
                                  query=query if len(rows) == len(query) else query.rows(rows))
 
     def verified(scored: list[tuple[str, dict]], failed: dict[str, str]):
-        what = guard.verify() if guard is not None and bench.uses_model else None
+        what = guard.verify() if guard is not None else None
         if what is None:
             return scored, failed
         return [], {s.id: f"benchmark '{bench.name}' {what}" for s in samples}
@@ -246,7 +248,7 @@ def score_isolated(bench: Benchmark, samples: list[Sample], outputs: list[np.nda
         raise
     except BaseException:
         pass
-    if guard is not None and bench.uses_model and (what := guard.verify()) is not None:
+    if guard is not None and (what := guard.verify()) is not None:
         return [], {s.id: f"benchmark '{bench.name}' {what}" for s in samples}
     scored, failed = [], {}
     for k, (s, o) in enumerate(zip(samples, outputs)):

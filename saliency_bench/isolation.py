@@ -529,6 +529,19 @@ class Guard:
         return "; and ".join(parts)
 
 
+def process_changes(state: ProcessState) -> str | None:
+    """What changed in the process since ``state`` was taken (a sentence, as :meth:`Guard.verify`
+    says it), with the state restored; None if nothing did. For a process without a model: a
+    scoring worker."""
+    changes = state.check()
+    if not changes:
+        return None
+    state.restore()
+    if left := state.check():  # cannot happen unless restoring is broken; never let it pass silently
+        raise RuntimeError("the process state could not be restored: " + _listing(left))
+    return "changed the process state: " + _listing(changes)
+
+
 def _listing(changes: list[str]) -> str:
     if len(changes) <= MAX_NAMED:
         return "; ".join(changes)

@@ -250,6 +250,15 @@ REGISTRIES: dict[str, Registry] = {k: Registry(k) for k in KINDS}
 methods, models, datasets, benchmarks = (REGISTRIES[k] for k in KINDS)
 
 
+def own_code(obj: Any) -> bool:
+    """Whether ``obj`` (a class, a function, or an instance of a class) is saliency_bench's own code,
+    not a plugin's: what the harness may trust not to change the model or the process between the
+    checks it makes after every plugin's call."""
+    mod = obj.__module__ if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__code__")) \
+        else type(obj).__module__
+    return mod == "saliency_bench" or str(mod).startswith("saliency_bench.")
+
+
 def load_plugin_file(path: str | Path) -> dict[str, list[str]]:
     """Import one Python file and register everything decorated in it (``--plugin FILE``)."""
     path = Path(path).resolve()

@@ -37,13 +37,15 @@ import numpy as np
 
 from .contracts import Benchmark, ModelQuery, Sample
 from .execute import score_isolated
-from .isolation import Guard
+from .isolation import Guard, process_changes
+from .registry import own_code
 
 Job = tuple[Benchmark, list[Sample], list[np.ndarray], ModelQuery | None]
 Result = tuple[list[tuple[str, dict]], dict[str, str]]  # score_isolated's (scored, failed)
 
 _BENCHES: Sequence[Benchmark] = ()  # a worker's benchmarks, inherited at fork
 _ARENA: mmap.mmap | None = None  # the maps' shared memory, inherited at fork (see _Arena)
+_PROCESS = None  # a worker's process state after its start (isolation.ProcessState), checked after plugins
 ARENA_BYTES = 256 << 20  # address space only: pages are committed as the ring reaches them
 
 
@@ -89,6 +91,11 @@ def _init(benches: Sequence[Benchmark], opencv_inherited: bool, arena: mmap.mmap
             cv2.setNumThreads(1)
         except Exception:  # pragma: no cover - OpenCV is imported only by the benchmarks that need it
             pass
+    global _PROCESS
+    if not all(own_code(b) for b in benches):
+        from .isolation import ProcessState
+
+        _PROCESS = ProcessState()
 
 
 @contextlib.contextmanager
@@ -110,7 +117,16 @@ def _serial_opencv():
 
 
 def _score(index: int, samples: list[Sample], outputs: list[np.ndarray], input_size: tuple[int, int]) -> Result:
-    return score_isolated(_BENCHES[index], samples, outputs, input_size)
+    bench = _BENCHES[index]
+    res = score_isolated(bench, samples, outputs, input_size)
+    if _PROCESS is not None and not own_code(bench):
+        # A plugin's benchmark that changes this worker's process state (NumPy's functions or
+        # error handling, torch's settings) would change the scores of every benchmark the worker
+        # runs after it: it fails on this batch, as in the main process, and the state is put back.
+        what = process_changes(_PROCESS)
+        if what is not None:
+            return [], {s.id: f"benchmark '{bench.name}' {what}" for s in samples}
+    return res
 
 
 def _score_shared(index: int, samples: list[Sample], specs: list[tuple[int, tuple, str]],
@@ -195,7 +211,8 @@ class _InFlight:
             except Exception:
                 pass
         index, samples, outputs, input_size = self.job
-        return score_isolated(self.scorer.benches[index], samples, outputs, input_size)
+        bench = self.scorer.benches[index]
+        return score_isolated(bench, samples, outputs, input_size, guard=self.scorer.guard_for(bench))
 
 
 class Scorer:
@@ -205,7 +222,7 @@ class Scorer:
                  guard: Guard | None = None, stall_seconds: float = STALL_SECONDS) -> None:
         self.benches = list(benches)
         self.stall_seconds = float(stall_seconds)
-        self.guard = guard  # verifies the model after each benchmark with the model in the loop
+        self.guard = guard  # verifies the model after a benchmark scored here (guard_for)
         pure = [b for b in self.benches if not b.uses_model and not b.timing]
         self.workers = int(workers) if pure else 0
         self.max_pending = max_pending or 2 * max(1, self.workers)
@@ -222,6 +239,12 @@ class Scorer:
                     self.workers, initializer=_init,
                     initargs=(self.benches, inherited, None if self._arena is None else self._arena.buf))
 
+    def guard_for(self, bench: Benchmark) -> Guard | None:
+        """The guard that checks ``bench`` after it scores in this process: a benchmark with the
+        model in the loop, or a plugin's (saliency_bench's own pure benchmarks read only their
+        samples and maps)."""
+        return self.guard if bench.uses_model or not own_code(bench) else None
+
     # -- feeding -------------------------------------------------------------------------------
     def submit(self, jobs: Sequence[Job], input_size: tuple[int, int],
                finish: Callable[[list[Result]], None]) -> None:
@@ -230,7 +253,7 @@ class Scorer:
         parts: list[Any] = []
         for bench, samples, outputs, query in jobs:
             if self._pool is None or bench.uses_model or query is not None:
-                parts.append(score_isolated(bench, samples, outputs, input_size, query, self.guard))
+                parts.append(score_isolated(bench, samples, outputs, input_size, query, self.guard_for(bench)))
             else:
                 job = (self.benches.index(bench), samples, outputs, input_size)
                 specs = None if self._arena is None else self._arena.put(outputs)

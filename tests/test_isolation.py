@@ -169,6 +169,56 @@ def test_model_in_the_loop_benchmarks_score_on_the_pristine_model(tmp_path):
                             "train mode") for r in reasons), reasons
 
 
+@pytest.mark.parametrize("scoring_workers", ["0", "1"])
+def test_a_benchmark_that_changes_the_process_while_scoring_fails_itself_not_the_next_method(tmp_path, scoring_workers):
+    """A benchmark is plugin code as much as a method: one that leaves torch's default dtype at
+    float64 while scoring fails on those samples, with what it changed, and the process is put
+    right: in the main process before the batch's next method runs, so that no method is failed
+    for the change (before, the batch's next method was); in a scoring worker before the next
+    benchmark scores there. The methods' pointing records are those of a run without it."""
+    def run(runs: Path, benchmarks: str) -> int:
+        return main(["--plugin", TOY, "--plugin", CARELESS, "run", "--model", "toy_net", "--dataset", "toy",
+                     "--runs-dir", str(runs), "--workers", "0", "--scoring-workers", scoring_workers, "--batch-size", "4",
+                     "--quiet", "--methods", "brightness,plain_brightness", "--benchmarks", benchmarks])
+
+    assert run(tmp_path / "alone", "pointing") == 0
+    assert run(tmp_path / "after", "leaves_float64,pointing") == 0
+    methods = ("brightness", "plain_brightness")
+    assert [r for r in _rows(tmp_path / "after", methods) if r[3] == "pointing"] == _rows(tmp_path / "alone", methods)
+    assert not [r for r in _rows(tmp_path / "after", methods) if r[3] == "leaves_float64"]  # nothing it scored counts
+    alone = {r[:4]: r[5] for r in _rows(tmp_path / "alone", methods, table="outcomes")}
+    after = {r[:4]: r[5] for r in _rows(tmp_path / "after", methods, table="outcomes")}
+    assert after.keys() == alone.keys()
+    blamed = {k: why for k, why in after.items() if why != alone[k]}
+    assert {k[2] for k in blamed} == set(methods)  # both methods' maps went through it, neither is blamed
+    assert all(why.startswith("benchmark 'leaves_float64' changed the process state: default dtype left at "
+                              "torch.float64") for why in blamed.values()), blamed
+
+
+def test_between_batches_only_a_run_of_the_harness_s_own_code_goes_unchecked(tmp_path, monkeypatch):
+    """The check before a batch's first method is skipped only where nothing but saliency_bench's
+    own code ran since the last method call was checked: its own dataset, model and benchmarks
+    (the first batch of a pass is checked all the same). A plugin benchmark, or a plugin dataset,
+    brings the check back for every batch."""
+    from saliency_bench.runner import Runner
+
+    seen: list[str] = []
+    verify = Runner._verify_outside_methods
+    monkeypatch.setattr(Runner, "_verify_outside_methods", lambda self, where: (seen.append(where), verify(self, where)))
+
+    def loading(*args: str) -> int:
+        seen.clear()
+        assert main(["--plugin", TOY, "--plugin", CARELESS, "run", "--runs-dir", str(tmp_path / str(len(args)) / args[0]),
+                     "--workers", "0", "--batch-size", "2", "--quiet", *args]) == 0
+        return seen.count("loading the batch")
+
+    own = ("--methods", "center,plain_brightness", "--benchmarks", "pointing", "--limit", "6")
+    assert loading(*own) == 1  # three batches: the first one checked
+    assert loading(*own[:3], "leaves_float64,pointing", *own[4:]) == 3
+    assert loading("--model", "toy_net", "--dataset", "toy", "--methods", "brightness", "--benchmarks", "pointing",
+                   "--limit", "6") == 3
+
+
 def test_a_benchmark_writing_into_its_view_changes_no_other_method_s_scores(tmp_path):
     """A benchmark's view is made once per batch and handed to it for each method's maps: a copy
     each time, so that zeroing it after the first method leaves the second's as made."""

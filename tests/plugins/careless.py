@@ -423,3 +423,16 @@ class CarelessQuery(saliency_bench.Benchmark):
     def summarize(self, records, samples):
         return {"careless_query": {"value": float(len(records)), "ci": None, "n": len(records), "unit": "",
                                    "note": ""}}
+
+
+@saliency_bench.benchmark("leaves_float64")
+class LeavesFloat64(_Counts):
+    """A benchmark without the model that sets torch's default dtype to float64 while scoring (in
+    the main process, with no scoring workers) and leaves it so: the next batch's methods would
+    make float64 tensors."""
+
+    columns = ("leaves_float64",)
+
+    def score_batch(self, samples, outputs, input_size):
+        torch.set_default_dtype(torch.float64)
+        return [{"n": 1} for _ in samples]
