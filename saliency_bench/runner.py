@@ -26,7 +26,7 @@ import torch
 from rich.markup import escape
 
 from . import __version__, registry
-from .cache import HeatmapCache, untrusted_note
+from .cache import HeatmapCache, untrusted_note, wait_for_writes
 from .compare import is_baseline
 from .config import RunConfig, config_from_args, default_device
 from .contracts import Method, ModelQuery, Row
@@ -229,6 +229,7 @@ class Runner:
                 self._batch(writer, model, display, loaded, todo, caches, progress, task, benches,
                             check_outside=k == 0 or not getattr(self, "_outside_own", False))
             self.scorer.close()
+            wait_for_writes()  # the pass's heatmap files are on disk (the gallery and later passes read them)
             progress.update(task, description=f"{model.name} | {display} | done")
 
     def _measure_model(self, store: Store, model, display: str, ds, indices: list[int]) -> None:

@@ -319,6 +319,50 @@ def test_the_float16_cache_rounds_as_numpy_does_bit_for_bit():
     assert np.array_equal(got.reshape(-1).view(np.uint16), expected.view(np.uint16))
 
 
+def test_the_cache_writes_its_files_off_the_caller_s_thread_and_reads_wait_for_them(tmp_path, monkeypatch):
+    """put returns before its file is written (a thread writes it); reading those maps back, by the
+    same cache or a new one, waits for the write; the file holds what NumPy's procedure gives
+    (peak division, nan_to_num, float16); a write that fails is raised by the next wait."""
+    import threading
+
+    from saliency_bench import cache as cache_mod
+
+    rng = np.random.default_rng(3)
+    maps = rng.standard_normal((3, 5, 7)).astype(np.float32)
+    maps[1, 2, 3] = np.nan
+    maps[2] *= 0
+    gate = threading.Event()
+    savez = np.savez
+
+    def slow_savez(*args, **kwargs):
+        gate.wait(10)
+        return savez(*args, **kwargs)
+
+    monkeypatch.setattr(cache_mod.np, "savez", slow_savez)
+    c = cache_mod.HeatmapCache(tmp_path, "m", "d", "x")
+    c.get_many([])  # the index exists: put updates it
+    c.put(["a", "b", "c"], maps)
+    assert not list(c.dir.glob("*.npz"))  # not written yet: the writer waits at the gate
+    threading.Timer(0.3, gate.set).start()
+    got = c.get_many(["a", "b", "c"])  # waits for the write
+    peak = np.abs(maps).reshape(3, -1).max(axis=1)
+    scale = np.where(np.isfinite(peak) & (peak > 0), peak, 1).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        want = np.nan_to_num(maps / scale[:, None, None]).astype(np.float16)
+    for i, sid in enumerate("abc"):
+        assert np.array_equal(got[sid], want[i].astype(np.float32) * scale[i])
+    assert cache_mod.HeatmapCache(tmp_path, "m", "d", "x").get_many(["b"]).keys() == {"b"}
+
+    def broken(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(cache_mod.np, "savez", broken)
+    c.put(["d"], maps[:1])
+    with pytest.raises(OSError, match="no space left"):
+        cache_mod.wait_for_writes()
+    cache_mod.wait_for_writes()  # said once
+
+
 def test_a_loader_batch_sends_its_inputs_as_one_tensor_and_gives_each_item_its_own():
     """``execute.Batch`` (the loader's collate) through a real DataLoader worker: the items'
     inputs arrive as one channels-last tensor; unpacked, each item has its own input again,
