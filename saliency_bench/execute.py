@@ -73,7 +73,8 @@ class Batch:
     def __init__(self, items: list[Item]) -> None:
         self.items = items
         self.rows = [k for k, it in enumerate(items) if it.x is not None]
-        self.images = stack_images([items[k].x for k in self.rows]) if self.rows else None
+        in_worker = torch.utils.data.get_worker_info() is not None
+        self.images = stack_images([items[k].x for k in self.rows], shared=in_worker) if self.rows else None
         for k in self.rows:
             items[k].x = None  # sent once, in ``images``
 
