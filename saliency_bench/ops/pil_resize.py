@@ -513,7 +513,8 @@ def kept_set_boxes(m: np.ndarray, order, counts: np.ndarray, size: tuple[int, in
     # twice as many pixels as the width; the passes round between them, so the order matters.
     vertical_first = H != h and W != w and (h - H) > 0 and (h - H) > (w - W) * 2
     tie_mark, tval, tstamp, stamp0 = _scratch_buffers(h * w, max(h * W, w * H), len(counts))
-    extremes = (m.max(axis=1), m.max(axis=0), m.min(axis=1), m.min(axis=0), m.argmax(axis=1), m.argmax(axis=0))
+    row_arg, col_arg = m.argmax(axis=1), m.argmax(axis=0)  # the maxima are the values there (a NaN's too)
+    extremes = (m[np.arange(h), row_arg], m[col_arg, np.arange(w)], m.min(axis=1), m.min(axis=0), row_arg, col_arg)
     hsums = (_largest_tap_sum(w, W), _largest_tap_sum(h, H))
     facts = kept_facts(order, counts)
     asc = order.part if not facts[4] else _NO_VALUES
