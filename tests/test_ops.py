@@ -222,6 +222,21 @@ def test_the_histogram_order_answers_every_query_as_the_sorted_map_does():
                         "one pixel", "negative zero", "subnormal", "spike"}, modes
 
 
+@pytest.mark.parametrize("size", [(227, 227), (375, 500), (60, 200), (5, 3)])
+def test_the_boxes_from_the_histogram_order_equal_those_from_the_sorted_map(size):
+    """Every cut's box, ties marked from the buckets' positions (mode 1) or found by scanning the map
+    (mode 0), both of Pillow's pass orders: the same boxes, which the plain scans give too."""
+    rng = np.random.default_rng(12)
+    codes, alphas = _grid()
+    for name, m in _order_maps(rng):
+        order, total = map_order(m)
+        counts = kept_counts(order, codes, alphas, total, m.size)
+        got = pil_resize.kept_set_boxes(m, order, counts, size)
+        want = pil_resize.kept_set_boxes(m, np.sort(m, axis=None), counts, size)
+        assert np.array_equal(got, want), (name, size)
+        assert np.array_equal(got, pil_resize.kept_set_boxes(m, np.sort(m, axis=None), counts, size, fast=False))
+
+
 def test_a_map_whose_sums_would_round_is_not_bucketed():
     """The exactness bound of the histogram: 2^24 + 1 pixels' worth of values cannot be summed
     exactly at 24 bits below the largest; the bound takes the map's size and both extremes."""

@@ -36,14 +36,16 @@ from .jit import Kernels
 
 jit = Kernels(__name__)
 
-Order = namedtuple("Order", "mode part start done bsum lo hi base shift f1 u1")
+Order = namedtuple("Order", "mode part start done bsum lo hi base shift f1 u1 pos")
 Order.__doc__ = """A map's values in ascending order, sorted only where needed. ``part [n]``: the values
 grouped by bucket in ascending bucket order, bucket ``b`` being ``part[start[b]:start[b+1]]``, sorted
 once ``done[b]``; ``bsum[b]``: the exact sum of the values in buckets ``>= b`` (mode 1); ``lo`` /
 ``hi``: the smallest and largest value. Mode 0: one bucket, sorted. Mode 1: bucket 0 holds the
 zeros, bucket ``1 + ((bits - base) >> shift)`` a non-zero value with bit pattern ``bits`` (``base``:
 the smallest non-zero value's). ``f1``/``u1``: one float32 and the same four bytes as uint32 (a bit
-cast without allocating)."""
+cast without allocating). ``pos`` (mode 1): each value's index in the map, so that the values equal
+to one another in a sorted bucket are in raster order (its sort is stable, its filling in raster
+order); empty in mode 0."""
 
 PER_BUCKET = 16  # values per bucket aimed at (the bucket width is a power of two of bit patterns)
 
@@ -66,7 +68,13 @@ def _value(o, b):  # pragma: no cover - numba
 @jit.helper
 def _sorted_bucket(o, b):  # pragma: no cover - numba
     if not o.done[b]:
-        o.part[o.start[b]:o.start[b + 1]].sort()
+        s, e = o.start[b], o.start[b + 1]
+        if o.pos.shape[0]:  # the positions follow their values; equal values keep raster order
+            order = np.argsort(o.part[s:e], kind="mergesort")
+            o.part[s:e] = o.part[s:e][order]
+            o.pos[s:e] = o.pos[s:e][order]
+        else:
+            o.part[s:e].sort()
         o.done[b] = True
 
 
@@ -178,10 +186,10 @@ def _eligible(flat: np.ndarray) -> tuple[int, int]:
 
 
 @jit.kernel
-def _bucketed(flat, ubits, lo_bits, hi_bits, part, keys, per_bucket):  # pragma: no cover - numba
-    """Mode 1's buckets of ``flat`` (an eligible map, :func:`_eligible`), placed into ``part`` (a
-    scratch buffer of at least ``n`` values; ``keys``, of ``n`` int32, likewise): ``(start, done,
-    bsum, base, shift)``."""
+def _bucketed(flat, ubits, lo_bits, hi_bits, part, pos, keys, per_bucket):  # pragma: no cover - numba
+    """Mode 1's buckets of ``flat`` (an eligible map, :func:`_eligible`), placed into ``part`` with
+    their indices in ``pos`` (scratch buffers of at least ``n``; ``keys``, of ``n`` int32, likewise),
+    in raster order within a bucket: ``(start, done, bsum, base, shift)``."""
     n = flat.shape[0]
     span = hi_bits - lo_bits + 1 if hi_bits > 0 else 1
     shift = 0
@@ -212,6 +220,7 @@ def _bucketed(flat, ubits, lo_bits, hi_bits, part, keys, per_bucket):  # pragma:
     for i in range(n):
         k = keys[i]
         part[fill[k]] = flat[i]
+        pos[fill[k]] = i
         fill[k] += 1
     bsum = np.empty(nb + 1, np.float64)
     bsum[nb] = 0.0
@@ -335,12 +344,15 @@ def _kept_facts(o, counts):  # pragma: no cover - numba
 _SCRATCH = threading.local()
 
 
-def _scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
+def _scratch(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """This thread's buffers for :func:`_bucketed` (a fresh one per map costs page faults)."""
     s = _SCRATCH
     if getattr(s, "part", None) is None or len(s.part) < n:
-        s.part, s.keys = np.empty(n, np.float32), np.empty(n, np.int32)
-    return s.part[:n], s.keys[:n]
+        s.part, s.pos, s.keys = np.empty(n, np.float32), np.empty(n, np.int32), np.empty(n, np.int32)
+    return s.part[:n], s.pos[:n], s.keys[:n]
+
+
+_NO_POSITIONS = np.zeros(0, np.int32)
 
 
 def sorted_order(asc: np.ndarray) -> Order:
@@ -348,7 +360,8 @@ def sorted_order(asc: np.ndarray) -> Order:
     n = len(asc)
     f1 = np.zeros(1, np.float32)
     return Order(0, asc, np.array([0, n], np.int64), np.ones(1, np.bool_), np.zeros(2, np.float64),
-                 np.float32(asc[0] if n else 0), np.float32(asc[n - 1] if n else 0), 0, 0, f1, f1.view(np.uint32))
+                 np.float32(asc[0] if n else 0), np.float32(asc[n - 1] if n else 0), 0, 0, f1, f1.view(np.uint32),
+                 _NO_POSITIONS)
 
 
 def map_order(m: np.ndarray, buckets: bool = True) -> tuple[Order, float]:
@@ -361,16 +374,16 @@ def map_order(m: np.ndarray, buckets: bool = True) -> tuple[Order, float]:
         ubits = flat.view(np.uint32)
         lo_bits, hi_bits = _eligible(flat)
         if lo_bits >= 0:
-            part, keys = _scratch(flat.size)
-            start, done, bsum, base, shift = jit.compiled("_bucketed")(flat, ubits, lo_bits, hi_bits, part, keys,
-                                                                       PER_BUCKET)
+            part, pos, keys = _scratch(flat.size)
+            start, done, bsum, base, shift = jit.compiled("_bucketed")(flat, ubits, lo_bits, hi_bits, part, pos,
+                                                                       keys, PER_BUCKET)
             f1 = np.zeros(1, np.float32)
             u1 = f1.view(np.uint32)
             u1[0] = lo_bits
             lo = np.float32(0.0) if start[1] > 0 else f1[0]
             u1[0] = hi_bits
             hi = f1[0]
-            return Order(1, part, start, done, bsum, lo, hi, int(base), int(shift), f1, u1), float(bsum[0])
+            return Order(1, part, start, done, bsum, lo, hi, int(base), int(shift), f1, u1, pos), float(bsum[0])
     asc = np.sort(flat)
     return sorted_order(asc), float(m.astype(np.float64).sum())
 

@@ -307,13 +307,15 @@ def _resized_box(kp, r0, r1, q0, q1, H, W, th, tv, sc, bounds, fast, out):  # pr
 
 
 @jit.kernel
-def _kept_set_boxes(m, facts, asc, extremes, counts, H, W, th, tv, vertical_first, tie_mark, tval, tstamp,
+def _kept_set_boxes(m, facts, asc, tie_pos, extremes, counts, H, W, th, tv, vertical_first, tie_mark, tval, tstamp,
                     stamp0, hsums, fast):  # pragma: no cover - compiled by numba
     """1-based boxes ``[A,4]`` of ``getbb_from_heatmap`` for the kept sets of ``counts`` (each
     distinct count resized once). ``m [h,w]`` float32; ``facts = (vals, above, ties, top, nan_free)``:
     for each count ``c`` the ``c``-th largest value, how many values are above it and equal to it
     (:func:`saliency_bench.ops.kept_order.kept_facts`), the largest value and whether the map is
-    free of NaN; ``asc``: its values in ascending order when it has a NaN (else not read),
+    free of NaN; ``asc``: its values in ascending order when it has a NaN (else not read);
+    ``tie_pos``: where the values in ascending order lie in ``m`` (raster order among equal values),
+    valid at each count's ties, or empty (the ties are then found by scanning the map),
     ``extremes`` its row maxima, column maxima, row minima and column minima, and where the row
     and column maxima lie (column and row indices); ``hsums``: the largest sum of taps of an output
     pixel, horizontal and vertical; ``fast``: :func:`_resized_box`'s shortcuts; ``th``/``tv``:
@@ -373,7 +375,15 @@ def _kept_set_boxes(m, facts, asc, extremes, counts, H, W, th, tv, vertical_firs
         f0 = _byte(np.float32(0.0), cmin, scale)  # what a rejected pixel becomes
         stamp = stamp0 + a + 1
         kp = Kept(mt, v, closed, tie_mark, stamp, cmin, scale, f0)
-        if not closed:  # the first t pixels equal to v in raster order are kept
+        if not closed and tie_pos.shape[0]:  # the first t pixels equal to v in raster order are kept
+            for j in range(t):
+                p = tie_pos[lb + j]
+                if vertical_first:
+                    y = p // w
+                    tie_mark[(p - y * w) * h + y] = stamp
+                else:
+                    tie_mark[p] = stamp
+        elif not closed:
             left = t  # (rows and columns as loops: a division per pixel cost more than the test)
             for y in range(h):
                 if left == 0:
@@ -518,8 +528,9 @@ def kept_set_boxes(m: np.ndarray, order, counts: np.ndarray, size: tuple[int, in
     hsums = (_largest_tap_sum(w, W), _largest_tap_sum(h, H))
     facts = kept_facts(order, counts)
     asc = order.part if not facts[4] else _NO_VALUES
-    return jit.compiled("_kept_set_boxes")(m, facts, asc, extremes, counts, H, W, th, tv, vertical_first, tie_mark,
-                                           tval, tstamp, stamp0, hsums, bool(fast))
+    tie_pos = order.pos if fast else order.pos[:0]  # (the plain path scans for the ties)
+    return jit.compiled("_kept_set_boxes")(m, facts, asc, tie_pos, extremes, counts, H, W, th, tv, vertical_first,
+                                           tie_mark, tval, tstamp, stamp0, hsums, bool(fast))
 
 
 _NO_VALUES = np.zeros(0, np.float32)
