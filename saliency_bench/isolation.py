@@ -510,23 +510,15 @@ class Guard:
     def verify(self) -> str | None:
         """None if nothing changed; else what changed (a sentence), with the pristine state
         already restored."""
-        changes = self.process.check()
-        if changes:
-            self.process.restore()
+        process = process_changes(self.process)
         model_changes = self.model.check()
         if model_changes:
             self.model.restore()
-        parts = []
-        if model_changes:
-            parts.append("changed the model: " + _listing(model_changes))
-        if changes:
-            parts.append("changed the process state: " + _listing(changes))
-        if not parts:
-            return None
-        left = self.process.check() + self.model.check()
-        if left:  # cannot happen unless restoring is broken; never let it pass silently
-            raise RuntimeError("the model or process state could not be restored: " + _listing(left))
-        return "; and ".join(parts)
+            if left := self.model.check():  # cannot happen unless restoring is broken; never let it pass
+                raise RuntimeError("the model could not be restored: " + _listing(left))
+        parts = (["changed the model: " + _listing(model_changes)] if model_changes else []) + \
+            ([process] if process else [])
+        return "; and ".join(parts) if parts else None
 
 
 def process_changes(state: ProcessState) -> str | None:

@@ -74,6 +74,7 @@ class Runner:
             self.cfg.quiet = True
         self.guard: Guard | None = None  # the loaded model's pristine state (isolation.py)
         self._said: set[str] = set()
+        self._outside_own = False  # only saliency_bench's own code runs between batches (run())
 
     @property
     def shard_dir(self) -> Path:
@@ -227,7 +228,7 @@ class Runner:
             task = progress.add_task(f"{model.name} | {display}", total=sum(len(t) for t in todo.values()))
             for k, loaded in enumerate(loader):
                 self._batch(writer, model, display, loaded, todo, caches, progress, task, benches,
-                            check_outside=k == 0 or not getattr(self, "_outside_own", False))
+                            check_outside=k == 0 or not self._outside_own)
             self.scorer.close()
             wait_for_writes()  # the pass's heatmap files are on disk (the gallery and later passes read them)
             progress.update(task, description=f"{model.name} | {display} | done")

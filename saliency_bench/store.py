@@ -88,6 +88,18 @@ def _default(o: Any) -> Any:
     return str(o)
 
 
+def _retry_locked(step, attempts: int = 50, pause: float = 0.2) -> None:
+    """``step()``, again while SQLite says the database is locked (beyond its busy timeout)."""
+    for attempt in range(attempts):
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(pause)
+
+
 class Store:
     def __init__(self, path: str | Path, create: bool = True) -> None:
         """``create=False`` opens an existing store without writing to it (its readers)."""
@@ -108,30 +120,18 @@ class Store:
         """Switch the file to WAL (a setting the file keeps). The switch needs the file to
         itself, and SQLite can refuse it at once, without waiting out the busy timeout, while
         another process is creating or writing the store: it is retried like a transaction."""
-        for attempt in range(100):
-            try:
-                if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-                    return
+        def switch() -> None:
+            if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 self._conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) and "busy" not in str(e) or attempt == 99:
-                    raise
-                time.sleep(0.1)
+
+        _retry_locked(switch)
 
     def close(self) -> None:
         self._conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        for attempt in range(50):
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as e:  # locked beyond the busy timeout
-                if "locked" not in str(e) or attempt == 49:
-                    raise
-                time.sleep(0.2)
+        _retry_locked(lambda: self._conn.execute("BEGIN IMMEDIATE"))
         try:
             yield self._conn
         except BaseException:

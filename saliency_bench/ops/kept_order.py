@@ -82,7 +82,6 @@ def _sorted_bucket(o, b):  # pragma: no cover - numba
 def _in_bucket(o, b, y, strict):  # pragma: no cover - numba
     """How many values of bucket ``b`` are ``< y`` (``strict``) or ``<= y``."""
     s, e = o.start[b], o.start[b + 1]
-    k = 0
     if o.done[b]:
         i, j = s, e
         while i < j:
@@ -92,6 +91,7 @@ def _in_bucket(o, b, y, strict):  # pragma: no cover - numba
             else:
                 j = mid
         return i - s
+    k = 0
     for t in range(s, e):
         if o.part[t] < y or (not strict and o.part[t] == y):
             k += 1
@@ -179,7 +179,7 @@ def _eligible(flat: np.ndarray) -> tuple[int, int]:
     lo_bits, hi_bits = int(np.float32(nz).view(np.uint32)), int(np.float32(hi).view(np.uint32))
     ulp_exp = max((lo_bits >> 23) & 0xFF, 1) - 150  # u = 2^ulp_exp (a subnormal's is 2^-149)
     hi_exp = max((hi_bits >> 23) & 0xFF, 1) - 127  # hi < 2^(hi_exp + 1)
-    log_n = max(int(flat.size - 1).bit_length(), 0)  # n <= 2^log_n
+    log_n = int(flat.size - 1).bit_length()  # n <= 2^log_n
     if log_n + hi_exp + 1 > 53 + ulp_exp:
         return -1, -1
     return lo_bits, hi_bits
@@ -201,7 +201,7 @@ def _bucketed(flat, ubits, lo_bits, hi_bits, part, pos, keys, per_bucket):  # pr
         keys[i] = (1 + ((np.int64(ubits[i]) - lo_bits) >> shift)) if flat[i] > 0 else 0
     # Counted in four interleaved streams: neighbouring pixels of a smooth map share a bucket, and
     # one counter incremented pixel after pixel waits on its own last store.
-    counts = np.zeros(nb + 1, np.int64)
+    counts = np.zeros(nb, np.int64)
     q = n // 4
     for i in range(q):
         counts[keys[i]] += 1

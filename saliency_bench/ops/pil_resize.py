@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from .jit import Kernels
+from .kept_order import kept_facts, sorted_order
 from .pil_taps import PIL_PRECISION_BITS, Taps, pil_bilinear_taps
 
 jit = Kernels(__name__)
@@ -511,8 +512,6 @@ def kept_set_boxes(m: np.ndarray, order, counts: np.ndarray, size: tuple[int, in
     non-zero. ``m [h,w]`` float32 C-contiguous; ``order``: its :class:`~saliency_bench.ops.kept_order.Order`
     (:func:`~saliency_bench.ops.kept_order.map_order`), or its values sorted ascending.
     ``fast=False`` takes the plain scans (the reference of the shortcuts, for tests)."""
-    from .kept_order import kept_facts, sorted_order
-
     if isinstance(order, np.ndarray):
         order = sorted_order(order)
     h, w = m.shape
