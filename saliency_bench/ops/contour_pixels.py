@@ -1,6 +1,17 @@
 """Contour boxes at every threshold at once by union-find sweeps over the pixels (the path of
 :func:`~saliency_bench.ops.contours.contour_records` for noisy maps): one sweep in decreasing
-level order for the 8-connected regions, one in increasing order for the 4-connected holes."""
+level order for the 8-connected regions, one in increasing order for the 4-connected holes.
+
+Two things keep the sweeps' work per pixel small:
+
+* Indices are cast to unsigned (``U``) where an array is read or written: numba wraps a negative
+  signed index around (``a[-1]`` is the last item), which costs a compare and a select on every
+  access; node ids and positions are never negative, so the cast changes nothing else.
+* A record is kept only for a component whose box is large enough to be reported (``min_area``):
+  boxes only grow, so a component under that area has nothing to report while its box stays as it
+  is, and it needs no open record, no record closing when its box grows, and no entry in the list
+  of records that open at the end of the level. Only a component whose box reaches the area opens
+  one, at the end of the level at which it does."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -10,6 +21,7 @@ import numpy as np
 from .jit import Kernels
 
 jit = Kernels(__name__)
+U = np.uintp  # an index cast: no negative-index wraparound in the compiled code (module docstring)
 
 # The 8 neighbours in ring order (dy, dx): two active neighbours are 8-adjacent to each other when
 # consecutive on the ring, or when both are 4-neighbours a quarter-turn apart (N and E, ...).
@@ -53,6 +65,9 @@ def _component_records(values, lut, n_levels, reps, n_reps, min_area, rec):  # p
 
     Pixels live on a grid padded by one inactive pixel on each side, so that the 8 neighbours of
     a pixel are 8 fixed offsets with no bounds test; per-node arrays are int32 to stay in cache.
+    A root whose box reaches ``min_area[b]`` (area of the box grown by one pixel to the right and
+    below) has an open record (``start >= 0``) or is in this level's ``pending`` list; a smaller
+    one has neither (module docstring).
     """
     n_img, h, w = values.shape
     wp = w + 2
@@ -60,7 +75,7 @@ def _component_records(values, lut, n_levels, reps, n_reps, min_area, rec):  # p
     parent = np.empty(n, np.int32)
     size = np.empty(n, np.int32)
     box = np.empty((n, 4), np.int32)  # x1, y1, x2, y2 of the component a root represents
-    start = np.empty(n, np.int32)  # open record's top threshold index; -1: opens at this level's end
+    start = np.empty(n, np.int32)  # open record's top threshold index; -1: none (yet)
     active = np.zeros(n, np.bool_)
     order = np.empty(h * w, np.int32)  # padded pixel ids sorted by level, and their coordinates
     order_x = np.empty(h * w, np.int32)
@@ -82,137 +97,175 @@ def _component_records(values, lut, n_levels, reps, n_reps, min_area, rec):  # p
                 first[lb[lv[y, x]]] += 1
         pos = 0
         for lev in range(n_levels, 0, -1):
-            c = first[lev]
-            first[lev] = pos
-            fill[lev] = pos
+            c = first[U(lev)]
+            first[U(lev)] = pos
+            fill[U(lev)] = pos
             pos += c
         for y in range(h):
             for x in range(w):
                 lev = lb[lv[y, x]]
                 if lev > 0:
-                    k = fill[lev]
-                    order[k] = (y + 1) * wp + x + 1
-                    order_x[k] = x
-                    order_y[k] = y
-                    fill[lev] = k + 1
+                    k = fill[U(lev)]
+                    order[U(k)] = (y + 1) * wp + x + 1
+                    order_x[U(k)] = x
+                    order_y[U(k)] = y
+                    fill[U(lev)] = k + 1
         active[:] = False
         prev_p = -1  # the pixel processed last and its root (still a root: nothing merged since)
         prev_root = -1
         for lev in range(n_levels, 0, -1):
             j = lev - 1  # the threshold index at which these pixels become foreground
             n_pend = 0
-            for k in range(first[lev], fill[lev]):
-                p = order[k]
-                px = order_x[k]
-                py = order_y[k]
-                active[p] = True
-                mask = 0
-                for o in range(8):
-                    mask |= np.int64(active[p + offsets[o]]) << o
-                if n_reps[mask] == 1:  # the common case: p joins one component
-                    rb = p + offsets[reps[mask, 0]]
+            for k in range(first[U(lev)], fill[U(lev)]):
+                p = order[U(k)]
+                px = order_x[U(k)]
+                py = order_y[U(k)]
+                active[U(p)] = True
+                q = p - wp
+                r_ = p + wp
+                mask = (np.int64(active[U(q - 1)]) | (np.int64(active[U(q)]) << 1) | (np.int64(active[U(q + 1)]) << 2)
+                        | (np.int64(active[U(p + 1)]) << 3) | (np.int64(active[U(r_ + 1)]) << 4) | (np.int64(active[U(r_)]) << 5)
+                        | (np.int64(active[U(r_ - 1)]) << 6) | (np.int64(active[U(p - 1)]) << 7))
+                if n_reps[U(mask)] == 1:  # the common case: p joins one component
+                    rb = p + offsets[U(reps[U(mask), 0])]
                     if rb == prev_p:
                         rb = prev_root
                     else:
-                        while parent[rb] != rb:
-                            parent[rb] = parent[parent[rb]]
-                            rb = parent[rb]
-                    # p just joins when its component's box does not change, or when that box has
-                    # no open record; p never becomes a root, so its own box and record are never
-                    # read. (size only steers union by size: a lower bound is enough.)
-                    if box[rb, 0] <= px <= box[rb, 2] and box[rb, 1] <= py <= box[rb, 3]:
-                        parent[p] = rb
-                        prev_p = p
-                        prev_root = rb
+                        while parent[U(rb)] != rb:
+                            parent[U(rb)] = parent[U(parent[U(rb)])]
+                            rb = parent[U(rb)]
+                    # p joins rb's component, and rb stays its root. Only a box that grows matters:
+                    # a large box's open record ends, and a box that has just become large enough
+                    # opens its first record at this level's end. (size only steers union by size: a
+                    # lower bound is enough.)
+                    parent[U(p)] = rb
+                    prev_p = p
+                    prev_root = rb
+                    bx0 = box[U(rb), 0]
+                    by0 = box[U(rb), 1]
+                    bx1 = box[U(rb), 2]
+                    by1 = box[U(rb), 3]
+                    if bx0 <= px <= bx1 and by0 <= py <= by1:
                         continue
-                    if start[rb] < 0:
-                        parent[p] = rb
-                        size[rb] += 1
-                        box[rb, 0] = min(box[rb, 0], px)
-                        box[rb, 1] = min(box[rb, 1], py)
-                        box[rb, 2] = max(box[rb, 2], px)
-                        box[rb, 3] = max(box[rb, 3], py)
-                        prev_p = p
-                        prev_root = rb
+                    size[U(rb)] += 1
+                    x0 = min(bx0, px)
+                    y0 = min(by0, py)
+                    x1 = max(bx1, px)
+                    y1 = max(by1, py)
+                    box[U(rb), 0] = x0
+                    box[U(rb), 1] = y0
+                    box[U(rb), 2] = x1
+                    box[U(rb), 3] = y1
+                    if (x1 - x0 + 2) * (y1 - y0 + 2) < amin:
                         continue
-                parent[p] = p
-                size[p] = 1
-                box[p, 0] = px
-                box[p, 1] = py
-                box[p, 2] = px
-                box[p, 3] = py
-                start[p] = -1
-                pending[n_pend] = p
-                n_pend += 1
-                ra = p  # p's root, kept up to date across its merges
-                for g in range(n_reps[mask]):
-                    rb = p + offsets[reps[mask, g]]
-                    while parent[rb] != rb:  # path halving
-                        parent[rb] = parent[parent[rb]]
-                        rb = parent[rb]
-                    if ra == rb:
-                        continue
-                    if size[ra] < size[rb]:  # union by size; ra survives
-                        ra, rb = rb, ra
-                    n_shut = 0
-                    if start[rb] >= 0:  # rb's component ends here
-                        shut[n_shut] = rb
-                        n_shut += 1
-                    x0 = min(box[ra, 0], box[rb, 0])
-                    y0 = min(box[ra, 1], box[rb, 1])
-                    x1 = max(box[ra, 2], box[rb, 2])
-                    y1 = max(box[ra, 3], box[rb, 3])
-                    if start[ra] >= 0 and (x0 != box[ra, 0] or y0 != box[ra, 1] or x1 != box[ra, 2]
-                                           or y1 != box[ra, 3]):
-                        shut[n_shut] = ra  # ra's box grows: its record ends, a new one opens
-                        n_shut += 1
-                    for s in range(n_shut):
-                        r = shut[s]
-                        start_r = start[r]
-                        start[r] = -1
-                        pending[n_pend] = r
-                        n_pend += 1
-                        if (box[r, 2] - box[r, 0] + 2) * (box[r, 3] - box[r, 1] + 2) < amin:
-                            continue
+                    s_rb = start[U(rb)]
+                    if s_rb >= 0:  # rb's record ends: its box grows
                         if n_rec == rec.shape[0]:
                             return -1
                         rec[n_rec, 0] = b
-                        rec[n_rec, 1] = box[r, 0]
-                        rec[n_rec, 2] = box[r, 1]
-                        rec[n_rec, 3] = box[r, 2]
-                        rec[n_rec, 4] = box[r, 3]
+                        rec[n_rec, 1] = bx0
+                        rec[n_rec, 2] = by0
+                        rec[n_rec, 3] = bx1
+                        rec[n_rec, 4] = by1
                         rec[n_rec, 5] = j + 1
-                        rec[n_rec, 6] = start_r
+                        rec[n_rec, 6] = s_rb
                         n_rec += 1
-                    parent[rb] = ra
-                    size[ra] += size[rb]
-                    box[ra, 0] = x0
-                    box[ra, 1] = y0
-                    box[ra, 2] = x1
-                    box[ra, 3] = y1
+                        start[U(rb)] = -1
+                        pending[U(n_pend)] = rb
+                        n_pend += 1
+                    elif (bx1 - bx0 + 2) * (by1 - by0 + 2) < amin:  # now large enough to have a record
+                        pending[U(n_pend)] = rb
+                        n_pend += 1
+                    continue
+                parent[U(p)] = p
+                size[U(p)] = 1
+                box[U(p), 0] = px
+                box[U(p), 1] = py
+                box[U(p), 2] = px
+                box[U(p), 3] = py
+                start[U(p)] = -1
+                if 4 >= amin:  # a one-pixel box is already large enough
+                    pending[U(n_pend)] = p
+                    n_pend += 1
+                ra = p  # p's root, kept up to date across its merges
+                for g in range(n_reps[U(mask)]):
+                    rb = p + offsets[U(reps[U(mask), g])]
+                    while parent[U(rb)] != rb:  # path halving
+                        parent[U(rb)] = parent[U(parent[U(rb)])]
+                        rb = parent[U(rb)]
+                    if ra == rb:
+                        continue
+                    if size[U(ra)] < size[U(rb)]:  # union by size; ra survives
+                        ra, rb = rb, ra
+                    ax0 = box[U(ra), 0]
+                    ay0 = box[U(ra), 1]
+                    ax1 = box[U(ra), 2]
+                    ay1 = box[U(ra), 3]
+                    x0 = min(ax0, box[U(rb), 0])
+                    y0 = min(ay0, box[U(rb), 1])
+                    x1 = max(ax1, box[U(rb), 2])
+                    y1 = max(ay1, box[U(rb), 3])
+                    s_rb = start[U(rb)]
+                    if s_rb >= 0:  # rb's component ends here
+                        if n_rec == rec.shape[0]:
+                            return -1
+                        rec[n_rec, 0] = b
+                        rec[n_rec, 1] = box[U(rb), 0]
+                        rec[n_rec, 2] = box[U(rb), 1]
+                        rec[n_rec, 3] = box[U(rb), 2]
+                        rec[n_rec, 4] = box[U(rb), 3]
+                        rec[n_rec, 5] = j + 1
+                        rec[n_rec, 6] = s_rb
+                        n_rec += 1
+                    parent[U(rb)] = ra
+                    size[U(ra)] += size[U(rb)]
+                    if x0 != ax0 or y0 != ay0 or x1 != ax1 or y1 != ay1:
+                        box[U(ra), 0] = x0
+                        box[U(ra), 1] = y0
+                        box[U(ra), 2] = x1
+                        box[U(ra), 3] = y1
+                        if (x1 - x0 + 2) * (y1 - y0 + 2) >= amin:
+                            s_ra = start[U(ra)]
+                            if s_ra >= 0:  # ra's box grows: its record ends, a new one opens
+                                if n_rec == rec.shape[0]:
+                                    return -1
+                                rec[n_rec, 0] = b
+                                rec[n_rec, 1] = ax0
+                                rec[n_rec, 2] = ay0
+                                rec[n_rec, 3] = ax1
+                                rec[n_rec, 4] = ay1
+                                rec[n_rec, 5] = j + 1
+                                rec[n_rec, 6] = s_ra
+                                n_rec += 1
+                                start[U(ra)] = -1
+                                pending[U(n_pend)] = ra
+                                n_pend += 1
+                            elif (ax1 - ax0 + 2) * (ay1 - ay0 + 2) < amin:
+                                pending[U(n_pend)] = ra
+                                n_pend += 1
                 prev_p = p
                 prev_root = ra
             for k in range(n_pend):
-                r = pending[k]
-                if parent[r] == r and start[r] < 0:
-                    start[r] = j
+                r = pending[U(k)]
+                if parent[U(r)] == r and start[U(r)] < 0:
+                    start[U(r)] = j
         # Components still alive at threshold index 0.
         n_roots = 0
-        for k in range(fill[1]):
-            if parent[order[k]] == order[k]:
+        for k in range(fill[U(1)]):
+            if parent[order[U(k)]] == order[U(k)]:
                 n_roots += 1
         if n_rec + n_roots > rec.shape[0]:
             return -1
-        for k in range(fill[1]):
-            r = order[k]
-            if parent[r] == r and (box[r, 2] - box[r, 0] + 2) * (box[r, 3] - box[r, 1] + 2) >= amin:
+        for k in range(fill[U(1)]):
+            r = order[U(k)]
+            if parent[U(r)] == r and (box[U(r), 2] - box[U(r), 0] + 2) * (box[U(r), 3] - box[U(r), 1] + 2) >= amin:
                 rec[n_rec, 0] = b
-                rec[n_rec, 1] = box[r, 0]
-                rec[n_rec, 2] = box[r, 1]
-                rec[n_rec, 3] = box[r, 2]
-                rec[n_rec, 4] = box[r, 3]
+                rec[n_rec, 1] = box[U(r), 0]
+                rec[n_rec, 2] = box[U(r), 1]
+                rec[n_rec, 3] = box[U(r), 2]
+                rec[n_rec, 4] = box[U(r), 3]
                 rec[n_rec, 5] = 0
-                rec[n_rec, 6] = start[r]
+                rec[n_rec, 6] = start[U(r)]
                 n_rec += 1
     return n_rec
 
@@ -229,7 +282,10 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
     grown by one pixel on each side: the box of the region pixels around it, the hole's contour.
 
     Pixels live on a grid padded by one inactive pixel on each side, so that the 4 neighbours of
-    a pixel are 4 fixed offsets with no bounds test.
+    a pixel are 4 fixed offsets with no bounds test. A root that does not touch the border and
+    whose contour's box reaches ``min_area[b]`` (the hole's box grown by one pixel on each side,
+    and by one more to the right and below) has an open record or is in this level's ``pending``
+    list; any other root has neither (module docstring).
     """
     n_img, h, w = values.shape
     wp = w + 2
@@ -243,10 +299,17 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
     order = np.empty(h * w, np.int32)  # padded pixel ids sorted by level, and their coordinates
     order_x = np.empty(h * w, np.int32)
     order_y = np.empty(h * w, np.int32)
-    pending = np.empty(2 * h * w + 1, np.int32)
+    pending = np.empty(2 * h * w + 1, np.int32)  # roots whose record opens at the end of the level
     first = np.empty(n_levels + 2, np.int64)
     fill = np.empty(n_levels + 2, np.int64)
     offsets = np.array([-1, -wp, 1, wp])
+    on = np.zeros((16, 4), np.int64)  # the set bits of each 4-bit pattern of active neighbours
+    n_on = np.zeros(16, np.int64)
+    for m in range(16):
+        for o in range(4):
+            if m >> o & 1:
+                on[m, n_on[m]] = o
+                n_on[m] += 1
     n_rec = 0
     for b in range(n_img):
         lv = values[b]
@@ -258,151 +321,186 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
                 first[lb[lv[y, x]]] += 1
         pos = 0
         for lev in range(n_levels):  # levels 0..n_levels-1 join the background; n_levels never does
-            c = first[lev]
-            first[lev] = pos
-            fill[lev] = pos
+            c = first[U(lev)]
+            first[U(lev)] = pos
+            fill[U(lev)] = pos
             pos += c
         for y in range(h):
             for x in range(w):
                 lev = lb[lv[y, x]]
                 if lev < n_levels:
-                    k = fill[lev]
-                    order[k] = (y + 1) * wp + x + 1
-                    order_x[k] = x
-                    order_y[k] = y
-                    fill[lev] = k + 1
+                    k = fill[U(lev)]
+                    order[U(k)] = (y + 1) * wp + x + 1
+                    order_x[U(k)] = x
+                    order_y[U(k)] = y
+                    fill[U(lev)] = k + 1
         active[:] = False
         prev_p = -1  # the pixel processed last and its root (still a root: nothing merged since)
         prev_root = -1
         for j in range(n_levels):
             n_pend = 0
-            for k in range(first[j], fill[j]):
-                p = order[k]
-                px = order_x[k]
-                py = order_y[k]
-                active[p] = True
+            for k in range(first[U(j)], fill[U(j)]):
+                p = order[U(k)]
+                px = order_x[U(k)]
+                py = order_y[U(k)]
+                active[U(p)] = True
                 border = px == 0 or py == 0 or px == w - 1 or py == h - 1
                 rp = -1  # p's root once it has one
-                for o in range(4):
-                    q = p + offsets[o]
-                    if not active[q]:
-                        continue
+                nb = (np.int64(active[U(p - 1)]) | (np.int64(active[U(p - wp)]) << 1) | (np.int64(active[U(p + 1)]) << 2)
+                      | (np.int64(active[U(p + wp)]) << 3))
+                for i in range(n_on[U(nb)]):
+                    q = p + offsets[U(on[U(nb), i])]
                     if q == prev_p:  # often the left neighbour, whose root is known
                         rb = prev_root
-                    elif parent[q] == rp:  # already p's component, one step away
+                    elif parent[U(q)] == rp:  # already p's component, one step away
                         continue
                     else:
                         rb = q
-                        while parent[rb] != rb:  # path halving
-                            parent[rb] = parent[parent[rb]]
-                            rb = parent[rb]
+                        while parent[U(rb)] != rb:  # path halving
+                            parent[U(rb)] = parent[U(parent[U(rb)])]
+                            rb = parent[U(rb)]
                     if rb == rp:
                         continue
                     if rp < 0:
                         # p joins rb's component. A component that touches the border is never a hole
                         # again: its box no longer matters. Otherwise a record ends only if the box grows
                         # or the component reaches the border.
-                        parent[p] = rb
-                        size[rb] += 1
+                        parent[U(p)] = rb
+                        size[U(rb)] += 1
                         rp = rb
-                        if touch[rb] or (box[rb, 0] <= px <= box[rb, 2] and box[rb, 1] <= py <= box[rb, 3]
-                                         and not border):
+                        if touch[U(rb)]:
                             continue
-                        if start[rb] >= 0 and (box[rb, 2] - box[rb, 0] + 4) * (box[rb, 3] - box[rb, 1] + 4) >= amin:
+                        bx0 = box[U(rb), 0]
+                        by0 = box[U(rb), 1]
+                        bx1 = box[U(rb), 2]
+                        by1 = box[U(rb), 3]
+                        if bx0 <= px <= bx1 and by0 <= py <= by1 and not border:
+                            continue
+                        s_rb = start[U(rb)]
+                        if s_rb >= 0:
                             if n_rec == rec.shape[0]:
                                 return -1
                             rec[n_rec, 0] = b
-                            rec[n_rec, 1] = box[rb, 0] - 1
-                            rec[n_rec, 2] = box[rb, 1] - 1
-                            rec[n_rec, 3] = box[rb, 2] + 1
-                            rec[n_rec, 4] = box[rb, 3] + 1
-                            rec[n_rec, 5] = start[rb]
+                            rec[n_rec, 1] = bx0 - 1
+                            rec[n_rec, 2] = by0 - 1
+                            rec[n_rec, 3] = bx1 + 1
+                            rec[n_rec, 4] = by1 + 1
+                            rec[n_rec, 5] = s_rb
                             rec[n_rec, 6] = j - 1
                             n_rec += 1
-                        start[rb] = -1
-                        box[rb, 0] = min(box[rb, 0], px)
-                        box[rb, 1] = min(box[rb, 1], py)
-                        box[rb, 2] = max(box[rb, 2], px)
-                        box[rb, 3] = max(box[rb, 3], py)
-                        touch[rb] = touch[rb] or border
-                        if not touch[rb]:
-                            pending[n_pend] = rb
+                            start[U(rb)] = -1
+                        x0 = min(bx0, px)
+                        y0 = min(by0, py)
+                        x1 = max(bx1, px)
+                        y1 = max(by1, py)
+                        box[U(rb), 0] = x0
+                        box[U(rb), 1] = y0
+                        box[U(rb), 2] = x1
+                        box[U(rb), 3] = y1
+                        if border:
+                            touch[U(rb)] = True
+                        elif (x1 - x0 + 4) * (y1 - y0 + 4) >= amin and (s_rb >= 0 or (bx1 - bx0 + 4) * (by1 - by0 + 4) < amin):
+                            pending[U(n_pend)] = rb
                             n_pend += 1
                         continue
                     ra = rp
-                    if size[ra] < size[rb]:  # union by size; ra survives
+                    if size[U(ra)] < size[U(rb)]:  # union by size; ra survives
                         ra, rb = rb, ra
-                    if touch[ra] and touch[rb]:  # two border components: nothing to record
-                        parent[rb] = ra
-                        size[ra] += size[rb]
-                        rp = ra
+                    ta = touch[U(ra)]
+                    tb = touch[U(rb)]
+                    parent[U(rb)] = ra
+                    size[U(ra)] += size[U(rb)]
+                    rp = ra
+                    if ta and tb:  # two border components: nothing to record
                         continue
-                    x0 = min(box[ra, 0], box[rb, 0])
-                    y0 = min(box[ra, 1], box[rb, 1])
-                    x1 = max(box[ra, 2], box[rb, 2])
-                    y1 = max(box[ra, 3], box[rb, 3])
-                    t = touch[ra] or touch[rb]
-                    # a record ends when its hole is absorbed, grows or reaches the border
-                    for s_ in range(2):
-                        r = rb if s_ == 0 else ra
-                        if start[r] >= 0 and (s_ == 0 or t != touch[r] or x0 != box[r, 0] or y0 != box[r, 1]
-                                              or x1 != box[r, 2] or y1 != box[r, 3]):
-                            start_r = start[r]
-                            start[r] = -1
-                            if (box[r, 2] - box[r, 0] + 4) * (box[r, 3] - box[r, 1] + 4) < amin:
-                                continue
+                    s_rb = start[U(rb)]
+                    if s_rb >= 0:  # rb's hole is absorbed
+                        if n_rec == rec.shape[0]:
+                            return -1
+                        rec[n_rec, 0] = b
+                        rec[n_rec, 1] = box[U(rb), 0] - 1
+                        rec[n_rec, 2] = box[U(rb), 1] - 1
+                        rec[n_rec, 3] = box[U(rb), 2] + 1
+                        rec[n_rec, 4] = box[U(rb), 3] + 1
+                        rec[n_rec, 5] = s_rb
+                        rec[n_rec, 6] = j - 1
+                        n_rec += 1
+                    if ta or tb:  # the merged component touches the border: its box no longer matters
+                        s_ra = start[U(ra)]
+                        if s_ra >= 0:
                             if n_rec == rec.shape[0]:
                                 return -1
                             rec[n_rec, 0] = b
-                            rec[n_rec, 1] = box[r, 0] - 1
-                            rec[n_rec, 2] = box[r, 1] - 1
-                            rec[n_rec, 3] = box[r, 2] + 1
-                            rec[n_rec, 4] = box[r, 3] + 1
-                            rec[n_rec, 5] = start_r
+                            rec[n_rec, 1] = box[U(ra), 0] - 1
+                            rec[n_rec, 2] = box[U(ra), 1] - 1
+                            rec[n_rec, 3] = box[U(ra), 2] + 1
+                            rec[n_rec, 4] = box[U(ra), 3] + 1
+                            rec[n_rec, 5] = s_ra
                             rec[n_rec, 6] = j - 1
                             n_rec += 1
-                    parent[rb] = ra
-                    size[ra] += size[rb]
-                    box[ra, 0] = x0
-                    box[ra, 1] = y0
-                    box[ra, 2] = x1
-                    box[ra, 3] = y1
-                    touch[ra] = t
-                    if not t:
-                        pending[n_pend] = ra
-                        n_pend += 1
-                    rp = ra
+                            start[U(ra)] = -1
+                        touch[U(ra)] = True
+                        continue
+                    ax0 = box[U(ra), 0]
+                    ay0 = box[U(ra), 1]
+                    ax1 = box[U(ra), 2]
+                    ay1 = box[U(ra), 3]
+                    x0 = min(ax0, box[U(rb), 0])
+                    y0 = min(ay0, box[U(rb), 1])
+                    x1 = max(ax1, box[U(rb), 2])
+                    y1 = max(ay1, box[U(rb), 3])
+                    if x0 != ax0 or y0 != ay0 or x1 != ax1 or y1 != ay1:
+                        box[U(ra), 0] = x0
+                        box[U(ra), 1] = y0
+                        box[U(ra), 2] = x1
+                        box[U(ra), 3] = y1
+                        s_ra = start[U(ra)]
+                        if s_ra >= 0:  # ra's box grows: its record ends, a new one opens
+                            if n_rec == rec.shape[0]:
+                                return -1
+                            rec[n_rec, 0] = b
+                            rec[n_rec, 1] = ax0 - 1
+                            rec[n_rec, 2] = ay0 - 1
+                            rec[n_rec, 3] = ax1 + 1
+                            rec[n_rec, 4] = ay1 + 1
+                            rec[n_rec, 5] = s_ra
+                            rec[n_rec, 6] = j - 1
+                            n_rec += 1
+                            start[U(ra)] = -1
+                        if (x1 - x0 + 4) * (y1 - y0 + 4) >= amin and (s_ra >= 0 or (ax1 - ax0 + 4) * (ay1 - ay0 + 4) < amin):
+                            pending[U(n_pend)] = ra
+                            n_pend += 1
                 if rp < 0:  # no background neighbour yet: a component of its own
-                    parent[p] = p
-                    size[p] = 1
-                    box[p, 0] = px
-                    box[p, 1] = py
-                    box[p, 2] = px
-                    box[p, 3] = py
-                    touch[p] = border
-                    start[p] = -1
+                    parent[U(p)] = p
+                    size[U(p)] = 1
+                    box[U(p), 0] = px
+                    box[U(p), 1] = py
+                    box[U(p), 2] = px
+                    box[U(p), 3] = py
+                    touch[U(p)] = border
+                    start[U(p)] = -1
                     rp = p
-                    if not border:
-                        pending[n_pend] = p
+                    if not border and 16 >= amin:
+                        pending[U(n_pend)] = p
                         n_pend += 1
                 prev_p = p
                 prev_root = rp
             for k in range(n_pend):  # holes new or changed at this level open a record
-                r = pending[k]
-                if parent[r] == r and start[r] < 0 and not touch[r]:
-                    start[r] = j
-        for k in range(fill[n_levels - 1] if n_levels > 0 else 0):
-            r = order[k]
-            if parent[r] == r and start[r] >= 0 and (box[r, 2] - box[r, 0] + 4) * (box[r, 3] - box[r, 1] + 4) >= amin:
+                r = pending[U(k)]
+                if parent[U(r)] == r and start[U(r)] < 0 and not touch[U(r)]:
+                    start[U(r)] = j
+        for k in range(fill[U(n_levels - 1)] if n_levels > 0 else 0):
+            r = order[U(k)]
+            if parent[U(r)] == r and start[U(r)] >= 0 and (box[U(r), 2] - box[U(r), 0] + 4) * (box[U(r), 3] - box[U(r), 1] + 4) >= amin:
                 if n_rec == rec.shape[0]:
                     return -1
                 rec[n_rec, 0] = b
-                rec[n_rec, 1] = box[r, 0] - 1
-                rec[n_rec, 2] = box[r, 1] - 1
-                rec[n_rec, 3] = box[r, 2] + 1
-                rec[n_rec, 4] = box[r, 3] + 1
-                rec[n_rec, 5] = start[r]
+                rec[n_rec, 1] = box[U(r), 0] - 1
+                rec[n_rec, 2] = box[U(r), 1] - 1
+                rec[n_rec, 3] = box[U(r), 2] + 1
+                rec[n_rec, 4] = box[U(r), 3] + 1
+                rec[n_rec, 5] = start[U(r)]
                 rec[n_rec, 6] = n_levels - 1
                 n_rec += 1
-                start[r] = -1
+                start[U(r)] = -1
     return n_rec
