@@ -276,16 +276,24 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
     ``{level <= j}`` that do not touch the image border, for every ``j`` in ``0..n_levels-1`` at
     once. The background grows with ``j``, so the pixels are added in increasing level order
     (counting-sorted; raster order inside a level) and merged with their 4-neighbours already
-    added; each root keeps its box and whether its component touches the border. A component's
-    box is reported as a record valid over the thresholds during which it is a hole with that
-    box. Returns ``[R,7]`` rows ``(image, x1, y1, x2, y2, lo, hi)`` whose box is the hole's box
-    grown by one pixel on each side: the box of the region pixels around it, the hole's contour.
+    added. A hole's box is reported as a record valid over the thresholds during which it is a
+    hole with that box. Returns ``[R,7]`` rows ``(image, x1, y1, x2, y2, lo, hi)`` whose box is the
+    hole's box grown by one pixel on each side: the box of the region pixels around it, the
+    hole's contour.
 
-    Pixels live on a grid padded by one inactive pixel on each side, so that the 4 neighbours of
-    a pixel are 4 fixed offsets with no bounds test. A root that does not touch the border and
-    whose contour's box reaches ``min_area[b]`` (the hole's box grown by one pixel on each side,
-    and by one more to the right and below) has an open record or is in this level's ``pending``
-    list; any other root has neither (module docstring).
+    Only holes are union-find components. The background that touches the image border is never
+    a hole again, and most pixels of a noisy map join it at their own level, so it is a mark per
+    pixel (``state`` 2) rather than a component: a pixel whose background neighbours all carry
+    the mark (or that lies on the border) just takes it, with no root to find. A hole that reaches
+    the border ends its record and passes the mark to its pixels, which each component keeps in a
+    circular list (``nxt``; two lists join by swapping two links): a pixel is marked once, so the
+    marking costs one step per pixel over the whole sweep.
+
+    Pixels live on a grid padded by one pixel on each side that never joins the background, so
+    that the 4 neighbours of a pixel are 4 fixed offsets with no bounds test. A hole root whose
+    contour's box reaches ``min_area[b]`` (the hole's box grown by one pixel on each side, and by
+    one more to the right and below) has an open record or is in this level's ``pending`` list;
+    any other root has neither (module docstring).
     """
     n_img, h, w = values.shape
     wp = w + 2
@@ -293,9 +301,9 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
     parent = np.empty(n, np.int32)
     size = np.empty(n, np.int32)
     box = np.empty((n, 4), np.int32)
-    touch = np.empty(n, np.bool_)
+    nxt = np.empty(n, np.int32)  # the next pixel of the pixel's hole, in a circular list
     start = np.empty(n, np.int32)  # open record's first threshold index; -1: none
-    active = np.zeros(n, np.bool_)
+    state = np.zeros(n, np.uint8)  # 0: not background (yet), 1: in a hole, 2: background touching the border
     order = np.empty(h * w, np.int32)  # padded pixel ids sorted by level, and their coordinates
     order_x = np.empty(h * w, np.int32)
     order_y = np.empty(h * w, np.int32)
@@ -303,7 +311,7 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
     first = np.empty(n_levels + 2, np.int64)
     fill = np.empty(n_levels + 2, np.int64)
     offsets = np.array([-1, -wp, 1, wp])
-    on = np.zeros((16, 4), np.int64)  # the set bits of each 4-bit pattern of active neighbours
+    on = np.zeros((16, 4), np.int64)  # the set bits of each 4-bit pattern of neighbours in holes
     n_on = np.zeros(16, np.int64)
     for m in range(16):
         for o in range(4):
@@ -334,8 +342,8 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
                     order_x[U(k)] = x
                     order_y[U(k)] = y
                     fill[U(lev)] = k + 1
-        active[:] = False
-        prev_p = -1  # the pixel processed last and its root (still a root: nothing merged since)
+        state[:] = 0
+        prev_p = -1  # the pixel processed last, when in a hole, and its root (still a root: nothing merged since)
         prev_root = -1
         for j in range(n_levels):
             n_pend = 0
@@ -343,13 +351,54 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
                 p = order[U(k)]
                 px = order_x[U(k)]
                 py = order_y[U(k)]
-                active[U(p)] = True
-                border = px == 0 or py == 0 or px == w - 1 or py == h - 1
+                s_w = state[U(p - 1)]
+                s_n = state[U(p - wp)]
+                s_e = state[U(p + 1)]
+                s_s = state[U(p + wp)]
+                in_hole = (np.int64(s_w == 1) | (np.int64(s_n == 1) << 1) | (np.int64(s_e == 1) << 2)
+                           | (np.int64(s_s == 1) << 3))
+                touching = ((px == 0) | (py == 0) | (px == w - 1) | (py == h - 1) | (s_w == 2) | (s_n == 2)
+                            | (s_e == 2) | (s_s == 2))
+                if touching:
+                    # p joins the border's background, and so do the holes around it: their records
+                    # end, and their pixels take the mark.
+                    state[U(p)] = 2
+                    for i in range(n_on[U(in_hole)]):
+                        q = p + offsets[U(on[U(in_hole), i])]
+                        if state[U(q)] != 1:  # marked with a hole met before
+                            continue
+                        if q == prev_p:
+                            r = prev_root
+                        else:
+                            r = q
+                            while parent[U(r)] != r:  # path halving
+                                parent[U(r)] = parent[U(parent[U(r)])]
+                                r = parent[U(r)]
+                        s_r = start[U(r)]
+                        if s_r >= 0:
+                            if n_rec == rec.shape[0]:
+                                return -1
+                            rec[n_rec, 0] = b
+                            rec[n_rec, 1] = box[U(r), 0] - 1
+                            rec[n_rec, 2] = box[U(r), 1] - 1
+                            rec[n_rec, 3] = box[U(r), 2] + 1
+                            rec[n_rec, 4] = box[U(r), 3] + 1
+                            rec[n_rec, 5] = s_r
+                            rec[n_rec, 6] = j - 1
+                            n_rec += 1
+                            start[U(r)] = -1
+                        t = r
+                        while True:
+                            state[U(t)] = 2
+                            t = nxt[U(t)]
+                            if t == r:
+                                break
+                    prev_p = -1
+                    continue
+                state[U(p)] = 1
                 rp = -1  # p's root once it has one
-                nb = (np.int64(active[U(p - 1)]) | (np.int64(active[U(p - wp)]) << 1) | (np.int64(active[U(p + 1)]) << 2)
-                      | (np.int64(active[U(p + wp)]) << 3))
-                for i in range(n_on[U(nb)]):
-                    q = p + offsets[U(on[U(nb), i])]
+                for i in range(n_on[U(in_hole)]):
+                    q = p + offsets[U(on[U(in_hole), i])]
                     if q == prev_p:  # often the left neighbour, whose root is known
                         rb = prev_root
                     elif parent[U(q)] == rp:  # already p's component, one step away
@@ -362,19 +411,17 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
                     if rb == rp:
                         continue
                     if rp < 0:
-                        # p joins rb's component. A component that touches the border is never a hole
-                        # again: its box no longer matters. Otherwise a record ends only if the box grows
-                        # or the component reaches the border.
+                        # p joins rb's hole. Its record ends only if the box grows.
                         parent[U(p)] = rb
                         size[U(rb)] += 1
+                        nxt[U(p)] = nxt[U(rb)]
+                        nxt[U(rb)] = p
                         rp = rb
-                        if touch[U(rb)]:
-                            continue
                         bx0 = box[U(rb), 0]
                         by0 = box[U(rb), 1]
                         bx1 = box[U(rb), 2]
                         by1 = box[U(rb), 3]
-                        if bx0 <= px <= bx1 and by0 <= py <= by1 and not border:
+                        if bx0 <= px <= bx1 and by0 <= py <= by1:
                             continue
                         s_rb = start[U(rb)]
                         if s_rb >= 0:
@@ -397,22 +444,19 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
                         box[U(rb), 1] = y0
                         box[U(rb), 2] = x1
                         box[U(rb), 3] = y1
-                        if border:
-                            touch[U(rb)] = True
-                        elif (x1 - x0 + 4) * (y1 - y0 + 4) >= amin and (s_rb >= 0 or (bx1 - bx0 + 4) * (by1 - by0 + 4) < amin):
+                        if (x1 - x0 + 4) * (y1 - y0 + 4) >= amin and (s_rb >= 0 or (bx1 - bx0 + 4) * (by1 - by0 + 4) < amin):
                             pending[U(n_pend)] = rb
                             n_pend += 1
                         continue
                     ra = rp
                     if size[U(ra)] < size[U(rb)]:  # union by size; ra survives
                         ra, rb = rb, ra
-                    ta = touch[U(ra)]
-                    tb = touch[U(rb)]
                     parent[U(rb)] = ra
                     size[U(ra)] += size[U(rb)]
+                    t = nxt[U(ra)]  # one list
+                    nxt[U(ra)] = nxt[U(rb)]
+                    nxt[U(rb)] = t
                     rp = ra
-                    if ta and tb:  # two border components: nothing to record
-                        continue
                     s_rb = start[U(rb)]
                     if s_rb >= 0:  # rb's hole is absorbed
                         if n_rec == rec.shape[0]:
@@ -425,22 +469,6 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
                         rec[n_rec, 5] = s_rb
                         rec[n_rec, 6] = j - 1
                         n_rec += 1
-                    if ta or tb:  # the merged component touches the border: its box no longer matters
-                        s_ra = start[U(ra)]
-                        if s_ra >= 0:
-                            if n_rec == rec.shape[0]:
-                                return -1
-                            rec[n_rec, 0] = b
-                            rec[n_rec, 1] = box[U(ra), 0] - 1
-                            rec[n_rec, 2] = box[U(ra), 1] - 1
-                            rec[n_rec, 3] = box[U(ra), 2] + 1
-                            rec[n_rec, 4] = box[U(ra), 3] + 1
-                            rec[n_rec, 5] = s_ra
-                            rec[n_rec, 6] = j - 1
-                            n_rec += 1
-                            start[U(ra)] = -1
-                        touch[U(ra)] = True
-                        continue
                     ax0 = box[U(ra), 0]
                     ay0 = box[U(ra), 1]
                     ax1 = box[U(ra), 2]
@@ -470,28 +498,28 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
                         if (x1 - x0 + 4) * (y1 - y0 + 4) >= amin and (s_ra >= 0 or (ax1 - ax0 + 4) * (ay1 - ay0 + 4) < amin):
                             pending[U(n_pend)] = ra
                             n_pend += 1
-                if rp < 0:  # no background neighbour yet: a component of its own
+                if rp < 0:  # no neighbour in a hole: a hole of its own
                     parent[U(p)] = p
                     size[U(p)] = 1
+                    nxt[U(p)] = p
                     box[U(p), 0] = px
                     box[U(p), 1] = py
                     box[U(p), 2] = px
                     box[U(p), 3] = py
-                    touch[U(p)] = border
                     start[U(p)] = -1
                     rp = p
-                    if not border and 16 >= amin:
+                    if 16 >= amin:
                         pending[U(n_pend)] = p
                         n_pend += 1
                 prev_p = p
                 prev_root = rp
             for k in range(n_pend):  # holes new or changed at this level open a record
                 r = pending[U(k)]
-                if parent[U(r)] == r and start[U(r)] < 0 and not touch[U(r)]:
+                if state[U(r)] == 1 and parent[U(r)] == r and start[U(r)] < 0:
                     start[U(r)] = j
         for k in range(fill[U(n_levels - 1)] if n_levels > 0 else 0):
             r = order[U(k)]
-            if parent[U(r)] == r and start[U(r)] >= 0 and (box[U(r), 2] - box[U(r), 0] + 4) * (box[U(r), 3] - box[U(r), 1] + 4) >= amin:
+            if state[U(r)] == 1 and parent[U(r)] == r and start[U(r)] >= 0:
                 if n_rec == rec.shape[0]:
                     return -1
                 rec[n_rec, 0] = b
