@@ -57,11 +57,14 @@ def neighbour_groups() -> tuple[np.ndarray, np.ndarray]:
     return reps, count
 
 
-@jit.kernel
-def _component_records(values, lut, n_levels, reps, n_reps, min_area, rec):  # pragma: no cover - compiled by numba
-    """Union-find sweep of :func:`component_box_records`: pixel ``(y, x)`` of image ``b`` has the
-    level ``lut[b, values[b, y, x]]`` (in ``0..n_levels``; a table, so that quantised maps need
-    no levels array). Returns ``[R,7]`` rows ``(image, x1, y1, x2, y2, lo, hi)``.
+@jit.helper
+def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, reps, n_reps, parent, size, box,
+                  start, active, pending, rec, n_rec):  # pragma: no cover - compiled by numba
+    """Union-find sweep of the 8-connected regions ``{level > j}`` of image ``b``, for every ``j``
+    at once: the pixels are added in decreasing level order (``order``, :func:`_pixel_records`) and
+    merged with their 8-neighbours already added. Appends ``(image, x1, y1, x2, y2, lo, hi)`` rows to
+    ``rec`` from row ``n_rec``: a region's box, valid over the thresholds ``lo..hi``; returns the
+    new row count, or -1 when ``rec`` is full.
 
     Pixels live on a grid padded by one inactive pixel on each side, so that the 8 neighbours of
     a pixel are 8 fixed offsets with no bounds test; per-node arrays are int32 to stay in cache.
@@ -69,217 +72,192 @@ def _component_records(values, lut, n_levels, reps, n_reps, min_area, rec):  # p
     below) has an open record (``start >= 0``) or is in this level's ``pending`` list; a smaller
     one has neither (module docstring).
     """
-    n_img, h, w = values.shape
     wp = w + 2
-    n = (h + 2) * wp
-    parent = np.empty(n, np.int32)
-    size = np.empty(n, np.int32)
-    box = np.empty((n, 4), np.int32)  # x1, y1, x2, y2 of the component a root represents
-    start = np.empty(n, np.int32)  # open record's top threshold index; -1: none (yet)
-    active = np.zeros(n, np.bool_)
-    order = np.empty(h * w, np.int32)  # padded pixel ids sorted by level, and their coordinates
-    order_x = np.empty(h * w, np.int32)
-    order_y = np.empty(h * w, np.int32)
-    pending = np.empty(2 * h * w + 1, np.int32)  # roots whose record opens at the end of the level
-    first = np.empty(n_levels + 2, np.int64)
-    fill = np.empty(n_levels + 2, np.int64)
-    shut = np.empty(2, np.int32)
     offsets = np.array([-wp - 1, -wp, -wp + 1, 1, wp + 1, wp, wp - 1, -1])  # 8-connectivity (cv2), _RING order
-    n_rec = 0
-    for b in range(n_img):
-        lv = values[b]
-        lb = lut[b]
-        amin = min_area[b]
-        # Counting sort of the pixels by level, highest first (raster order inside a level).
-        first[:] = 0
-        for y in range(h):
-            for x in range(w):
-                first[lb[lv[y, x]]] += 1
-        pos = 0
-        for lev in range(n_levels, 0, -1):
-            c = first[U(lev)]
-            first[U(lev)] = pos
-            fill[U(lev)] = pos
-            pos += c
-        for y in range(h):
-            for x in range(w):
-                lev = lb[lv[y, x]]
-                if lev > 0:
-                    k = fill[U(lev)]
-                    order[U(k)] = (y + 1) * wp + x + 1
-                    order_x[U(k)] = x
-                    order_y[U(k)] = y
-                    fill[U(lev)] = k + 1
-        active[:] = False
-        prev_p = -1  # the pixel processed last and its root (still a root: nothing merged since)
-        prev_root = -1
-        for lev in range(n_levels, 0, -1):
-            j = lev - 1  # the threshold index at which these pixels become foreground
-            n_pend = 0
-            for k in range(first[U(lev)], fill[U(lev)]):
-                p = order[U(k)]
-                px = order_x[U(k)]
-                py = order_y[U(k)]
-                active[U(p)] = True
-                q = p - wp
-                r_ = p + wp
-                mask = (np.int64(active[U(q - 1)]) | (np.int64(active[U(q)]) << 1) | (np.int64(active[U(q + 1)]) << 2)
-                        | (np.int64(active[U(p + 1)]) << 3) | (np.int64(active[U(r_ + 1)]) << 4) | (np.int64(active[U(r_)]) << 5)
-                        | (np.int64(active[U(r_ - 1)]) << 6) | (np.int64(active[U(p - 1)]) << 7))
-                if n_reps[U(mask)] == 1:  # the common case: p joins one component
-                    rb = p + offsets[U(reps[U(mask), 0])]
-                    if rb == prev_p:
-                        rb = prev_root
-                    else:
-                        while parent[U(rb)] != rb:
-                            parent[U(rb)] = parent[U(parent[U(rb)])]
-                            rb = parent[U(rb)]
-                    # p joins rb's component, and rb stays its root. Only a box that grows matters:
-                    # a large box's open record ends, and a box that has just become large enough
-                    # opens its first record at this level's end. (size only steers union by size: a
-                    # lower bound is enough.)
-                    parent[U(p)] = rb
-                    prev_p = p
-                    prev_root = rb
-                    bx0 = box[U(rb), 0]
-                    by0 = box[U(rb), 1]
-                    bx1 = box[U(rb), 2]
-                    by1 = box[U(rb), 3]
-                    if bx0 <= px <= bx1 and by0 <= py <= by1:
-                        continue
-                    size[U(rb)] += 1
-                    x0 = min(bx0, px)
-                    y0 = min(by0, py)
-                    x1 = max(bx1, px)
-                    y1 = max(by1, py)
-                    box[U(rb), 0] = x0
-                    box[U(rb), 1] = y0
-                    box[U(rb), 2] = x1
-                    box[U(rb), 3] = y1
-                    if (x1 - x0 + 2) * (y1 - y0 + 2) < amin:
-                        continue
-                    s_rb = start[U(rb)]
-                    if s_rb >= 0:  # rb's record ends: its box grows
-                        if n_rec == rec.shape[0]:
-                            return -1
-                        rec[n_rec, 0] = b
-                        rec[n_rec, 1] = bx0
-                        rec[n_rec, 2] = by0
-                        rec[n_rec, 3] = bx1
-                        rec[n_rec, 4] = by1
-                        rec[n_rec, 5] = j + 1
-                        rec[n_rec, 6] = s_rb
-                        n_rec += 1
-                        start[U(rb)] = -1
-                        pending[U(n_pend)] = rb
-                        n_pend += 1
-                    elif (bx1 - bx0 + 2) * (by1 - by0 + 2) < amin:  # now large enough to have a record
-                        pending[U(n_pend)] = rb
-                        n_pend += 1
-                    continue
-                parent[U(p)] = p
-                size[U(p)] = 1
-                box[U(p), 0] = px
-                box[U(p), 1] = py
-                box[U(p), 2] = px
-                box[U(p), 3] = py
-                start[U(p)] = -1
-                if 4 >= amin:  # a one-pixel box is already large enough
-                    pending[U(n_pend)] = p
-                    n_pend += 1
-                ra = p  # p's root, kept up to date across its merges
-                for g in range(n_reps[U(mask)]):
-                    rb = p + offsets[U(reps[U(mask), g])]
-                    while parent[U(rb)] != rb:  # path halving
+    active[:] = False
+    prev_p = -1  # the pixel processed last and its root (still a root: nothing merged since)
+    prev_root = -1
+    for lev in range(n_levels, 0, -1):
+        j = lev - 1  # the threshold index at which these pixels become foreground
+        n_pend = 0
+        for k in range(first[U(lev)], fill[U(lev)]):
+            p = order[U(k)]
+            px = order_x[U(k)]
+            py = order_y[U(k)]
+            active[U(p)] = True
+            q = p - wp
+            r_ = p + wp
+            mask = (np.int64(active[U(q - 1)]) | (np.int64(active[U(q)]) << 1) | (np.int64(active[U(q + 1)]) << 2)
+                    | (np.int64(active[U(p + 1)]) << 3) | (np.int64(active[U(r_ + 1)]) << 4) | (np.int64(active[U(r_)]) << 5)
+                    | (np.int64(active[U(r_ - 1)]) << 6) | (np.int64(active[U(p - 1)]) << 7))
+            n_groups = n_reps[U(mask)]
+            one = n_groups > 0  # the common case: every neighbour is in one component, p joins it
+            if one:
+                rb = p + offsets[U(reps[U(mask), 0])]
+                if rb == prev_p:
+                    rb = prev_root
+                else:
+                    while parent[U(rb)] != rb:
                         parent[U(rb)] = parent[U(parent[U(rb)])]
                         rb = parent[U(rb)]
-                    if ra == rb:
-                        continue
-                    if size[U(ra)] < size[U(rb)]:  # union by size; ra survives
-                        ra, rb = rb, ra
-                    ax0 = box[U(ra), 0]
-                    ay0 = box[U(ra), 1]
-                    ax1 = box[U(ra), 2]
-                    ay1 = box[U(ra), 3]
-                    x0 = min(ax0, box[U(rb), 0])
-                    y0 = min(ay0, box[U(rb), 1])
-                    x1 = max(ax1, box[U(rb), 2])
-                    y1 = max(ay1, box[U(rb), 3])
-                    s_rb = start[U(rb)]
-                    if s_rb >= 0:  # rb's component ends here
-                        if n_rec == rec.shape[0]:
-                            return -1
-                        rec[n_rec, 0] = b
-                        rec[n_rec, 1] = box[U(rb), 0]
-                        rec[n_rec, 2] = box[U(rb), 1]
-                        rec[n_rec, 3] = box[U(rb), 2]
-                        rec[n_rec, 4] = box[U(rb), 3]
-                        rec[n_rec, 5] = j + 1
-                        rec[n_rec, 6] = s_rb
-                        n_rec += 1
-                    parent[U(rb)] = ra
-                    size[U(ra)] += size[U(rb)]
-                    if x0 != ax0 or y0 != ay0 or x1 != ax1 or y1 != ay1:
-                        box[U(ra), 0] = x0
-                        box[U(ra), 1] = y0
-                        box[U(ra), 2] = x1
-                        box[U(ra), 3] = y1
-                        if (x1 - x0 + 2) * (y1 - y0 + 2) >= amin:
-                            s_ra = start[U(ra)]
-                            if s_ra >= 0:  # ra's box grows: its record ends, a new one opens
-                                if n_rec == rec.shape[0]:
-                                    return -1
-                                rec[n_rec, 0] = b
-                                rec[n_rec, 1] = ax0
-                                rec[n_rec, 2] = ay0
-                                rec[n_rec, 3] = ax1
-                                rec[n_rec, 4] = ay1
-                                rec[n_rec, 5] = j + 1
-                                rec[n_rec, 6] = s_ra
-                                n_rec += 1
-                                start[U(ra)] = -1
-                                pending[U(n_pend)] = ra
-                                n_pend += 1
-                            elif (ax1 - ax0 + 2) * (ay1 - ay0 + 2) < amin:
-                                pending[U(n_pend)] = ra
-                                n_pend += 1
+                for g in range(1, n_groups):  # groups apart on the ring, often one component
+                    rg = p + offsets[U(reps[U(mask), g])]
+                    while parent[U(rg)] != rg:
+                        parent[U(rg)] = parent[U(parent[U(rg)])]
+                        rg = parent[U(rg)]
+                    if rg != rb:
+                        one = False
+                        break
+            if one:
+                # p joins rb's component, and rb stays its root. Only a box that grows matters:
+                # a large box's open record ends, and a box that has just become large enough
+                # opens its first record at this level's end. (size only steers union by size: a
+                # lower bound is enough.)
+                parent[U(p)] = rb
                 prev_p = p
-                prev_root = ra
-            for k in range(n_pend):
-                r = pending[U(k)]
-                if parent[U(r)] == r and start[U(r)] < 0:
-                    start[U(r)] = j
-        # Components still alive at threshold index 0.
-        n_roots = 0
-        for k in range(fill[U(1)]):
-            if parent[order[U(k)]] == order[U(k)]:
-                n_roots += 1
-        if n_rec + n_roots > rec.shape[0]:
-            return -1
-        for k in range(fill[U(1)]):
-            r = order[U(k)]
-            if parent[U(r)] == r and (box[U(r), 2] - box[U(r), 0] + 2) * (box[U(r), 3] - box[U(r), 1] + 2) >= amin:
-                rec[n_rec, 0] = b
-                rec[n_rec, 1] = box[U(r), 0]
-                rec[n_rec, 2] = box[U(r), 1]
-                rec[n_rec, 3] = box[U(r), 2]
-                rec[n_rec, 4] = box[U(r), 3]
-                rec[n_rec, 5] = 0
-                rec[n_rec, 6] = start[U(r)]
-                n_rec += 1
+                prev_root = rb
+                bx0 = box[U(rb), 0]
+                by0 = box[U(rb), 1]
+                bx1 = box[U(rb), 2]
+                by1 = box[U(rb), 3]
+                if bx0 <= px <= bx1 and by0 <= py <= by1:
+                    continue
+                size[U(rb)] += 1
+                x0 = min(bx0, px)
+                y0 = min(by0, py)
+                x1 = max(bx1, px)
+                y1 = max(by1, py)
+                box[U(rb), 0] = x0
+                box[U(rb), 1] = y0
+                box[U(rb), 2] = x1
+                box[U(rb), 3] = y1
+                if (x1 - x0 + 2) * (y1 - y0 + 2) < amin:
+                    continue
+                s_rb = start[U(rb)]
+                if s_rb >= 0:  # rb's record ends: its box grows
+                    if n_rec == rec.shape[0]:
+                        return -1
+                    rec[n_rec, 0] = b
+                    rec[n_rec, 1] = bx0
+                    rec[n_rec, 2] = by0
+                    rec[n_rec, 3] = bx1
+                    rec[n_rec, 4] = by1
+                    rec[n_rec, 5] = j + 1
+                    rec[n_rec, 6] = s_rb
+                    n_rec += 1
+                    start[U(rb)] = -1
+                    pending[U(n_pend)] = rb
+                    n_pend += 1
+                elif (bx1 - bx0 + 2) * (by1 - by0 + 2) < amin:  # now large enough to have a record
+                    pending[U(n_pend)] = rb
+                    n_pend += 1
+                continue
+            parent[U(p)] = p
+            size[U(p)] = 1
+            box[U(p), 0] = px
+            box[U(p), 1] = py
+            box[U(p), 2] = px
+            box[U(p), 3] = py
+            start[U(p)] = -1
+            if 4 >= amin:  # a one-pixel box is already large enough
+                pending[U(n_pend)] = p
+                n_pend += 1
+            ra = p  # p's root, kept up to date across its merges
+            for g in range(n_reps[U(mask)]):
+                rb = p + offsets[U(reps[U(mask), g])]
+                while parent[U(rb)] != rb:  # path halving
+                    parent[U(rb)] = parent[U(parent[U(rb)])]
+                    rb = parent[U(rb)]
+                if ra == rb:
+                    continue
+                if size[U(ra)] < size[U(rb)]:  # union by size; ra survives
+                    ra, rb = rb, ra
+                ax0 = box[U(ra), 0]
+                ay0 = box[U(ra), 1]
+                ax1 = box[U(ra), 2]
+                ay1 = box[U(ra), 3]
+                x0 = min(ax0, box[U(rb), 0])
+                y0 = min(ay0, box[U(rb), 1])
+                x1 = max(ax1, box[U(rb), 2])
+                y1 = max(ay1, box[U(rb), 3])
+                s_rb = start[U(rb)]
+                if s_rb >= 0:  # rb's component ends here
+                    if n_rec == rec.shape[0]:
+                        return -1
+                    rec[n_rec, 0] = b
+                    rec[n_rec, 1] = box[U(rb), 0]
+                    rec[n_rec, 2] = box[U(rb), 1]
+                    rec[n_rec, 3] = box[U(rb), 2]
+                    rec[n_rec, 4] = box[U(rb), 3]
+                    rec[n_rec, 5] = j + 1
+                    rec[n_rec, 6] = s_rb
+                    n_rec += 1
+                parent[U(rb)] = ra
+                size[U(ra)] += size[U(rb)]
+                if x0 != ax0 or y0 != ay0 or x1 != ax1 or y1 != ay1:
+                    box[U(ra), 0] = x0
+                    box[U(ra), 1] = y0
+                    box[U(ra), 2] = x1
+                    box[U(ra), 3] = y1
+                    if (x1 - x0 + 2) * (y1 - y0 + 2) >= amin:
+                        s_ra = start[U(ra)]
+                        if s_ra >= 0:  # ra's box grows: its record ends, a new one opens
+                            if n_rec == rec.shape[0]:
+                                return -1
+                            rec[n_rec, 0] = b
+                            rec[n_rec, 1] = ax0
+                            rec[n_rec, 2] = ay0
+                            rec[n_rec, 3] = ax1
+                            rec[n_rec, 4] = ay1
+                            rec[n_rec, 5] = j + 1
+                            rec[n_rec, 6] = s_ra
+                            n_rec += 1
+                            start[U(ra)] = -1
+                            pending[U(n_pend)] = ra
+                            n_pend += 1
+                        elif (ax1 - ax0 + 2) * (ay1 - ay0 + 2) < amin:
+                            pending[U(n_pend)] = ra
+                            n_pend += 1
+            prev_p = p
+            prev_root = ra
+        for k in range(n_pend):
+            r = pending[U(k)]
+            if parent[U(r)] == r and start[U(r)] < 0:
+                start[U(r)] = j
+    # Components still alive at threshold index 0: the pixels of levels >= 1.
+    top_lo = first[U(1)] if n_levels > 0 else 0
+    top_hi = fill[U(n_levels)] if n_levels > 0 else 0
+    n_roots = 0
+    for k in range(top_lo, top_hi):
+        if parent[order[U(k)]] == order[U(k)]:
+            n_roots += 1
+    if n_rec + n_roots > rec.shape[0]:
+        return -1
+    for k in range(top_lo, top_hi):
+        r = order[U(k)]
+        if parent[U(r)] == r and (box[U(r), 2] - box[U(r), 0] + 2) * (box[U(r), 3] - box[U(r), 1] + 2) >= amin:
+            rec[n_rec, 0] = b
+            rec[n_rec, 1] = box[U(r), 0]
+            rec[n_rec, 2] = box[U(r), 1]
+            rec[n_rec, 3] = box[U(r), 2]
+            rec[n_rec, 4] = box[U(r), 3]
+            rec[n_rec, 5] = 0
+            rec[n_rec, 6] = start[U(r)]
+            n_rec += 1
     return n_rec
 
 
-@jit.kernel
-def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - compiled by numba
+@jit.helper
+def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, on, n_on, parent, size, box, nxt,
+                start, state, pending, rec, n_rec):  # pragma: no cover - compiled by numba
     """Union-find sweep of the holes: the 4-connected components of the background
     ``{level <= j}`` that do not touch the image border, for every ``j`` in ``0..n_levels-1`` at
     once. The background grows with ``j``, so the pixels are added in increasing level order
-    (counting-sorted; raster order inside a level) and merged with their 4-neighbours already
+    (``order``; raster order inside a level) and merged with their 4-neighbours already
     added. A hole's box is reported as a record valid over the thresholds during which it is a
-    hole with that box. Returns ``[R,7]`` rows ``(image, x1, y1, x2, y2, lo, hi)`` whose box is the
-    hole's box grown by one pixel on each side: the box of the region pixels around it, the
-    hole's contour.
+    hole with that box: rows ``(image, x1, y1, x2, y2, lo, hi)`` appended as :func:`_region_sweep`
+    does, whose box is the hole's box grown by one pixel on each side (the box of the region
+    pixels around it, the hole's contour).
 
     Only holes are union-find components. The background that touches the image border is never
     a hole again, and most pixels of a noisy map join it at their own level, so it is a mark per
@@ -295,22 +273,224 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
     one more to the right and below) has an open record or is in this level's ``pending`` list;
     any other root has neither (module docstring).
     """
+    wp = w + 2
+    offsets = np.array([-1, -wp, 1, wp])
+    state[:] = 0
+    prev_p = -1  # the pixel processed last, when in a hole, and its root (still a root: nothing merged since)
+    prev_root = -1
+    for j in range(n_levels):
+        n_pend = 0
+        for k in range(first[U(j)], fill[U(j)]):
+            p = order[U(k)]
+            px = order_x[U(k)]
+            py = order_y[U(k)]
+            s_w = state[U(p - 1)]
+            s_n = state[U(p - wp)]
+            s_e = state[U(p + 1)]
+            s_s = state[U(p + wp)]
+            in_hole = (np.int64(s_w == 1) | (np.int64(s_n == 1) << 1) | (np.int64(s_e == 1) << 2)
+                       | (np.int64(s_s == 1) << 3))
+            touching = ((px == 0) | (py == 0) | (px == w - 1) | (py == h - 1) | (s_w == 2) | (s_n == 2)
+                        | (s_e == 2) | (s_s == 2))
+            if touching:
+                # p joins the border's background, and so do the holes around it: their records
+                # end, and their pixels take the mark.
+                state[U(p)] = 2
+                for i in range(n_on[U(in_hole)]):
+                    q = p + offsets[U(on[U(in_hole), i])]
+                    if state[U(q)] != 1:  # marked with a hole met before
+                        continue
+                    if q == prev_p:
+                        r = prev_root
+                    else:
+                        r = q
+                        while parent[U(r)] != r:  # path halving
+                            parent[U(r)] = parent[U(parent[U(r)])]
+                            r = parent[U(r)]
+                    s_r = start[U(r)]
+                    if s_r >= 0:
+                        if n_rec == rec.shape[0]:
+                            return -1
+                        rec[n_rec, 0] = b
+                        rec[n_rec, 1] = box[U(r), 0] - 1
+                        rec[n_rec, 2] = box[U(r), 1] - 1
+                        rec[n_rec, 3] = box[U(r), 2] + 1
+                        rec[n_rec, 4] = box[U(r), 3] + 1
+                        rec[n_rec, 5] = s_r
+                        rec[n_rec, 6] = j - 1
+                        n_rec += 1
+                        start[U(r)] = -1
+                    t = r
+                    while True:
+                        state[U(t)] = 2
+                        t = nxt[U(t)]
+                        if t == r:
+                            break
+                prev_p = -1
+                continue
+            state[U(p)] = 1
+            rp = -1  # p's root once it has one
+            for i in range(n_on[U(in_hole)]):
+                q = p + offsets[U(on[U(in_hole), i])]
+                if q == prev_p:  # often the left neighbour, whose root is known
+                    rb = prev_root
+                elif parent[U(q)] == rp:  # already p's component, one step away
+                    continue
+                else:
+                    rb = q
+                    while parent[U(rb)] != rb:  # path halving
+                        parent[U(rb)] = parent[U(parent[U(rb)])]
+                        rb = parent[U(rb)]
+                if rb == rp:
+                    continue
+                if rp < 0:
+                    # p joins rb's hole. Its record ends only if the box grows.
+                    parent[U(p)] = rb
+                    size[U(rb)] += 1
+                    nxt[U(p)] = nxt[U(rb)]
+                    nxt[U(rb)] = p
+                    rp = rb
+                    bx0 = box[U(rb), 0]
+                    by0 = box[U(rb), 1]
+                    bx1 = box[U(rb), 2]
+                    by1 = box[U(rb), 3]
+                    if bx0 <= px <= bx1 and by0 <= py <= by1:
+                        continue
+                    s_rb = start[U(rb)]
+                    if s_rb >= 0:
+                        if n_rec == rec.shape[0]:
+                            return -1
+                        rec[n_rec, 0] = b
+                        rec[n_rec, 1] = bx0 - 1
+                        rec[n_rec, 2] = by0 - 1
+                        rec[n_rec, 3] = bx1 + 1
+                        rec[n_rec, 4] = by1 + 1
+                        rec[n_rec, 5] = s_rb
+                        rec[n_rec, 6] = j - 1
+                        n_rec += 1
+                        start[U(rb)] = -1
+                    x0 = min(bx0, px)
+                    y0 = min(by0, py)
+                    x1 = max(bx1, px)
+                    y1 = max(by1, py)
+                    box[U(rb), 0] = x0
+                    box[U(rb), 1] = y0
+                    box[U(rb), 2] = x1
+                    box[U(rb), 3] = y1
+                    if (x1 - x0 + 4) * (y1 - y0 + 4) >= amin and (s_rb >= 0 or (bx1 - bx0 + 4) * (by1 - by0 + 4) < amin):
+                        pending[U(n_pend)] = rb
+                        n_pend += 1
+                    continue
+                ra = rp
+                if size[U(ra)] < size[U(rb)]:  # union by size; ra survives
+                    ra, rb = rb, ra
+                parent[U(rb)] = ra
+                size[U(ra)] += size[U(rb)]
+                t = nxt[U(ra)]  # one list
+                nxt[U(ra)] = nxt[U(rb)]
+                nxt[U(rb)] = t
+                rp = ra
+                s_rb = start[U(rb)]
+                if s_rb >= 0:  # rb's hole is absorbed
+                    if n_rec == rec.shape[0]:
+                        return -1
+                    rec[n_rec, 0] = b
+                    rec[n_rec, 1] = box[U(rb), 0] - 1
+                    rec[n_rec, 2] = box[U(rb), 1] - 1
+                    rec[n_rec, 3] = box[U(rb), 2] + 1
+                    rec[n_rec, 4] = box[U(rb), 3] + 1
+                    rec[n_rec, 5] = s_rb
+                    rec[n_rec, 6] = j - 1
+                    n_rec += 1
+                ax0 = box[U(ra), 0]
+                ay0 = box[U(ra), 1]
+                ax1 = box[U(ra), 2]
+                ay1 = box[U(ra), 3]
+                x0 = min(ax0, box[U(rb), 0])
+                y0 = min(ay0, box[U(rb), 1])
+                x1 = max(ax1, box[U(rb), 2])
+                y1 = max(ay1, box[U(rb), 3])
+                if x0 != ax0 or y0 != ay0 or x1 != ax1 or y1 != ay1:
+                    box[U(ra), 0] = x0
+                    box[U(ra), 1] = y0
+                    box[U(ra), 2] = x1
+                    box[U(ra), 3] = y1
+                    s_ra = start[U(ra)]
+                    if s_ra >= 0:  # ra's box grows: its record ends, a new one opens
+                        if n_rec == rec.shape[0]:
+                            return -1
+                        rec[n_rec, 0] = b
+                        rec[n_rec, 1] = ax0 - 1
+                        rec[n_rec, 2] = ay0 - 1
+                        rec[n_rec, 3] = ax1 + 1
+                        rec[n_rec, 4] = ay1 + 1
+                        rec[n_rec, 5] = s_ra
+                        rec[n_rec, 6] = j - 1
+                        n_rec += 1
+                        start[U(ra)] = -1
+                    if (x1 - x0 + 4) * (y1 - y0 + 4) >= amin and (s_ra >= 0 or (ax1 - ax0 + 4) * (ay1 - ay0 + 4) < amin):
+                        pending[U(n_pend)] = ra
+                        n_pend += 1
+            if rp < 0:  # no neighbour in a hole: a hole of its own
+                parent[U(p)] = p
+                size[U(p)] = 1
+                nxt[U(p)] = p
+                box[U(p), 0] = px
+                box[U(p), 1] = py
+                box[U(p), 2] = px
+                box[U(p), 3] = py
+                start[U(p)] = -1
+                rp = p
+                if 16 >= amin:
+                    pending[U(n_pend)] = p
+                    n_pend += 1
+            prev_p = p
+            prev_root = rp
+        for k in range(n_pend):  # holes new or changed at this level open a record
+            r = pending[U(k)]
+            if state[U(r)] == 1 and parent[U(r)] == r and start[U(r)] < 0:
+                start[U(r)] = j
+    for k in range(fill[U(n_levels - 1)] if n_levels > 0 else 0):
+        r = order[U(k)]
+        if state[U(r)] == 1 and parent[U(r)] == r and start[U(r)] >= 0:
+            if n_rec == rec.shape[0]:
+                return -1
+            rec[n_rec, 0] = b
+            rec[n_rec, 1] = box[U(r), 0] - 1
+            rec[n_rec, 2] = box[U(r), 1] - 1
+            rec[n_rec, 3] = box[U(r), 2] + 1
+            rec[n_rec, 4] = box[U(r), 3] + 1
+            rec[n_rec, 5] = start[U(r)]
+            rec[n_rec, 6] = n_levels - 1
+            n_rec += 1
+            start[U(r)] = -1
+    return n_rec
+
+
+@jit.kernel
+def _pixel_records(values, lut, n_levels, reps, n_reps, min_area, rec):  # pragma: no cover - compiled by numba
+    """Both sweeps for each image: pixel ``(y, x)`` of image ``b`` has the level
+    ``lut[b, values[b, y, x]]`` (in ``0..n_levels``; a table, so that quantised maps need no levels
+    array). The pixels are counting-sorted by level once (raster order inside a level): the region
+    sweep takes the levels from the top down, the hole sweep from the bottom up. Returns the number
+    of ``[R,7]`` rows ``(image, x1, y1, x2, y2, lo, hi)`` written to ``rec`` (regions and holes,
+    image by image), or -1 when ``rec`` is too small."""
     n_img, h, w = values.shape
     wp = w + 2
     n = (h + 2) * wp
     parent = np.empty(n, np.int32)
     size = np.empty(n, np.int32)
-    box = np.empty((n, 4), np.int32)
-    nxt = np.empty(n, np.int32)  # the next pixel of the pixel's hole, in a circular list
-    start = np.empty(n, np.int32)  # open record's first threshold index; -1: none
-    state = np.zeros(n, np.uint8)  # 0: not background (yet), 1: in a hole, 2: background touching the border
+    box = np.empty((n, 4), np.int32)  # x1, y1, x2, y2 of the component a root represents
+    nxt = np.empty(n, np.int32)  # holes: the next pixel of the pixel's hole, in a circular list
+    start = np.empty(n, np.int32)  # open record's threshold index (regions: top, holes: first); -1: none (yet)
+    active = np.zeros(n, np.bool_)  # regions: foreground so far
+    state = np.zeros(n, np.uint8)  # holes: 0 not background (yet), 1 in a hole, 2 background touching the border
     order = np.empty(h * w, np.int32)  # padded pixel ids sorted by level, and their coordinates
     order_x = np.empty(h * w, np.int32)
     order_y = np.empty(h * w, np.int32)
     pending = np.empty(2 * h * w + 1, np.int32)  # roots whose record opens at the end of the level
-    first = np.empty(n_levels + 2, np.int64)
+    first = np.empty(n_levels + 2, np.int64)  # level l's pixels are order[first[l]:fill[l]]
     fill = np.empty(n_levels + 2, np.int64)
-    offsets = np.array([-1, -wp, 1, wp])
     on = np.zeros((16, 4), np.int64)  # the set bits of each 4-bit pattern of neighbours in holes
     n_on = np.zeros(16, np.int64)
     for m in range(16):
@@ -322,13 +502,12 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
     for b in range(n_img):
         lv = values[b]
         lb = lut[b]
-        amin = min_area[b]
         first[:] = 0
         for y in range(h):
             for x in range(w):
                 first[lb[lv[y, x]]] += 1
         pos = 0
-        for lev in range(n_levels):  # levels 0..n_levels-1 join the background; n_levels never does
+        for lev in range(n_levels + 1):
             c = first[U(lev)]
             first[U(lev)] = pos
             fill[U(lev)] = pos
@@ -336,199 +515,17 @@ def _hole_records(values, lut, n_levels, min_area, rec):  # pragma: no cover - c
         for y in range(h):
             for x in range(w):
                 lev = lb[lv[y, x]]
-                if lev < n_levels:
-                    k = fill[U(lev)]
-                    order[U(k)] = (y + 1) * wp + x + 1
-                    order_x[U(k)] = x
-                    order_y[U(k)] = y
-                    fill[U(lev)] = k + 1
-        state[:] = 0
-        prev_p = -1  # the pixel processed last, when in a hole, and its root (still a root: nothing merged since)
-        prev_root = -1
-        for j in range(n_levels):
-            n_pend = 0
-            for k in range(first[U(j)], fill[U(j)]):
-                p = order[U(k)]
-                px = order_x[U(k)]
-                py = order_y[U(k)]
-                s_w = state[U(p - 1)]
-                s_n = state[U(p - wp)]
-                s_e = state[U(p + 1)]
-                s_s = state[U(p + wp)]
-                in_hole = (np.int64(s_w == 1) | (np.int64(s_n == 1) << 1) | (np.int64(s_e == 1) << 2)
-                           | (np.int64(s_s == 1) << 3))
-                touching = ((px == 0) | (py == 0) | (px == w - 1) | (py == h - 1) | (s_w == 2) | (s_n == 2)
-                            | (s_e == 2) | (s_s == 2))
-                if touching:
-                    # p joins the border's background, and so do the holes around it: their records
-                    # end, and their pixels take the mark.
-                    state[U(p)] = 2
-                    for i in range(n_on[U(in_hole)]):
-                        q = p + offsets[U(on[U(in_hole), i])]
-                        if state[U(q)] != 1:  # marked with a hole met before
-                            continue
-                        if q == prev_p:
-                            r = prev_root
-                        else:
-                            r = q
-                            while parent[U(r)] != r:  # path halving
-                                parent[U(r)] = parent[U(parent[U(r)])]
-                                r = parent[U(r)]
-                        s_r = start[U(r)]
-                        if s_r >= 0:
-                            if n_rec == rec.shape[0]:
-                                return -1
-                            rec[n_rec, 0] = b
-                            rec[n_rec, 1] = box[U(r), 0] - 1
-                            rec[n_rec, 2] = box[U(r), 1] - 1
-                            rec[n_rec, 3] = box[U(r), 2] + 1
-                            rec[n_rec, 4] = box[U(r), 3] + 1
-                            rec[n_rec, 5] = s_r
-                            rec[n_rec, 6] = j - 1
-                            n_rec += 1
-                            start[U(r)] = -1
-                        t = r
-                        while True:
-                            state[U(t)] = 2
-                            t = nxt[U(t)]
-                            if t == r:
-                                break
-                    prev_p = -1
-                    continue
-                state[U(p)] = 1
-                rp = -1  # p's root once it has one
-                for i in range(n_on[U(in_hole)]):
-                    q = p + offsets[U(on[U(in_hole), i])]
-                    if q == prev_p:  # often the left neighbour, whose root is known
-                        rb = prev_root
-                    elif parent[U(q)] == rp:  # already p's component, one step away
-                        continue
-                    else:
-                        rb = q
-                        while parent[U(rb)] != rb:  # path halving
-                            parent[U(rb)] = parent[U(parent[U(rb)])]
-                            rb = parent[U(rb)]
-                    if rb == rp:
-                        continue
-                    if rp < 0:
-                        # p joins rb's hole. Its record ends only if the box grows.
-                        parent[U(p)] = rb
-                        size[U(rb)] += 1
-                        nxt[U(p)] = nxt[U(rb)]
-                        nxt[U(rb)] = p
-                        rp = rb
-                        bx0 = box[U(rb), 0]
-                        by0 = box[U(rb), 1]
-                        bx1 = box[U(rb), 2]
-                        by1 = box[U(rb), 3]
-                        if bx0 <= px <= bx1 and by0 <= py <= by1:
-                            continue
-                        s_rb = start[U(rb)]
-                        if s_rb >= 0:
-                            if n_rec == rec.shape[0]:
-                                return -1
-                            rec[n_rec, 0] = b
-                            rec[n_rec, 1] = bx0 - 1
-                            rec[n_rec, 2] = by0 - 1
-                            rec[n_rec, 3] = bx1 + 1
-                            rec[n_rec, 4] = by1 + 1
-                            rec[n_rec, 5] = s_rb
-                            rec[n_rec, 6] = j - 1
-                            n_rec += 1
-                            start[U(rb)] = -1
-                        x0 = min(bx0, px)
-                        y0 = min(by0, py)
-                        x1 = max(bx1, px)
-                        y1 = max(by1, py)
-                        box[U(rb), 0] = x0
-                        box[U(rb), 1] = y0
-                        box[U(rb), 2] = x1
-                        box[U(rb), 3] = y1
-                        if (x1 - x0 + 4) * (y1 - y0 + 4) >= amin and (s_rb >= 0 or (bx1 - bx0 + 4) * (by1 - by0 + 4) < amin):
-                            pending[U(n_pend)] = rb
-                            n_pend += 1
-                        continue
-                    ra = rp
-                    if size[U(ra)] < size[U(rb)]:  # union by size; ra survives
-                        ra, rb = rb, ra
-                    parent[U(rb)] = ra
-                    size[U(ra)] += size[U(rb)]
-                    t = nxt[U(ra)]  # one list
-                    nxt[U(ra)] = nxt[U(rb)]
-                    nxt[U(rb)] = t
-                    rp = ra
-                    s_rb = start[U(rb)]
-                    if s_rb >= 0:  # rb's hole is absorbed
-                        if n_rec == rec.shape[0]:
-                            return -1
-                        rec[n_rec, 0] = b
-                        rec[n_rec, 1] = box[U(rb), 0] - 1
-                        rec[n_rec, 2] = box[U(rb), 1] - 1
-                        rec[n_rec, 3] = box[U(rb), 2] + 1
-                        rec[n_rec, 4] = box[U(rb), 3] + 1
-                        rec[n_rec, 5] = s_rb
-                        rec[n_rec, 6] = j - 1
-                        n_rec += 1
-                    ax0 = box[U(ra), 0]
-                    ay0 = box[U(ra), 1]
-                    ax1 = box[U(ra), 2]
-                    ay1 = box[U(ra), 3]
-                    x0 = min(ax0, box[U(rb), 0])
-                    y0 = min(ay0, box[U(rb), 1])
-                    x1 = max(ax1, box[U(rb), 2])
-                    y1 = max(ay1, box[U(rb), 3])
-                    if x0 != ax0 or y0 != ay0 or x1 != ax1 or y1 != ay1:
-                        box[U(ra), 0] = x0
-                        box[U(ra), 1] = y0
-                        box[U(ra), 2] = x1
-                        box[U(ra), 3] = y1
-                        s_ra = start[U(ra)]
-                        if s_ra >= 0:  # ra's box grows: its record ends, a new one opens
-                            if n_rec == rec.shape[0]:
-                                return -1
-                            rec[n_rec, 0] = b
-                            rec[n_rec, 1] = ax0 - 1
-                            rec[n_rec, 2] = ay0 - 1
-                            rec[n_rec, 3] = ax1 + 1
-                            rec[n_rec, 4] = ay1 + 1
-                            rec[n_rec, 5] = s_ra
-                            rec[n_rec, 6] = j - 1
-                            n_rec += 1
-                            start[U(ra)] = -1
-                        if (x1 - x0 + 4) * (y1 - y0 + 4) >= amin and (s_ra >= 0 or (ax1 - ax0 + 4) * (ay1 - ay0 + 4) < amin):
-                            pending[U(n_pend)] = ra
-                            n_pend += 1
-                if rp < 0:  # no neighbour in a hole: a hole of its own
-                    parent[U(p)] = p
-                    size[U(p)] = 1
-                    nxt[U(p)] = p
-                    box[U(p), 0] = px
-                    box[U(p), 1] = py
-                    box[U(p), 2] = px
-                    box[U(p), 3] = py
-                    start[U(p)] = -1
-                    rp = p
-                    if 16 >= amin:
-                        pending[U(n_pend)] = p
-                        n_pend += 1
-                prev_p = p
-                prev_root = rp
-            for k in range(n_pend):  # holes new or changed at this level open a record
-                r = pending[U(k)]
-                if state[U(r)] == 1 and parent[U(r)] == r and start[U(r)] < 0:
-                    start[U(r)] = j
-        for k in range(fill[U(n_levels - 1)] if n_levels > 0 else 0):
-            r = order[U(k)]
-            if state[U(r)] == 1 and parent[U(r)] == r and start[U(r)] >= 0:
-                if n_rec == rec.shape[0]:
-                    return -1
-                rec[n_rec, 0] = b
-                rec[n_rec, 1] = box[U(r), 0] - 1
-                rec[n_rec, 2] = box[U(r), 1] - 1
-                rec[n_rec, 3] = box[U(r), 2] + 1
-                rec[n_rec, 4] = box[U(r), 3] + 1
-                rec[n_rec, 5] = start[U(r)]
-                rec[n_rec, 6] = n_levels - 1
-                n_rec += 1
-                start[U(r)] = -1
+                k = fill[U(lev)]
+                order[U(k)] = (y + 1) * wp + x + 1
+                order_x[U(k)] = x
+                order_y[U(k)] = y
+                fill[U(lev)] = k + 1
+        n_rec = _region_sweep(b, n_levels, h, w, min_area[b], order, order_x, order_y, first, fill, reps, n_reps,
+                              parent, size, box, start, active, pending, rec, n_rec)
+        if n_rec < 0:
+            return -1
+        n_rec = _hole_sweep(b, n_levels, h, w, min_area[b], order, order_x, order_y, first, fill, on, n_on, parent,
+                            size, box, nxt, start, state, pending, rec, n_rec)
+        if n_rec < 0:
+            return -1
     return n_rec

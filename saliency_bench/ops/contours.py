@@ -52,10 +52,10 @@ def contour_record_parts(values: np.ndarray, lut: np.ndarray, n_t: int, path: st
       unimodal runs per row and column; the components of every threshold come from union-finds
       over basins of runs, rows giving y-ranges and columns x-ranges. Taken when every kind of run
       stays under ``RUNS_PER_PIXEL`` per pixel.
-    * pixels: one union-find sweep over the pixels in decreasing level order for the regions
-      (:func:`.contour_pixels._component_records`), and one in increasing order with 4-connectivity for the holes
-      (:func:`.contour_pixels._hole_records`); noisy maps (raw gradients) have about a run per three pixels, and go
-      this way.
+    * pixels (:func:`.contour_pixels._pixel_records`): one union-find sweep over the pixels in decreasing
+      level order for the regions (:func:`.contour_pixels._region_sweep`), and one in increasing order with
+      4-connectivity for the holes (:func:`.contour_pixels._hole_sweep`); noisy maps (raw gradients) have about
+      a run per three pixels, and go this way.
 
     Either is O(pixels) for all thresholds, instead of one contour search per threshold.
     ``took_runs`` (bool ``[B]``), when given, is set to which images the run path scored.
@@ -66,7 +66,7 @@ def contour_record_parts(values: np.ndarray, lut: np.ndarray, n_t: int, path: st
     has IoU at most ``A / G`` with a box of area ``G``). The run path keeps every record.
 
     Returns ``parts``, one or more arrays of rows ``[R,7]`` = ``(image, x1, y1, x2, y2, lo, hi)``
-    (one per sweep, not concatenated: noisy maps have many records): the box (inclusive, the
+    (one per path, not concatenated: noisy maps have many records): the box (inclusive, the
     extreme contour points) is a contour's box at every threshold index ``lo <= j <= hi``; and
     ``top [B]``, each image's highest level (foreground exists at ``j`` iff ``j < top``).
     """
@@ -95,13 +95,11 @@ def contour_record_parts(values: np.ndarray, lut: np.ndarray, n_t: int, path: st
         sub_table = table if len(todo) == n_img else np.ascontiguousarray(table[todo])
         amin = np.zeros(len(todo)) if min_area is None else \
             np.ascontiguousarray(np.asarray(min_area, np.float64)[todo])
-        for name, args in (("_component_records", (sub_vals, sub_table, int(n_t), *contour_pixels.neighbour_groups(),
-                                                    amin)),
-                           ("_hole_records", (sub_vals, sub_table, int(n_t), amin))):
-            rows = _run_filling(contour_pixels.jit, name, args, len(todo))
-            if len(todo) < n_img:
-                rows[:, 0] = todo[rows[:, 0]]
-            parts.append(rows)
+        rows = _run_filling(contour_pixels.jit, "_pixel_records",
+                            (sub_vals, sub_table, int(n_t), *contour_pixels.neighbour_groups(), amin), len(todo))
+        if len(todo) < n_img:
+            rows[:, 0] = todo[rows[:, 0]]
+        parts.append(rows)
     top = table[np.arange(n_img), vals.reshape(n_img, -1).max(axis=1)].astype(np.int64) if h * w else \
         np.zeros(n_img, np.int64)  # lut is non-decreasing
     return (parts if parts else [np.zeros((0, 7), np.int64)]), top
