@@ -252,6 +252,35 @@ def test_contour_boxes_at_every_threshold_equal_opencv_retr_tree_holes_included(
     assert cases > 3000 and holes > 300  # holes were exercised
 
 
+def test_pixel_sweeps_with_a_min_area_keep_exactly_opencvs_boxes_of_that_area():
+    """With ``min_area``, the pixel sweeps track records only for boxes that can reach it: at every
+    threshold the boxes they return are exactly OpenCV's contour boxes whose area, grown by one
+    pixel to the right and below, is at least ``min_area`` (noisy maps, binary ones full of holes,
+    rings whose holes grow and reach the border, on 240 maps and four areas each)."""
+    rng = np.random.default_rng(5)
+    cases = kept = dropped = 0
+    for trial in range(240):
+        h, w = (int(v) for v in rng.integers(1, 41, 2))
+        lv = _level_map(rng, (0, 1, 4, 6, 2)[trial % 5], h, w)
+        lv = np.ascontiguousarray(lv - lv.min(), dtype=np.int32)
+        n_t = int(lv.max()) + 1
+        identity = np.arange(n_t + 1, dtype=np.int32)[None]
+        for amin in (0.0, 4.0, 16.5, float(rng.uniform(0, (h + 1) * (w + 1)))):
+            rows, _ = contour_records(lv[None], identity, n_t, "pixels", min_area=np.array([amin]))
+            got = [set() for _ in range(n_t)]
+            for _, x1, y1, x2, y2, lo, hi in rows.tolist():
+                for j in range(lo, hi + 1):
+                    got[j].add((x1, y1, x2, y2))
+            for j in range(n_t):
+                every = _cv2_boxes(lv > j)
+                want = {b for b in every if (b[2] - b[0] + 2) * (b[3] - b[1] + 2) >= amin}
+                assert got[j] == want, (trial, amin, j)
+                cases += 1
+                kept += len(want)
+                dropped += len(every - want)
+    assert cases > 2000 and kept > 1000 and dropped > 1000  # both sides of the area were exercised
+
+
 def test_auto_scores_smooth_maps_by_runs_and_noisy_maps_by_pixels_both_as_opencv():
     """Per map, the way is chosen by how many runs it has: bicubic-upsampled small maps and blurred
     maps by runs, noise by pixels; all 100 thresholds of each equal OpenCV's contour boxes."""
