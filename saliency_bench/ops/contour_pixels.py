@@ -2,7 +2,8 @@
 :func:`~saliency_bench.ops.contours.contour_records` for noisy maps): one sweep in decreasing
 level order for the 8-connected regions, one in increasing order for the 4-connected holes.
 
-Two things keep the sweeps' work per pixel small:
+Both sweeps take the pixels from one counting sort by level (:func:`_pixel_records`). What keeps
+their work per pixel small:
 
 * Indices are cast to unsigned (``U``) where an array is read or written: numba wraps a negative
   signed index around (``a[-1]`` is the last item), which costs a compare and a select on every
@@ -11,7 +12,11 @@ Two things keep the sweeps' work per pixel small:
   boxes only grow, so a component under that area has nothing to report while its box stays as it
   is, and it needs no open record, no record closing when its box grows, and no entry in the list
   of records that open at the end of the level. Only a component whose box reaches the area opens
-  one, at the end of the level at which it does."""
+  one, at the end of the level at which it does.
+* The hole sweep keeps no component for the background that touches the image border, only a
+  mark per pixel (:func:`_hole_sweep`): most pixels of a noisy map join it, and then need no root.
+
+docs/PERFORMANCE.md §3 ("The pixel sweeps, for gradient maps") has what each of these saves."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -58,6 +63,83 @@ def neighbour_groups() -> tuple[np.ndarray, np.ndarray]:
 
 
 @jit.helper
+def _find(parent, r):  # pragma: no cover - compiled by numba
+    """The root of node ``r``, halving the path on the way."""
+    while parent[U(r)] != r:
+        parent[U(r)] = parent[U(parent[U(r)])]
+        r = parent[U(r)]
+    return r
+
+
+@jit.helper
+def _box(box, r):  # pragma: no cover - compiled by numba
+    """Root ``r``'s box ``(x1, y1, x2, y2)``."""
+    return box[U(r), 0], box[U(r), 1], box[U(r), 2], box[U(r), 3]
+
+
+@jit.helper
+def _joined_box(box, ra, rb):  # pragma: no cover - compiled by numba
+    """Root ``ra``'s box, and the box of ``ra`` and ``rb`` together."""
+    ax0, ay0, ax1, ay1 = _box(box, ra)
+    return (ax0, ay0, ax1, ay1, min(ax0, box[U(rb), 0]), min(ay0, box[U(rb), 1]), max(ax1, box[U(rb), 2]),
+            max(ay1, box[U(rb), 3]))
+
+
+@jit.helper
+def _emit(rec, n_rec, b, x1, y1, x2, y2, lo, hi):  # pragma: no cover - compiled by numba
+    """Row ``n_rec`` of ``rec``: ``(b, x1, y1, x2, y2, lo, hi)``; the new row count, or -1 when
+    ``rec`` is full."""
+    if n_rec == rec.shape[0]:
+        return -1
+    rec[n_rec, 0] = b
+    rec[n_rec, 1] = x1
+    rec[n_rec, 2] = y1
+    rec[n_rec, 3] = x2
+    rec[n_rec, 4] = y2
+    rec[n_rec, 5] = lo
+    rec[n_rec, 6] = hi
+    return n_rec + 1
+
+
+@jit.helper
+def _set_box(box, r, x0, y0, x1, y1):  # pragma: no cover - compiled by numba
+    """Store root ``r``'s box."""
+    box[U(r), 0] = x0
+    box[U(r), 1] = y0
+    box[U(r), 2] = x1
+    box[U(r), 3] = y1
+
+
+@jit.helper
+def _box_grew(start, pending, n_pend, r, old_area, new_area, min_area):  # pragma: no cover - compiled by numba
+    """Root ``r``'s box has grown from an area ``old_area`` to ``new_area``: an open record ends,
+    and a box large enough to report (``>= min_area``) goes on the list of records that open at
+    the end of the level, unless it is on it already (large before, and no record open). Returns
+    the list's new length and the top (regions) or first (holes) threshold index of the record
+    that ended, -1 if none did."""
+    if new_area < min_area:
+        return n_pend, -1
+    s = start[U(r)]
+    if s >= 0:
+        start[U(r)] = -1
+    elif old_area >= min_area:
+        return n_pend, -1
+    pending[U(n_pend)] = r
+    return n_pend + 1, s
+
+
+@jit.helper
+def _grow(box, r, x0, y0, x1, y1, px, py):  # pragma: no cover - compiled by numba
+    """Root ``r``'s box ``(x0, y0, x1, y1)`` grown to take pixel ``(px, py)``: stored, and returned."""
+    x0 = min(x0, px)
+    y0 = min(y0, py)
+    x1 = max(x1, px)
+    y1 = max(y1, py)
+    _set_box(box, r, x0, y0, x1, y1)
+    return x0, y0, x1, y1
+
+
+@jit.helper
 def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, reps, n_reps, parent, size, box,
                   start, active, pending, rec, n_rec):  # pragma: no cover - compiled by numba
     """Union-find sweep of the 8-connected regions ``{level > j}`` of image ``b``, for every ``j``
@@ -97,14 +179,10 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
                 if rb == prev_p:
                     rb = prev_root
                 else:
-                    while parent[U(rb)] != rb:
-                        parent[U(rb)] = parent[U(parent[U(rb)])]
-                        rb = parent[U(rb)]
+                    rb = _find(parent, rb)
                 for g in range(1, n_groups):  # groups apart on the ring, often one component
                     rg = p + offsets[U(reps[U(mask), g])]
-                    while parent[U(rg)] != rg:
-                        parent[U(rg)] = parent[U(parent[U(rg)])]
-                        rg = parent[U(rg)]
+                    rg = _find(parent, rg)
                     if rg != rb:
                         one = False
                         break
@@ -116,48 +194,21 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
                 parent[U(p)] = rb
                 prev_p = p
                 prev_root = rb
-                bx0 = box[U(rb), 0]
-                by0 = box[U(rb), 1]
-                bx1 = box[U(rb), 2]
-                by1 = box[U(rb), 3]
+                bx0, by0, bx1, by1 = _box(box, rb)
                 if bx0 <= px <= bx1 and by0 <= py <= by1:
                     continue
                 size[U(rb)] += 1
-                x0 = min(bx0, px)
-                y0 = min(by0, py)
-                x1 = max(bx1, px)
-                y1 = max(by1, py)
-                box[U(rb), 0] = x0
-                box[U(rb), 1] = y0
-                box[U(rb), 2] = x1
-                box[U(rb), 3] = y1
-                if (x1 - x0 + 2) * (y1 - y0 + 2) < amin:
-                    continue
-                s_rb = start[U(rb)]
+                x0, y0, x1, y1 = _grow(box, rb, bx0, by0, bx1, by1, px, py)
+                n_pend, s_rb = _box_grew(start, pending, n_pend, rb, (bx1 - bx0 + 2) * (by1 - by0 + 2),
+                                         (x1 - x0 + 2) * (y1 - y0 + 2), amin)
                 if s_rb >= 0:  # rb's record ends: its box grows
-                    if n_rec == rec.shape[0]:
+                    n_rec = _emit(rec, n_rec, b, bx0, by0, bx1, by1, j + 1, s_rb)
+                    if n_rec < 0:
                         return -1
-                    rec[n_rec, 0] = b
-                    rec[n_rec, 1] = bx0
-                    rec[n_rec, 2] = by0
-                    rec[n_rec, 3] = bx1
-                    rec[n_rec, 4] = by1
-                    rec[n_rec, 5] = j + 1
-                    rec[n_rec, 6] = s_rb
-                    n_rec += 1
-                    start[U(rb)] = -1
-                    pending[U(n_pend)] = rb
-                    n_pend += 1
-                elif (bx1 - bx0 + 2) * (by1 - by0 + 2) < amin:  # now large enough to have a record
-                    pending[U(n_pend)] = rb
-                    n_pend += 1
                 continue
             parent[U(p)] = p
             size[U(p)] = 1
-            box[U(p), 0] = px
-            box[U(p), 1] = py
-            box[U(p), 2] = px
-            box[U(p), 3] = py
+            _set_box(box, p, px, py, px, py)
             start[U(p)] = -1
             if 4 >= amin:  # a one-pixel box is already large enough
                 pending[U(n_pend)] = p
@@ -165,59 +216,27 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
             ra = p  # p's root, kept up to date across its merges
             for g in range(n_reps[U(mask)]):
                 rb = p + offsets[U(reps[U(mask), g])]
-                while parent[U(rb)] != rb:  # path halving
-                    parent[U(rb)] = parent[U(parent[U(rb)])]
-                    rb = parent[U(rb)]
+                rb = _find(parent, rb)
                 if ra == rb:
                     continue
                 if size[U(ra)] < size[U(rb)]:  # union by size; ra survives
                     ra, rb = rb, ra
-                ax0 = box[U(ra), 0]
-                ay0 = box[U(ra), 1]
-                ax1 = box[U(ra), 2]
-                ay1 = box[U(ra), 3]
-                x0 = min(ax0, box[U(rb), 0])
-                y0 = min(ay0, box[U(rb), 1])
-                x1 = max(ax1, box[U(rb), 2])
-                y1 = max(ay1, box[U(rb), 3])
+                ax0, ay0, ax1, ay1, x0, y0, x1, y1 = _joined_box(box, ra, rb)
                 s_rb = start[U(rb)]
                 if s_rb >= 0:  # rb's component ends here
-                    if n_rec == rec.shape[0]:
+                    n_rec = _emit(rec, n_rec, b, box[U(rb), 0], box[U(rb), 1], box[U(rb), 2], box[U(rb), 3], j + 1, s_rb)
+                    if n_rec < 0:
                         return -1
-                    rec[n_rec, 0] = b
-                    rec[n_rec, 1] = box[U(rb), 0]
-                    rec[n_rec, 2] = box[U(rb), 1]
-                    rec[n_rec, 3] = box[U(rb), 2]
-                    rec[n_rec, 4] = box[U(rb), 3]
-                    rec[n_rec, 5] = j + 1
-                    rec[n_rec, 6] = s_rb
-                    n_rec += 1
                 parent[U(rb)] = ra
                 size[U(ra)] += size[U(rb)]
                 if x0 != ax0 or y0 != ay0 or x1 != ax1 or y1 != ay1:
-                    box[U(ra), 0] = x0
-                    box[U(ra), 1] = y0
-                    box[U(ra), 2] = x1
-                    box[U(ra), 3] = y1
-                    if (x1 - x0 + 2) * (y1 - y0 + 2) >= amin:
-                        s_ra = start[U(ra)]
-                        if s_ra >= 0:  # ra's box grows: its record ends, a new one opens
-                            if n_rec == rec.shape[0]:
-                                return -1
-                            rec[n_rec, 0] = b
-                            rec[n_rec, 1] = ax0
-                            rec[n_rec, 2] = ay0
-                            rec[n_rec, 3] = ax1
-                            rec[n_rec, 4] = ay1
-                            rec[n_rec, 5] = j + 1
-                            rec[n_rec, 6] = s_ra
-                            n_rec += 1
-                            start[U(ra)] = -1
-                            pending[U(n_pend)] = ra
-                            n_pend += 1
-                        elif (ax1 - ax0 + 2) * (ay1 - ay0 + 2) < amin:
-                            pending[U(n_pend)] = ra
-                            n_pend += 1
+                    _set_box(box, ra, x0, y0, x1, y1)
+                    n_pend, s_ra = _box_grew(start, pending, n_pend, ra, (ax1 - ax0 + 2) * (ay1 - ay0 + 2),
+                                             (x1 - x0 + 2) * (y1 - y0 + 2), amin)
+                    if s_ra >= 0:  # ra's box grows: its record ends, a new one opens
+                        n_rec = _emit(rec, n_rec, b, ax0, ay0, ax1, ay1, j + 1, s_ra)
+                        if n_rec < 0:
+                            return -1
             prev_p = p
             prev_root = ra
         for k in range(n_pend):
@@ -227,23 +246,12 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
     # Components still alive at threshold index 0: the pixels of levels >= 1.
     top_lo = first[U(1)] if n_levels > 0 else 0
     top_hi = fill[U(n_levels)] if n_levels > 0 else 0
-    n_roots = 0
-    for k in range(top_lo, top_hi):
-        if parent[order[U(k)]] == order[U(k)]:
-            n_roots += 1
-    if n_rec + n_roots > rec.shape[0]:
-        return -1
     for k in range(top_lo, top_hi):
         r = order[U(k)]
         if parent[U(r)] == r and (box[U(r), 2] - box[U(r), 0] + 2) * (box[U(r), 3] - box[U(r), 1] + 2) >= amin:
-            rec[n_rec, 0] = b
-            rec[n_rec, 1] = box[U(r), 0]
-            rec[n_rec, 2] = box[U(r), 1]
-            rec[n_rec, 3] = box[U(r), 2]
-            rec[n_rec, 4] = box[U(r), 3]
-            rec[n_rec, 5] = 0
-            rec[n_rec, 6] = start[U(r)]
-            n_rec += 1
+            n_rec = _emit(rec, n_rec, b, box[U(r), 0], box[U(r), 1], box[U(r), 2], box[U(r), 3], 0, start[U(r)])
+            if n_rec < 0:
+                return -1
     return n_rec
 
 
@@ -304,21 +312,12 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
                         r = prev_root
                     else:
                         r = q
-                        while parent[U(r)] != r:  # path halving
-                            parent[U(r)] = parent[U(parent[U(r)])]
-                            r = parent[U(r)]
+                        r = _find(parent, r)
                     s_r = start[U(r)]
                     if s_r >= 0:
-                        if n_rec == rec.shape[0]:
+                        n_rec = _emit(rec, n_rec, b, box[U(r), 0] - 1, box[U(r), 1] - 1, box[U(r), 2] + 1, box[U(r), 3] + 1, s_r, j - 1)
+                        if n_rec < 0:
                             return -1
-                        rec[n_rec, 0] = b
-                        rec[n_rec, 1] = box[U(r), 0] - 1
-                        rec[n_rec, 2] = box[U(r), 1] - 1
-                        rec[n_rec, 3] = box[U(r), 2] + 1
-                        rec[n_rec, 4] = box[U(r), 3] + 1
-                        rec[n_rec, 5] = s_r
-                        rec[n_rec, 6] = j - 1
-                        n_rec += 1
                         start[U(r)] = -1
                     t = r
                     while True:
@@ -338,9 +337,7 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
                     continue
                 else:
                     rb = q
-                    while parent[U(rb)] != rb:  # path halving
-                        parent[U(rb)] = parent[U(parent[U(rb)])]
-                        rb = parent[U(rb)]
+                    rb = _find(parent, rb)
                 if rb == rp:
                     continue
                 if rp < 0:
@@ -350,36 +347,16 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
                     nxt[U(p)] = nxt[U(rb)]
                     nxt[U(rb)] = p
                     rp = rb
-                    bx0 = box[U(rb), 0]
-                    by0 = box[U(rb), 1]
-                    bx1 = box[U(rb), 2]
-                    by1 = box[U(rb), 3]
+                    bx0, by0, bx1, by1 = _box(box, rb)
                     if bx0 <= px <= bx1 and by0 <= py <= by1:
                         continue
-                    s_rb = start[U(rb)]
+                    x0, y0, x1, y1 = _grow(box, rb, bx0, by0, bx1, by1, px, py)
+                    n_pend, s_rb = _box_grew(start, pending, n_pend, rb, (bx1 - bx0 + 4) * (by1 - by0 + 4),
+                                             (x1 - x0 + 4) * (y1 - y0 + 4), amin)
                     if s_rb >= 0:
-                        if n_rec == rec.shape[0]:
+                        n_rec = _emit(rec, n_rec, b, bx0 - 1, by0 - 1, bx1 + 1, by1 + 1, s_rb, j - 1)
+                        if n_rec < 0:
                             return -1
-                        rec[n_rec, 0] = b
-                        rec[n_rec, 1] = bx0 - 1
-                        rec[n_rec, 2] = by0 - 1
-                        rec[n_rec, 3] = bx1 + 1
-                        rec[n_rec, 4] = by1 + 1
-                        rec[n_rec, 5] = s_rb
-                        rec[n_rec, 6] = j - 1
-                        n_rec += 1
-                        start[U(rb)] = -1
-                    x0 = min(bx0, px)
-                    y0 = min(by0, py)
-                    x1 = max(bx1, px)
-                    y1 = max(by1, py)
-                    box[U(rb), 0] = x0
-                    box[U(rb), 1] = y0
-                    box[U(rb), 2] = x1
-                    box[U(rb), 3] = y1
-                    if (x1 - x0 + 4) * (y1 - y0 + 4) >= amin and (s_rb >= 0 or (bx1 - bx0 + 4) * (by1 - by0 + 4) < amin):
-                        pending[U(n_pend)] = rb
-                        n_pend += 1
                     continue
                 ra = rp
                 if size[U(ra)] < size[U(rb)]:  # union by size; ra survives
@@ -392,53 +369,23 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
                 rp = ra
                 s_rb = start[U(rb)]
                 if s_rb >= 0:  # rb's hole is absorbed
-                    if n_rec == rec.shape[0]:
+                    n_rec = _emit(rec, n_rec, b, box[U(rb), 0] - 1, box[U(rb), 1] - 1, box[U(rb), 2] + 1, box[U(rb), 3] + 1, s_rb, j - 1)
+                    if n_rec < 0:
                         return -1
-                    rec[n_rec, 0] = b
-                    rec[n_rec, 1] = box[U(rb), 0] - 1
-                    rec[n_rec, 2] = box[U(rb), 1] - 1
-                    rec[n_rec, 3] = box[U(rb), 2] + 1
-                    rec[n_rec, 4] = box[U(rb), 3] + 1
-                    rec[n_rec, 5] = s_rb
-                    rec[n_rec, 6] = j - 1
-                    n_rec += 1
-                ax0 = box[U(ra), 0]
-                ay0 = box[U(ra), 1]
-                ax1 = box[U(ra), 2]
-                ay1 = box[U(ra), 3]
-                x0 = min(ax0, box[U(rb), 0])
-                y0 = min(ay0, box[U(rb), 1])
-                x1 = max(ax1, box[U(rb), 2])
-                y1 = max(ay1, box[U(rb), 3])
+                ax0, ay0, ax1, ay1, x0, y0, x1, y1 = _joined_box(box, ra, rb)
                 if x0 != ax0 or y0 != ay0 or x1 != ax1 or y1 != ay1:
-                    box[U(ra), 0] = x0
-                    box[U(ra), 1] = y0
-                    box[U(ra), 2] = x1
-                    box[U(ra), 3] = y1
-                    s_ra = start[U(ra)]
+                    _set_box(box, ra, x0, y0, x1, y1)
+                    n_pend, s_ra = _box_grew(start, pending, n_pend, ra, (ax1 - ax0 + 4) * (ay1 - ay0 + 4),
+                                             (x1 - x0 + 4) * (y1 - y0 + 4), amin)
                     if s_ra >= 0:  # ra's box grows: its record ends, a new one opens
-                        if n_rec == rec.shape[0]:
+                        n_rec = _emit(rec, n_rec, b, ax0 - 1, ay0 - 1, ax1 + 1, ay1 + 1, s_ra, j - 1)
+                        if n_rec < 0:
                             return -1
-                        rec[n_rec, 0] = b
-                        rec[n_rec, 1] = ax0 - 1
-                        rec[n_rec, 2] = ay0 - 1
-                        rec[n_rec, 3] = ax1 + 1
-                        rec[n_rec, 4] = ay1 + 1
-                        rec[n_rec, 5] = s_ra
-                        rec[n_rec, 6] = j - 1
-                        n_rec += 1
-                        start[U(ra)] = -1
-                    if (x1 - x0 + 4) * (y1 - y0 + 4) >= amin and (s_ra >= 0 or (ax1 - ax0 + 4) * (ay1 - ay0 + 4) < amin):
-                        pending[U(n_pend)] = ra
-                        n_pend += 1
             if rp < 0:  # no neighbour in a hole: a hole of its own
                 parent[U(p)] = p
                 size[U(p)] = 1
                 nxt[U(p)] = p
-                box[U(p), 0] = px
-                box[U(p), 1] = py
-                box[U(p), 2] = px
-                box[U(p), 3] = py
+                _set_box(box, p, px, py, px, py)
                 start[U(p)] = -1
                 rp = p
                 if 16 >= amin:
@@ -453,16 +400,9 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
     for k in range(fill[U(n_levels - 1)] if n_levels > 0 else 0):
         r = order[U(k)]
         if state[U(r)] == 1 and parent[U(r)] == r and start[U(r)] >= 0:
-            if n_rec == rec.shape[0]:
+            n_rec = _emit(rec, n_rec, b, box[U(r), 0] - 1, box[U(r), 1] - 1, box[U(r), 2] + 1, box[U(r), 3] + 1, start[U(r)], n_levels - 1)
+            if n_rec < 0:
                 return -1
-            rec[n_rec, 0] = b
-            rec[n_rec, 1] = box[U(r), 0] - 1
-            rec[n_rec, 2] = box[U(r), 1] - 1
-            rec[n_rec, 3] = box[U(r), 2] + 1
-            rec[n_rec, 4] = box[U(r), 3] + 1
-            rec[n_rec, 5] = start[U(r)]
-            rec[n_rec, 6] = n_levels - 1
-            n_rec += 1
             start[U(r)] = -1
     return n_rec
 
