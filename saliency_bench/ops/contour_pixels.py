@@ -170,8 +170,9 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
             q = p - wp
             r_ = p + wp
             mask = (np.int64(active[U(q - 1)]) | (np.int64(active[U(q)]) << 1) | (np.int64(active[U(q + 1)]) << 2)
-                    | (np.int64(active[U(p + 1)]) << 3) | (np.int64(active[U(r_ + 1)]) << 4) | (np.int64(active[U(r_)]) << 5)
-                    | (np.int64(active[U(r_ - 1)]) << 6) | (np.int64(active[U(p - 1)]) << 7))
+                    | (np.int64(active[U(p + 1)]) << 3) | (np.int64(active[U(r_ + 1)]) << 4)
+                    | (np.int64(active[U(r_)]) << 5) | (np.int64(active[U(r_ - 1)]) << 6)
+                    | (np.int64(active[U(p - 1)]) << 7))
             n_groups = n_reps[U(mask)]
             one = n_groups > 0  # the common case: every neighbour is in one component, p joins it
             if one:
@@ -224,7 +225,8 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
                 ax0, ay0, ax1, ay1, x0, y0, x1, y1 = _joined_box(box, ra, rb)
                 s_rb = start[U(rb)]
                 if s_rb >= 0:  # rb's component ends here
-                    n_rec = _emit(rec, n_rec, b, box[U(rb), 0], box[U(rb), 1], box[U(rb), 2], box[U(rb), 3], j + 1, s_rb)
+                    ex0, ey0, ex1, ey1 = _box(box, rb)
+                    n_rec = _emit(rec, n_rec, b, ex0, ey0, ex1, ey1, j + 1, s_rb)
                     if n_rec < 0:
                         return -1
                 parent[U(rb)] = ra
@@ -249,7 +251,8 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
     for k in range(top_lo, top_hi):
         r = order[U(k)]
         if parent[U(r)] == r and (box[U(r), 2] - box[U(r), 0] + 2) * (box[U(r), 3] - box[U(r), 1] + 2) >= amin:
-            n_rec = _emit(rec, n_rec, b, box[U(r), 0], box[U(r), 1], box[U(r), 2], box[U(r), 3], 0, start[U(r)])
+            ex0, ey0, ex1, ey1 = _box(box, r)
+            n_rec = _emit(rec, n_rec, b, ex0, ey0, ex1, ey1, 0, start[U(r)])
             if n_rec < 0:
                 return -1
     return n_rec
@@ -315,7 +318,8 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
                         r = _find(parent, r)
                     s_r = start[U(r)]
                     if s_r >= 0:
-                        n_rec = _emit(rec, n_rec, b, box[U(r), 0] - 1, box[U(r), 1] - 1, box[U(r), 2] + 1, box[U(r), 3] + 1, s_r, j - 1)
+                        ex0, ey0, ex1, ey1 = _box(box, r)
+                        n_rec = _emit(rec, n_rec, b, ex0 - 1, ey0 - 1, ex1 + 1, ey1 + 1, s_r, j - 1)
                         if n_rec < 0:
                             return -1
                         start[U(r)] = -1
@@ -369,7 +373,8 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
                 rp = ra
                 s_rb = start[U(rb)]
                 if s_rb >= 0:  # rb's hole is absorbed
-                    n_rec = _emit(rec, n_rec, b, box[U(rb), 0] - 1, box[U(rb), 1] - 1, box[U(rb), 2] + 1, box[U(rb), 3] + 1, s_rb, j - 1)
+                    ex0, ey0, ex1, ey1 = _box(box, rb)
+                    n_rec = _emit(rec, n_rec, b, ex0 - 1, ey0 - 1, ex1 + 1, ey1 + 1, s_rb, j - 1)
                     if n_rec < 0:
                         return -1
                 ax0, ay0, ax1, ay1, x0, y0, x1, y1 = _joined_box(box, ra, rb)
@@ -400,7 +405,8 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
     for k in range(fill[U(n_levels - 1)] if n_levels > 0 else 0):
         r = order[U(k)]
         if state[U(r)] == 1 and parent[U(r)] == r and start[U(r)] >= 0:
-            n_rec = _emit(rec, n_rec, b, box[U(r), 0] - 1, box[U(r), 1] - 1, box[U(r), 2] + 1, box[U(r), 3] + 1, start[U(r)], n_levels - 1)
+            ex0, ey0, ex1, ey1 = _box(box, r)
+            n_rec = _emit(rec, n_rec, b, ex0 - 1, ey0 - 1, ex1 + 1, ey1 + 1, start[U(r)], n_levels - 1)
             if n_rec < 0:
                 return -1
             start[U(r)] = -1
