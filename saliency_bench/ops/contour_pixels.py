@@ -140,7 +140,7 @@ def _grow(box, r, x0, y0, x1, y1, px, py):  # pragma: no cover - compiled by num
 
 
 @jit.helper
-def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, reps, n_reps, parent, size, box,
+def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, heads, n_reps, parent, size, box,
                   start, active, pending, rec, n_rec):  # pragma: no cover - compiled by numba
     """Union-find sweep of the 8-connected regions ``{level > j}`` of image ``b``, for every ``j``
     at once: the pixels are added in decreasing level order (``order``, :func:`_pixel_records`) and
@@ -155,7 +155,6 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
     one has neither (module docstring).
     """
     wp = w + 2
-    offsets = np.array([-wp - 1, -wp, -wp + 1, 1, wp + 1, wp, wp - 1, -1])  # 8-connectivity (cv2), _RING order
     active[:] = False
     prev_p = -1  # the pixel processed last and its root (still a root: nothing merged since)
     prev_root = -1
@@ -176,13 +175,13 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
             n_groups = n_reps[U(mask)]
             one = n_groups > 0  # the common case: every neighbour is in one component, p joins it
             if one:
-                rb = p + offsets[U(reps[U(mask), 0])]
+                rb = p + heads[U(mask), 0]
                 if rb == prev_p:
                     rb = prev_root
                 else:
                     rb = _find(parent, rb)
                 for g in range(1, n_groups):  # groups apart on the ring, often one component
-                    rg = p + offsets[U(reps[U(mask), g])]
+                    rg = p + heads[U(mask), g]
                     rg = _find(parent, rg)
                     if rg != rb:
                         one = False
@@ -216,7 +215,7 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
                 n_pend += 1
             ra = p  # p's root, kept up to date across its merges
             for g in range(n_reps[U(mask)]):
-                rb = p + offsets[U(reps[U(mask), g])]
+                rb = p + heads[U(mask), g]
                 rb = _find(parent, rb)
                 if ra == rb:
                     continue
@@ -285,7 +284,6 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
     any other root has neither (module docstring).
     """
     wp = w + 2
-    offsets = np.array([-1, -wp, 1, wp])
     state[:] = 0
     prev_p = -1  # the pixel processed last, when in a hole, and its root (still a root: nothing merged since)
     prev_root = -1
@@ -308,7 +306,7 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
                 # end, and their pixels take the mark.
                 state[U(p)] = 2
                 for i in range(n_on[U(in_hole)]):
-                    q = p + offsets[U(on[U(in_hole), i])]
+                    q = p + on[U(in_hole), i]
                     if state[U(q)] != 1:  # marked with a hole met before
                         continue
                     if q == prev_p:
@@ -334,7 +332,7 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
             state[U(p)] = 1
             rp = -1  # p's root once it has one
             for i in range(n_on[U(in_hole)]):
-                q = p + offsets[U(on[U(in_hole), i])]
+                q = p + on[U(in_hole), i]
                 if q == prev_p:  # often the left neighbour, whose root is known
                     rb = prev_root
                 elif parent[U(q)] == rp:  # already p's component, one step away
@@ -437,12 +435,21 @@ def _pixel_records(values, lut, n_levels, reps, n_reps, min_area, rec):  # pragm
     pending = np.empty(2 * h * w + 1, np.int32)  # roots whose record opens at the end of the level
     first = np.empty(n_levels + 2, np.int64)  # level l's pixels are order[first[l]:fill[l]]
     fill = np.empty(n_levels + 2, np.int64)
-    on = np.zeros((16, 4), np.int64)  # the set bits of each 4-bit pattern of neighbours in holes
+    # Neighbour offsets on the padded grid, as tables by pattern of neighbours: for each of the 256
+    # patterns of 8-neighbours, the offsets of its groups' heads (neighbour_groups); for each of the
+    # 16 patterns of 4-neighbours (W, N, E, S as bits 0-3), the offsets of the neighbours it has.
+    ring = np.array([-wp - 1, -wp, -wp + 1, 1, wp + 1, wp, wp - 1, -1])  # 8-connectivity (cv2), _RING order
+    heads = np.zeros((256, 4), np.int64)
+    for m in range(256):
+        for g in range(n_reps[m]):
+            heads[m, g] = ring[reps[m, g]]
+    cross = np.array([-1, -wp, 1, wp])
+    on = np.zeros((16, 4), np.int64)
     n_on = np.zeros(16, np.int64)
     for m in range(16):
         for o in range(4):
             if m >> o & 1:
-                on[m, n_on[m]] = o
+                on[m, n_on[m]] = cross[o]
                 n_on[m] += 1
     n_rec = 0
     for b in range(n_img):
@@ -466,7 +473,7 @@ def _pixel_records(values, lut, n_levels, reps, n_reps, min_area, rec):  # pragm
                 order_x[U(k)] = x
                 order_y[U(k)] = y
                 fill[U(lev)] = k + 1
-        n_rec = _region_sweep(b, n_levels, h, w, min_area[b], order, order_x, order_y, first, fill, reps, n_reps,
+        n_rec = _region_sweep(b, n_levels, h, w, min_area[b], order, order_x, order_y, first, fill, heads, n_reps,
                               parent, size, box, start, active, pending, rec, n_rec)
         if n_rec < 0:
             return -1
