@@ -277,14 +277,19 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
     circular list (``nxt``; two lists join by swapping two links): a pixel is marked once, so the
     marking costs one step per pixel over the whole sweep.
 
-    Pixels live on a grid padded by one pixel on each side that never joins the background, so
-    that the 4 neighbours of a pixel are 4 fixed offsets with no bounds test. A hole root whose
+    Pixels live on a grid padded by one pixel on each side, marked from the start, so that the 4
+    neighbours of a pixel are 4 fixed offsets with no bounds test and a pixel on the image border
+    touches the mark. A hole root whose
     contour's box reaches ``min_area[b]`` (the hole's box grown by one pixel on each side, and by
     one more to the right and below) has an open record or is in this level's ``pending`` list;
     any other root has neither (module docstring).
     """
     wp = w + 2
     state[:] = 0
+    state[:wp] = 2  # the padding: background that touches the border, so that a pixel on the border
+    state[(h + 1) * wp:] = 2  # has a marked neighbour
+    state[wp::wp] = 2
+    state[2 * wp - 1::wp] = 2
     prev_p = -1  # the pixel processed last, when in a hole, and its root (still a root: nothing merged since)
     prev_root = -1
     for j in range(n_levels):
@@ -299,8 +304,7 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
             s_s = state[U(p + wp)]
             in_hole = (np.int64(s_w == 1) | (np.int64(s_n == 1) << 1) | (np.int64(s_e == 1) << 2)
                        | (np.int64(s_s == 1) << 3))
-            touching = ((px == 0) | (py == 0) | (px == w - 1) | (py == h - 1) | (s_w == 2) | (s_n == 2)
-                        | (s_e == 2) | (s_s == 2))
+            touching = (s_w == 2) | (s_n == 2) | (s_e == 2) | (s_s == 2)
             if touching:
                 # p joins the border's background, and so do the holes around it: their records
                 # end, and their pixels take the mark.
