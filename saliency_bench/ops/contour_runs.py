@@ -106,18 +106,19 @@ def _line_runs(X, limit, st, evt, ev64, peaks, valleys):  # pragma: no cover - c
 
 
 @jit.helper
-def _rows_look_noisy(X, limit):  # pragma: no cover - compiled by numba
-    """Whether 8 rows spread over ``X`` have so many turns (a non-zero step against the last one)
-    that the map's peak runs along its rows would be estimated at over twice ``limit``: a noisy
-    map, given up at once (only speed depends on it: the pixel sweeps are exact too)."""
-    nr, nc = X.shape
+def _rows_look_noisy(values, lut, limit):  # pragma: no cover - compiled by numba
+    """Whether 8 rows spread over the level map ``lut[values]`` have so many turns (a non-zero
+    step against the last one) that the map's peak runs along its rows would be estimated at over
+    twice ``limit``: a noisy map, given up at once, before its levels are tabled (only speed
+    depends on it: the pixel sweeps are exact too)."""
+    nr, nc = values.shape
     turns = 0
     rows = 0
     for y in range(nr // 16, nr, max(nr // 8, 1)):
-        row = X[U(y)]
+        row = values[U(y)]
         last = 0
         for x in range(1, nc):
-            d = np.int64(row[U(x)]) - np.int64(row[U(x - 1)])
+            d = np.int64(lut[U(row[U(x)])]) - np.int64(lut[U(row[U(x - 1)])])
             if d != 0:
                 sg = 1 if d > 0 else -1
                 turns += 1 if sg * last < 0 else 0
@@ -656,14 +657,14 @@ def _run_records(values, lut, n_levels, limit, skipped, rec):  # pragma: no cove
     for b in range(n_img):
         lv = values[U(b)]
         lb = lut[U(b)]
+        skipped[U(b)] = True
+        if _rows_look_noisy(lv, lb, limit):
+            continue
         for y in range(h):
             src = lv[U(y)]
             dst = F[U(y)]
             for x in range(w):
                 dst[U(x)] = lb[U(src[U(x)])]
-        skipped[U(b)] = True
-        if _rows_look_noisy(F, limit):
-            continue
         n_p, n_v = _line_runs(F, limit, st, evt, ev64, cols[0], cols[1])  # along the columns (a noisy
         if n_p < 0:  # map gives up here, before the transpose)
             continue
