@@ -78,11 +78,9 @@ def _box(box, r):  # pragma: no cover - compiled by numba
 
 
 @jit.helper
-def _joined_box(box, ra, rb):  # pragma: no cover - compiled by numba
-    """Root ``ra``'s box, and the box of ``ra`` and ``rb`` together."""
-    ax0, ay0, ax1, ay1 = _box(box, ra)
-    return (ax0, ay0, ax1, ay1, min(ax0, box[U(rb), 0]), min(ay0, box[U(rb), 1]), max(ax1, box[U(rb), 2]),
-            max(ay1, box[U(rb), 3]))
+def _union(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1):  # pragma: no cover - compiled by numba
+    """The box of two boxes together."""
+    return min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1)
 
 
 @jit.helper
@@ -181,9 +179,7 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
                 else:
                     rb = _find(parent, rb)
                 for g in range(1, n_groups):  # groups apart on the ring, often one component
-                    rg = p + heads[U(mask), g]
-                    rg = _find(parent, rg)
-                    if rg != rb:
+                    if _find(parent, p + heads[U(mask), g]) != rb:
                         one = False
                         break
             if one:
@@ -214,18 +210,18 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
                 pending[U(n_pend)] = p
                 n_pend += 1
             ra = p  # p's root, kept up to date across its merges
-            for g in range(n_reps[U(mask)]):
-                rb = p + heads[U(mask), g]
-                rb = _find(parent, rb)
+            for g in range(n_groups):
+                rb = _find(parent, p + heads[U(mask), g])
                 if ra == rb:
                     continue
                 if size[U(ra)] < size[U(rb)]:  # union by size; ra survives
                     ra, rb = rb, ra
-                ax0, ay0, ax1, ay1, x0, y0, x1, y1 = _joined_box(box, ra, rb)
+                ax0, ay0, ax1, ay1 = _box(box, ra)
+                bx0, by0, bx1, by1 = _box(box, rb)
+                x0, y0, x1, y1 = _union(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1)
                 s_rb = start[U(rb)]
                 if s_rb >= 0:  # rb's component ends here
-                    ex0, ey0, ex1, ey1 = _box(box, rb)
-                    n_rec = _emit(rec, n_rec, b, ex0, ey0, ex1, ey1, j + 1, s_rb)
+                    n_rec = _emit(rec, n_rec, b, bx0, by0, bx1, by1, j + 1, s_rb)
                     if n_rec < 0:
                         return -1
                 parent[U(rb)] = ra
@@ -249,8 +245,10 @@ def _region_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill,
     top_hi = fill[U(n_levels)] if n_levels > 0 else 0
     for k in range(top_lo, top_hi):
         r = order[U(k)]
-        if parent[U(r)] == r and (box[U(r), 2] - box[U(r), 0] + 2) * (box[U(r), 3] - box[U(r), 1] + 2) >= amin:
-            ex0, ey0, ex1, ey1 = _box(box, r)
+        if parent[U(r)] != r:
+            continue
+        ex0, ey0, ex1, ey1 = _box(box, r)
+        if (ex1 - ex0 + 2) * (ey1 - ey0 + 2) >= amin:
             n_rec = _emit(rec, n_rec, b, ex0, ey0, ex1, ey1, 0, start[U(r)])
             if n_rec < 0:
                 return -1
@@ -373,13 +371,14 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
                 nxt[U(ra)] = nxt[U(rb)]
                 nxt[U(rb)] = t
                 rp = ra
+                ax0, ay0, ax1, ay1 = _box(box, ra)
+                bx0, by0, bx1, by1 = _box(box, rb)
+                x0, y0, x1, y1 = _union(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1)
                 s_rb = start[U(rb)]
                 if s_rb >= 0:  # rb's hole is absorbed
-                    ex0, ey0, ex1, ey1 = _box(box, rb)
-                    n_rec = _emit(rec, n_rec, b, ex0 - 1, ey0 - 1, ex1 + 1, ey1 + 1, s_rb, j - 1)
+                    n_rec = _emit(rec, n_rec, b, bx0 - 1, by0 - 1, bx1 + 1, by1 + 1, s_rb, j - 1)
                     if n_rec < 0:
                         return -1
-                ax0, ay0, ax1, ay1, x0, y0, x1, y1 = _joined_box(box, ra, rb)
                 if x0 != ax0 or y0 != ay0 or x1 != ax1 or y1 != ay1:
                     _set_box(box, ra, x0, y0, x1, y1)
                     n_pend, s_ra = _box_grew(start, pending, n_pend, ra, (ax1 - ax0 + 4) * (ay1 - ay0 + 4),
@@ -411,7 +410,6 @@ def _hole_sweep(b, n_levels, h, w, amin, order, order_x, order_y, first, fill, o
             n_rec = _emit(rec, n_rec, b, ex0 - 1, ey0 - 1, ex1 + 1, ey1 + 1, start[U(r)], n_levels - 1)
             if n_rec < 0:
                 return -1
-            start[U(r)] = -1
     return n_rec
 
 
