@@ -16,7 +16,7 @@ from PIL import Image, ImageFilter
 
 from saliency_bench.benchmarks.localization import DEFAULT_ALPHAS, THRESHOLDINGS, authors_boxes
 from saliency_bench.ops import pil_resize
-from saliency_bench.ops.kept_order import kept_counts, kept_facts, map_order, sorted_order
+from saliency_bench.ops.kept_order import kept_counts, kept_facts, map_order, order_and_counts, sorted_order
 from saliency_bench.ops.blur import gaussian_blur, pil_gaussian_blur
 from saliency_bench.ops.resize import resize_map
 
@@ -192,19 +192,20 @@ def test_the_histogram_order_answers_every_query_as_the_sorted_map_does():
     """Counts of every thresholding and alpha, and for each count the kept value, the values above
     it and its ties: the same numbers from the buckets (mode 1) as from the sorted map (mode 0),
     on maps with ties, zeros, -0.0, subnormals, one value, one pixel and spikes; the maps the
-    histogram cannot sum exactly (values 100 binades apart, signed, NaN, inf, gradient-like) are
-    sorted."""
+    histogram cannot order (signed, NaN, inf) are sorted; those whose small values lie dozens or a
+    hundred binades down (gradient-like, wide range) are bucketed, their cuts where the sums are
+    exact."""
     rng = np.random.default_rng(11)
     codes, alphas = _grid()
     modes = {}
     for name, m in _order_maps(rng):
-        order, total = map_order(m)
+        total = map_order(m)[1]
+        order, counts = order_and_counts(m, codes, alphas)
         modes[name] = order.mode
         asc = np.sort(m, axis=None)
         ref_total = m.astype(np.float64).sum()
         assert total == ref_total or (np.isnan(total) and np.isnan(ref_total)), name
         ref = sorted_order(asc)
-        counts = kept_counts(order, codes, alphas, total, m.size)
         ref_counts = kept_counts(ref, codes, alphas, ref_total, m.size)
         assert counts.tolist() == ref_counts.tolist(), name
         got, want = kept_facts(order, counts), kept_facts(ref, ref_counts)
@@ -219,7 +220,7 @@ def test_the_histogram_order_answers_every_query_as_the_sorted_map_does():
                 assert v == asc[n - c] and above == int((asc > v).sum()) and ties == int((asc == v).sum()), name
     bucketed = {k for k, v in modes.items() if v == 1}
     assert bucketed == {"centre 224", "centre 7x13", "uniform", "relu'd", "ties and zeros", "one value", "zeros",
-                        "one pixel", "negative zero", "subnormal", "spike"}, modes
+                        "one pixel", "negative zero", "subnormal", "spike", "wide range", "gradient-like"}, modes
 
 
 @pytest.mark.parametrize("size", [(227, 227), (375, 500), (60, 200), (5, 3)])
@@ -229,23 +230,33 @@ def test_the_boxes_from_the_histogram_order_equal_those_from_the_sorted_map(size
     rng = np.random.default_rng(12)
     codes, alphas = _grid()
     for name, m in _order_maps(rng):
-        order, total = map_order(m)
-        counts = kept_counts(order, codes, alphas, total, m.size)
+        order, counts = order_and_counts(m, codes, alphas)
         got = pil_resize.kept_set_boxes(m, order, counts, size)
         want = pil_resize.kept_set_boxes(m, np.sort(m, axis=None), counts, size)
         assert np.array_equal(got, want), (name, size)
         assert np.array_equal(got, pil_resize.kept_set_boxes(m, np.sort(m, axis=None), counts, size, fast=False))
 
 
-def test_a_map_whose_sums_would_round_is_not_bucketed():
-    """The exactness bound of the histogram: 2^24 + 1 pixels' worth of values cannot be summed
-    exactly at 24 bits below the largest; the bound takes the map's size and both extremes."""
-    ok = np.full((16, 16), 1.0, np.float32)
-    ok[0, 0] = np.float32(2.0 ** -20)  # 256 x 2^1 <= 2^53 x 2^-43: exact
-    assert map_order(ok)[0].mode == 1
-    bad = ok.copy()
-    bad[0, 0] = np.float32(2.0 ** -30)  # 256 x 2^1 > 2^53 x 2^-53
-    assert map_order(bad)[0].mode == 0
+def test_an_energy_cut_where_the_bucket_sums_could_round_is_answered_by_sorting():
+    """The exactness bound of the buckets' sums: with 255 ones, a value of 2^-20 still adds exactly
+    (255 < 2^53 x 2^-43) and every cut is answered from the buckets; one of 2^-30 (255 > 2^53 x 2^-53)
+    does not, so the cut of energy 1.0, which must reach it, is not answered there and the map is
+    sorted, with the counts of the sorted map. Cuts above the small value are still exact."""
+    codes = np.array([1, 1, 1, 0, 2], np.int64)
+    alphas = np.array([0.5, 0.95, 1.0, 0.5, 1.0])
+    for low, mode, unanswered in ((2.0 ** -20, 1, []), (2.0 ** -30, 0, [2])):
+        m = np.full((16, 16), 1.0, np.float32)
+        m[0, 0] = np.float32(low)
+        order, total = map_order(m)
+        assert order.mode == 1 and total == m.astype(np.float64).sum()
+        counts = kept_counts(order, codes, alphas, total, m.size)
+        assert np.flatnonzero(counts < 0).tolist() == unanswered
+        ref_counts = kept_counts(sorted_order(np.sort(m, axis=None)), codes, alphas, total, m.size)
+        assert ref_counts.tolist() == [127, 242, 255, 255, 255]  # (a cut keeps the values before the sum reaches it)
+        got_order, got = order_and_counts(m, codes, alphas)
+        assert got_order.mode == mode and got.tolist() == ref_counts.tolist()
+        assert [c for i, c in enumerate(counts) if i not in unanswered] == \
+            [c for i, c in enumerate(ref_counts) if i not in unanswered]
 
 
 @pytest.mark.parametrize("size", [(375, 500), (227, 227), (224, 224), (60, 200), (500, 120), (1, 1)])

@@ -19,7 +19,7 @@ import numpy as np
 import saliency_bench
 from saliency_bench.contracts import HEATMAP, Benchmark, Column, Metric, Sample
 from saliency_bench.ops.geometry import iou_voc, scale_boxes_wsol
-from saliency_bench.ops.kept_order import kept_counts, map_order
+from saliency_bench.ops.kept_order import order_and_counts
 from saliency_bench.ops.pil_resize import kept_set_boxes
 
 from .maxboxacc import WSOL_IOUS, WSOL_THRESHOLDS, maxboxacc_correct
@@ -51,8 +51,7 @@ def _flat_boxes(heatmap: np.ndarray, size: tuple[int, int], codes: np.ndarray, a
     m = np.ascontiguousarray(heatmap, dtype=np.float32)
     if m.ndim != 2:
         raise ValueError(f"authors_boxes: heatmap must be [h,w], not {m.shape}")
-    order, total = map_order(m)  # total: NumPy's pairwise sum, as np.sum / np.mean on their map
-    counts = kept_counts(order, codes, a, total, m.size)
+    order, counts = order_and_counts(m, codes, a)  # (the mean: NumPy's pairwise sum, as on their map)
     return kept_set_boxes(m, order, counts, size)
 
 
