@@ -259,6 +259,27 @@ def test_an_energy_cut_where_the_bucket_sums_could_round_is_answered_by_sorting(
             [c for i, c in enumerate(ref_counts) if i not in unanswered]
 
 
+def test_the_compiled_row_and_column_extremes_equal_numpys_on_finite_maps():
+    """The box kernel's row/column maxima (read at NumPy's argmax: the first position), minima and
+    argmax positions, from one compiled pass, on ties, constants, -0.0 beside 0.0, subnormals,
+    1xN and Nx1 maps and real-like ones: what NumPy gives."""
+    rng = np.random.default_rng(13)
+    maps = [m for _, m in _order_maps(rng) if np.isfinite(m).all()] + [
+        np.ascontiguousarray(m, dtype=np.float32) for m in _adversarial_maps(rng)]
+    maps += [np.array([[0.0, -0.0, 0.0], [-0.0, 0.0, -0.0]], np.float32), rng.random((1, 9)).astype(np.float32),
+             rng.random((9, 1)).astype(np.float32), np.repeat(rng.random((1, 30)), 40, axis=0).astype(np.float32)]
+    kernel = pil_resize.jit.compiled("_finite_extremes")
+    for m in maps:
+        h, w = m.shape
+        ra, ca = m.argmax(axis=1), m.argmax(axis=0)
+        want = (m[np.arange(h), ra], m[ca, np.arange(w)], m.min(axis=1), m.min(axis=0), ra, ca)
+        got = kernel(m)
+        for g, wnt in zip(got, want):
+            assert g.shape == wnt.shape and np.array_equal(g, wnt), m.shape
+        assert np.array_equal(np.signbit(got[0]), np.signbit(want[0])) and \
+            np.array_equal(np.signbit(got[1]), np.signbit(want[1]))  # the very values NumPy reads
+
+
 @pytest.mark.parametrize("size", [(375, 500), (227, 227), (224, 224), (60, 200), (500, 120), (1, 1)])
 def test_imresize_box_shortcuts_equal_the_plain_scans_and_pil_on_adversarial_maps(size):
     """The bounds and hints of the box kernel change no box: every alpha of maps with ties,

@@ -27,6 +27,7 @@ class Kernels:
     def __init__(self, module: str):
         self.module = module
         self._plain: dict[str, Callable] = {}
+        self._fastmath: dict[str, frozenset[str]] = {}
         self._compiled: dict[str, Callable] | None = None
         self._lock = threading.Lock()
 
@@ -38,8 +39,13 @@ class Kernels:
         self._plain[fn.__name__] = fn
         return fn
 
-    def kernel(self, fn: Callable) -> Callable:
-        """Register an entry point (a function numba's ``nopython`` mode accepts)."""
+    def kernel(self, fn: Callable | None = None, *, fastmath: frozenset[str] = frozenset()) -> Callable:
+        """Register an entry point (a function numba's ``nopython`` mode accepts). ``fastmath``:
+        LLVM's flags for it (``{"nnan", "ninf"}`` lets a min/max reduction vectorise), for a kernel
+        whose callers guarantee what the flags assume."""
+        if fn is None:
+            return lambda f: self.kernel(f, fastmath=fastmath)
+        self._fastmath[fn.__name__] = frozenset(fastmath)
         return self._register(fn)
 
     def helper(self, fn: Callable) -> Callable:
@@ -64,6 +70,7 @@ class Kernels:
         for name, fn in self._plain.items():
             copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
             copy.__qualname__, copy.__doc__, copy.__module__ = fn.__qualname__, fn.__doc__, fn.__module__
-            out[name] = numba.njit(cache=True, nogil=True)(copy)
+            flags = self._fastmath.get(name)
+            out[name] = numba.njit(cache=True, nogil=True, **({"fastmath": set(flags)} if flags else {}))(copy)
         namespace.update(out)  # calls between kernels resolve here, when numba compiles them
         return out

@@ -78,7 +78,18 @@ def _value(o, b):  # pragma: no cover - numba
 def _sorted_bucket(o, b):  # pragma: no cover - numba
     if not o.done[b]:
         s, e = o.start[b], o.start[b + 1]
-        if o.pos.shape[0]:  # the positions follow their values; equal values keep raster order
+        if o.pos.shape[0] and e - s <= 64:  # in place, stable: equal values keep raster order
+            for i in range(s + 1, e):
+                v = o.part[i]
+                p = o.pos[i]
+                j = i - 1
+                while j >= s and o.part[j] > v:
+                    o.part[j + 1] = o.part[j]
+                    o.pos[j + 1] = o.pos[j]
+                    j -= 1
+                o.part[j + 1] = v
+                o.pos[j + 1] = p
+        elif o.pos.shape[0]:  # the positions follow their values; equal values keep raster order
             order = np.argsort(o.part[s:e], kind="mergesort")
             o.part[s:e] = o.part[s:e][order]
             o.pos[s:e] = o.pos[s:e][order]
@@ -189,10 +200,14 @@ def _energy_bucket(o, thr):  # pragma: no cover - numba
     ``exact_from``)."""
     if not (o.bsum[0] >= thr):
         return 0 if o.exact_from <= 1 else -1
-    b = o.start.shape[0] - 2
-    while b > 0 and not (o.bsum[b] >= thr):
-        b -= 1
-    return b if b >= o.exact_from else -1
+    lo, hi = 1, o.start.shape[0] - 1  # bsum[lo] >= thr, and bsum never grows with b: bisect
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if o.bsum[mid] >= thr:
+            lo = mid
+        else:
+            hi = mid
+    return lo if lo >= o.exact_from else -1
 
 
 # ------------------------------------------------------------------------------------- kernels

@@ -478,6 +478,46 @@ def _kept_set_boxes(m, facts, asc, tie_pos, extremes, counts, H, W, th, tv, vert
     return out
 
 
+@jit.kernel(fastmath=frozenset({"nnan", "ninf"}))
+def _finite_extremes(m):  # pragma: no cover - compiled by numba
+    """NumPy's ``m[rows, m.argmax(1)]``, ``m[m.argmax(0), cols]``, ``m.min(1)``, ``m.min(0)``,
+    ``m.argmax(1)``, ``m.argmax(0)`` of a finite map (the flags assume it, so that the reductions
+    vectorise): each maximum at its first position, the values read there."""
+    h, w = m.shape
+    rowmax = np.empty(h, np.float32)
+    rowmin = np.empty(h, np.float32)
+    rowarg = np.empty(h, np.int64)
+    colmax = m[0].copy()
+    colmin = m[0].copy()
+    colarg = np.full(w, -1, np.int64)
+    for y in range(h):
+        mx = m[y, 0]
+        mn = m[y, 0]
+        for x in range(w):
+            v = m[y, x]
+            mx = max(mx, v)
+            mn = min(mn, v)
+            colmin[x] = min(colmin[x], v)
+            colmax[x] = max(colmax[x], v)
+        rowmin[y] = mn
+        x = 0
+        while m[y, x] != mx:  # the first position of the maximum
+            x += 1
+        rowarg[y] = x
+        rowmax[y] = m[y, x]
+    left = w
+    for y in range(h):  # each column's first maximum, row by row (the map's order)
+        for x in range(w):
+            if colarg[x] < 0 and m[y, x] == colmax[x]:
+                colarg[x] = y
+                left -= 1
+        if left == 0:
+            break
+    for x in range(w):
+        colmax[x] = m[colarg[x], x]
+    return rowmax, colmax, rowmin, colmin, rowarg, colarg
+
+
 @lru_cache(maxsize=512)
 def _largest_tap_sum(n_in: int, n_out: int) -> int:
     """The largest sum of the taps of one output pixel of :func:`pil_bilinear_taps`."""
@@ -522,11 +562,15 @@ def kept_set_boxes(m: np.ndarray, order, counts: np.ndarray, size: tuple[int, in
     # twice as many pixels as the width; the passes round between them, so the order matters.
     vertical_first = H != h and W != w and (h - H) > 0 and (h - H) > (w - W) * 2
     tie_mark, tval, tstamp, stamp0 = _scratch_buffers(h * w, max(h * W, w * H), len(counts))
-    row_arg, col_arg = m.argmax(axis=1), m.argmax(axis=0)  # the maxima are the values there (a NaN's too)
-    extremes = (m[np.arange(h), row_arg], m[col_arg, np.arange(w)], m.min(axis=1), m.min(axis=0), row_arg, col_arg)
+    asc = order.part
+    if order.mode == 1 or (len(asc) and np.isfinite(asc[0]) and np.isfinite(asc[-1])):  # (sorted: NaN last)
+        extremes = jit.compiled("_finite_extremes")(m)
+    else:
+        row_arg, col_arg = m.argmax(axis=1), m.argmax(axis=0)  # the maxima are the values there (a NaN's too)
+        extremes = (m[np.arange(h), row_arg], m[col_arg, np.arange(w)], m.min(axis=1), m.min(axis=0), row_arg, col_arg)
     hsums = (_largest_tap_sum(w, W), _largest_tap_sum(h, H))
     facts = kept_facts(order, counts)
-    asc = order.part if not facts[4] else _NO_VALUES
+    asc = asc if not facts[4] else _NO_VALUES
     tie_pos = order.pos if fast else order.pos[:0]  # (the plain path scans for the ties)
     return jit.compiled("_kept_set_boxes")(m, facts, asc, tie_pos, extremes, counts, H, W, th, tv, vertical_first,
                                            tie_mark, tval, tstamp, stamp0, hsums, bool(fast))
