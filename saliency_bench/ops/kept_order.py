@@ -10,7 +10,7 @@ count ``c``, the ``c``-th largest value ``v`` and how many pixels lie above it a
 Sorting the whole map answers all of that, and was the largest single cost of scoring a smooth
 map. A histogram answers it, **exactly**, when every value is finite and ``>= 0``: the values' bit
 patterns then order like the values, and the cumulative sum is its own running maximum. The values
-go into about ``n / 16`` buckets by the high bits of their patterns (:func:`_bucketed`: one pass
+go into about ``n / 8`` buckets by the high bits of their patterns (:func:`_bucketed`: one pass
 for the keys, one to count and sum them), a query places only the buckets it reads
 (:func:`_place`: one pass over the keys), and a bucket is sorted only when a query lands in it
 (``mode`` 1). Any other map is sorted whole (``mode`` 0: one bucket, sorted, NaN last as NumPy
@@ -56,7 +56,7 @@ without allocating). ``pos`` (mode 1): each value's index in the map, so that th
 one another in a sorted bucket are in raster order (its sort is stable, its filling in raster
 order); empty in mode 0."""
 
-PER_BUCKET = 16  # values per bucket aimed at (the bucket width is a power of two of bit patterns)
+PER_BUCKET = 8  # values per bucket aimed at (the bucket width is a power of two of bit patterns)
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -275,12 +275,17 @@ def _bucketed(flat, ubits, lo_bits, hi_bits, keys, per_bucket):  # pragma: no co
     bsum[nb] = 0.0
     acc = 0.0
     exact_from = 1
+    e_at = -1
+    bound = 0.0
     for k in range(nb - 1, 0, -1):
         acc += sums[k]
         bsum[k] = acc
         if exact_from == 1:
-            e = (lo_bits + ((k - 1) << shift)) >> 23  # the exponent field of the bucket's least value
-            if not (acc < 2.0 ** (max(e, 1) - 97)):  # 2^53 x 2^(e - 150), a subnormal's unit 2^-149
+            e = max((lo_bits + ((k - 1) << shift)) >> 23, 1)  # the exponent field of the bucket's least value
+            if e != e_at:
+                e_at = e
+                bound = 2.0 ** (e - 97)  # 2^53 x 2^(e - 150) (a subnormal's unit: 2^-149)
+            if not (acc < bound):
                 exact_from = k + 1
     bsum[0] = acc  # the zeros add nothing
     done = np.empty(nb, np.bool_)
