@@ -26,8 +26,8 @@ lower is not answered (``-1``) and :func:`order_and_counts` sorts the map. That 
 bucket whose least value is below 2^-29 of the sum from there up: with buckets narrower than a
 binade and ``alpha <= 0.95``, about 2^25 pixels (5% of the total then lies at or below the cut's
 bucket). A small map with a huge range, whose few buckets span many binades, can meet it. Real
-gradient maps, whose small values span
-dozens of binades, were sorted while the bound was taken over the whole map; they are bucketed now.
+gradient maps, whose small values span dozens of binades, were sorted while the bound was taken
+over the whole map; they are bucketed now.
 
 ``tests/test_ops.py`` checks the two modes against each other and both against the authors'
 procedure done with PIL.
