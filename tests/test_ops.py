@@ -259,6 +259,41 @@ def test_an_energy_cut_where_the_bucket_sums_could_round_is_answered_by_sorting(
             [c for i, c in enumerate(ref_counts) if i not in unanswered]
 
 
+def test_random_maps_and_alpha_grids_get_the_sorted_maps_counts_facts_and_boxes():
+    """600 random small maps (uniform, powers of |N(0,1)| up to 30, ties, zeros beside values 40
+    binades apart, powers of two over 240 binades, one tiny value in a constant map, subnormals)
+    with random grids (alpha 0, 0.95, 0.999, 1 and 1.5 among them): the bucketed order, falling back
+    to sorting where an energy cut cannot be told exactly, gives the sorted map's counts, kept
+    values, ties and boxes. Some maps must take the fallback."""
+    rng = np.random.default_rng(21)
+    fallbacks = 0
+    for _ in range(600):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        kind = int(rng.integers(0, 7))
+        m = [lambda: rng.random((h, w)), lambda: np.abs(rng.standard_normal((h, w))) ** rng.uniform(1, 30),
+             lambda: rng.integers(0, 4, (h, w)) * 0.5,
+             lambda: np.where(rng.random((h, w)) < 0.5, 0, rng.random((h, w)) * 10.0 ** rng.uniform(-40, 30)),
+             lambda: 2.0 ** rng.integers(-140, 100, (h, w)).astype(float),
+             lambda: np.where(np.arange(h * w).reshape(h, w) == 0, 2.0 ** -int(rng.integers(20, 140)), rng.random()),
+             lambda: rng.random((h, w)) * 1e-38][kind]().astype(np.float32)
+        n_a = int(rng.integers(1, 12))
+        codes = rng.integers(0, 3, n_a).astype(np.int64)
+        alphas = np.where(rng.random(n_a) < 0.3, rng.choice([0.0, 1.0, 0.999, 1.5, 0.95], n_a),
+                          rng.random(n_a) * (1 + 9 * (codes == 2)))
+        order, counts = order_and_counts(m, codes, alphas)
+        fallbacks += order.mode == 0
+        asc = np.sort(m, axis=None)
+        ref = sorted_order(asc)
+        ref_counts = kept_counts(ref, codes, alphas, m.astype(np.float64).sum(), m.size)
+        assert counts.tolist() == ref_counts.tolist(), (kind, m.shape)
+        for g, want in zip(kept_facts(order, counts)[:3], kept_facts(ref, ref_counts)[:3]):
+            assert np.array_equal(g, want), (kind, m.shape)
+        size = tuple(int(v) for v in rng.integers(1, 60, 2))
+        assert np.array_equal(pil_resize.kept_set_boxes(m, order, counts, size),
+                              pil_resize.kept_set_boxes(m, asc, ref_counts, size)), (kind, m.shape)
+    assert 20 <= fallbacks <= 200, fallbacks
+
+
 def test_the_compiled_row_and_column_extremes_equal_numpys_on_finite_maps():
     """The box kernel's row/column maxima (read at NumPy's argmax: the first position), minima and
     argmax positions, from one compiled pass, on ties, constants, -0.0 beside 0.0, subnormals,
