@@ -109,8 +109,9 @@ def _line_runs(X, limit, st, evt, ev64, peaks, valleys):  # pragma: no cover - c
 def _rows_look_noisy(values, lut, limit):  # pragma: no cover - compiled by numba
     """Whether 8 rows spread over the level map ``lut[values]`` have so many turns (a non-zero
     step against the last one) that the map's peak runs along its rows would be estimated at over
-    twice ``limit``: a noisy map, given up at once, before its levels are tabled (only speed
-    depends on it: the pixel sweeps are exact too)."""
+    1.5 times ``limit``: a noisy map, given up at once, before its levels are tabled (only speed
+    depends on it: the pixel sweeps are exact too). Real gradient maps come out at 1.7-2.5 times
+    ``limit`` by this estimate, smooth and Grad-CAM maps at 0.03-0.14 times."""
     nr, nc = values.shape
     turns = 0
     rows = 0
@@ -124,7 +125,7 @@ def _rows_look_noisy(values, lut, limit):  # pragma: no cover - compiled by numb
                 turns += 1 if sg * last < 0 else 0
                 last = sg
         rows += 1
-    return turns * nr > 4 * limit * rows  # peaks are about half of the turns
+    return turns * nr > 3 * limit * rows  # peaks are about half of the turns
 
 
 @jit.helper
