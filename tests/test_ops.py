@@ -289,8 +289,10 @@ def test_random_maps_and_alpha_grids_get_the_sorted_maps_counts_facts_and_boxes(
         for g, want in zip(kept_facts(order, counts)[:3], kept_facts(ref, ref_counts)[:3]):
             assert np.array_equal(g, want), (kind, m.shape)
         size = tuple(int(v) for v in rng.integers(1, 60, 2))
-        assert np.array_equal(pil_resize.kept_set_boxes(m, order, counts, size),
-                              pil_resize.kept_set_boxes(m, asc, ref_counts, size)), (kind, m.shape)
+        boxes = pil_resize.kept_set_boxes(m, order, counts, size)
+        assert np.array_equal(boxes, pil_resize.kept_set_boxes(m, asc, ref_counts, size)), (kind, m.shape)
+        pil = [_pil_getbb(m, al, THRESHOLDINGS[c], size) for c, al in zip(codes, alphas)]  # the authors' way, PIL
+        assert boxes.tolist() == [[int(v) for v in r] for r in pil], (kind, m.shape)
     assert 20 <= fallbacks <= 200, fallbacks
 
 

@@ -32,9 +32,11 @@ kept set's."""
 @jit.helper
 def _byte(a, cmin, scale):  # pragma: no cover - compiled by numba
     """scipy's ``bytescale`` of one float32 value: ``uint8(clip((a - cmin) * scale, 0, 255) + 0.5)``,
-    every operation in float32 as NumPy does it on a float32 map."""
+    every operation in float32 as NumPy does it on a float32 map. A NaN (``0 x inf`` where the map's
+    range is so small that ``255 / range`` overflows, or ``inf x 0``) casts to 0, as NumPy's
+    ``astype(uint8)`` gives it on x86."""
     e = np.float32(np.float32(a - cmin) * scale)
-    if e < np.float32(0.0):
+    if not (e >= np.float32(0.0)):  # (NaN included)
         e = np.float32(0.0)
     elif e > np.float32(255.0):
         e = np.float32(255.0)
