@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from .jit import Kernels
-from .kept_order import kept_facts, sorted_order
+from .kept_order import _NO_VALUES, kept_facts, sorted_order
 from .pil_taps import PIL_PRECISION_BITS, Taps, pil_bilinear_taps
 
 jit = Kernels(__name__)
@@ -576,6 +576,3 @@ def kept_set_boxes(m: np.ndarray, order, counts: np.ndarray, size: tuple[int, in
     tie_pos = order.pos if fast else order.pos[:0]  # (the plain path scans for the ties)
     return jit.compiled("_kept_set_boxes")(m, facts, asc, tie_pos, extremes, counts, H, W, th, tv, vertical_first,
                                            tie_mark, tval, tstamp, stamp0, hsums, bool(fast))
-
-
-_NO_VALUES = np.zeros(0, np.float32)
