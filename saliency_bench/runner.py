@@ -210,9 +210,10 @@ class Runner:
         if self.rank == 0 and (note := untrusted_note(self.runs_dir / "cache")) and note not in self._said:
             self._said.add(note)
             self.console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False)
-        if self.rank == 0:
-            self._measure_model(writer, model, display, ds, indices)
         benches = [b for b in self.plan.benchmarks if b.name not in (skipped or {})]
+        if self.rank == 0:
+            self._compile_note(benches)
+            self._measure_model(writer, model, display, ds, indices)
         loader = torch.utils.data.DataLoader(
             _Loaded(ds, indices, model.input_size, view_plan(self.plan.methods, benches)), batch_size=cfg.batch_size,
             shuffle=False,
@@ -232,6 +233,27 @@ class Runner:
             self.scorer.close()
             wait_for_writes()  # the pass's heatmap files are on disk (the gallery and later passes read them)
             progress.update(task, description=f"{model.name} | {display} | done")
+
+    def _compile_note(self, benches) -> None:
+        """Say so before the scoring kernels of ``benches`` are compiled (numba, the first run on a
+        machine): else the first batch seems to hang for half a minute."""
+        uses = {b.name: set(b.compiled_kernels(self.device)) for b in benches
+                if registry.own_code(b) and hasattr(b, "compiled_kernels")}
+        modules = sorted(set().union(*uses.values()))
+        if not modules:
+            return
+        from .ops.jit import uncached
+
+        not_yet = set(uncached(modules))
+        # A benchmark none of whose modules numba has cached: the first run here, most of the time.
+        # (A map seen for the first time can still compile one module's kernels in a later run, a
+        # few seconds: the pixel sweeps after runs whose maps were all smooth, say.)
+        cold = sorted(name for name, mods in uses.items() if mods and mods <= not_yet)
+        note = (f"compiling the scoring kernels of {', '.join(cold)} for this machine (numba, once: about half a "
+                "minute on two cores; later runs load them from numba's cache)")
+        if cold and note not in self._said:
+            self._said.add(note)
+            self.console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False)
 
     def _measure_model(self, store: Store, model, display: str, ds, indices: list[int]) -> None:
         """The model's own forward+backward at the run's batch size, on real inputs."""

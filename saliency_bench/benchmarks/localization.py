@@ -107,6 +107,12 @@ class Localization(Benchmark):
     defaults: dict[str, Any] = {"alphas": DEFAULT_ALPHAS, "iou": 0.5, "heldout": "split", "bootstrap": 1000,
                                 "seed": 0}
 
+    def compiled_kernels(self, device) -> tuple[str, ...]:
+        """The modules whose numba kernels scoring calls (the runner says when they still have to be
+        compiled on this machine)."""
+        return ("saliency_bench.ops.kept_order", "saliency_bench.ops.pil_resize", "saliency_bench.ops.contour_runs",
+                "saliency_bench.ops.contour_pixels", "saliency_bench.benchmarks.maxboxacc")
+
     def alphas(self, kind: str) -> tuple[float, ...]:
         return tuple((self.option("alphas") or {}).get(kind, DEFAULT_ALPHAS[kind]))
 

@@ -106,6 +106,11 @@ class Road(ScalarBenchmark):
     def percentiles(self) -> tuple[float, ...]:
         return tuple(float(p) for p in self.option("percentiles"))
 
+    def compiled_kernels(self, device) -> tuple[str, ...]:
+        """The modules whose numba kernels scoring calls on ``device`` (see :meth:`_imputed`)."""
+        cpu = getattr(device, "type", str(device)) == "cpu"
+        return ("saliency_bench.benchmarks.imputation_cpu",) if cpu and self.option("solver") == "auto" else ()
+
     def protocol(self) -> dict[str, str]:
         ps = ", ".join(f"{p:g}" for p in self.percentiles)
         what = "softmax probability" if self.option("score") == "probability" else "logit"
