@@ -16,7 +16,8 @@ from PIL import Image, ImageFilter
 
 from saliency_bench.benchmarks.localization import DEFAULT_ALPHAS, THRESHOLDINGS, authors_boxes
 from saliency_bench.ops import pil_resize
-from saliency_bench.ops.kept_order import kept_counts, kept_facts, map_order, order_and_counts, sorted_order
+from saliency_bench.ops.kept_order import RADIX_FROM, kept_counts, kept_facts, map_order, order_and_counts, \
+    sorted_order, sorted_values
 from saliency_bench.ops.blur import gaussian_blur, pil_gaussian_blur
 from saliency_bench.ops.resize import resize_map
 
@@ -145,6 +146,7 @@ def _adversarial_maps(rng: np.random.Generator) -> list[np.ndarray]:
         np.maximum(rng.standard_normal((7, 7)), 0),  # a Grad-CAM-like 7x7 map
         rng.standard_normal((7, 7)),  # signed: rejected zeros bytescale to non-zero
         smooth, np.maximum(smooth, 0), spike, rng.random((224, 224)) ** 8,
+        np.where(rng.random((224, 224)) < 0.2, -0.0, np.where(rng.random((224, 224)) < 0.2, 0.0, smooth)),  # signed, ±0
         np.abs(rng.standard_normal((224, 224))) * (ndi.gaussian_filter(rng.standard_normal((224, 224)), 30) > 0),
     ]
 
@@ -185,7 +187,42 @@ def _order_maps(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
         ("NaN", np.where(rng.random((15, 15)) < 0.1, np.nan, rng.random((15, 15))).astype(np.float32)),
         ("infinite", np.where(rng.random((15, 15)) < 0.1, np.inf, rng.random((15, 15))).astype(np.float32)),
         ("gradient-like", (np.abs(rng.standard_normal((224, 224))) ** 6).astype(np.float32)),
+        ("signed, ties, -0.0 beside 0.0", np.where(rng.random((64, 64)) < 0.3, np.float32(-0.0) * rng.integers(0, 2, (64, 64)),
+                                                   rng.integers(-3, 4, (64, 64)) * np.float32(0.5)).astype(np.float32)),
     ]
+
+
+def test_the_radix_sort_of_a_map_is_numpys_sort():
+    """np.sort is the reference: the same values in the same order, bit for bit, on signed maps,
+    ties, infinities, subnormals of both signs, one value (every pass skipped), keys that differ in
+    one digit only, sizes on both sides of RADIX_FROM; where -0.0 and 0.0 both occur (np.sort puts
+    them in no defined order) the zeros come -0.0 first. A map with a NaN, of either sign, is
+    np.sort's own result."""
+    rng = np.random.default_rng(31)
+    n = 224 * 224
+    sub = rng.random(n).astype(np.float32) * np.float32(1e-39) * rng.choice([-1, 1], n).astype(np.float32)
+    zeros = np.where(rng.random(n) < 0.5, np.float32(-0.0), np.float32(0.0)) * rng.integers(0, 2, n)
+    cases = {
+        "signed normal": rng.standard_normal(n), "ties": rng.integers(-5, 6, n) * 0.25,
+        "infinite": np.where(rng.random(n) < 0.01, np.inf * rng.choice([-1, 1], n), rng.standard_normal(n)),
+        "subnormal": sub, "-0.0 and 0.0": np.where(rng.random(n) < 0.5, zeros, rng.standard_normal(n)),
+        "one value": np.full(n, -2.5), "low digit only": 1.0 + rng.integers(0, 2048, n) * 2.0 ** -23,
+        "at the threshold": rng.standard_normal(RADIX_FROM), "below it": rng.standard_normal(RADIX_FROM - 1),
+        "positive NaN": np.where(rng.random(n) < 0.01, np.nan, rng.standard_normal(n)),
+        "negative NaN": np.where(rng.random(n) < 0.01, -np.nan, rng.standard_normal(n)),
+    }
+    for name, x in cases.items():
+        x = np.asarray(x, np.float32)
+        got, want = sorted_values(x), np.sort(x)
+        assert got.dtype == np.float32 and got.shape == want.shape, name
+        bits, ref_bits = got.view(np.uint32), want.view(np.uint32)
+        zero = want == 0
+        assert np.array_equal(bits[~zero], ref_bits[~zero]) or np.isnan(want).any(), name
+        assert np.array_equal(got, want, equal_nan=True), name
+        if np.isnan(want).any():
+            assert np.array_equal(bits, ref_bits), name
+        signs = np.signbit(got[zero])
+        assert not (np.diff(signs.astype(np.int8)) > 0).any(), name  # no -0.0 after a 0.0
 
 
 def test_the_histogram_order_answers_every_query_as_the_sorted_map_does():
