@@ -34,9 +34,17 @@ def paired(benchmark, ours: Callable[[], Any], reference: Callable[[], Any] | No
            clock: Callable[[], float] = time.perf_counter) -> dict:
     """Time ``ours`` with ``benchmark`` and ``reference`` in the setup of each same round;
     ``extra_info[key]`` = median(reference) / median(ours) (how many times faster ours is),
-    scaled by ``per_round`` (work of one reference call over one of ours, when they differ).
-    Returns ``extra_info``."""
+    scaled by ``per_round`` (work of one reference call over one of ours, when they differ), and
+    ``ours_cpu_median_s``: the median process time of our rounds (the CPU time they took, which the
+    machine's other load does not stretch as it does the wall time). Returns ``extra_info``."""
     ref_times: list[float] = []
+    cpu_times: list[float] = []
+
+    def timed():
+        t = time.process_time()
+        out = ours()
+        cpu_times.append(time.process_time() - t)
+        return out
 
     def setup():
         if reference is not None:
@@ -48,7 +56,7 @@ def paired(benchmark, ours: Callable[[], Any], reference: Callable[[], Any] | No
         ours()  # warm-up: compiled kernels, caches, lazy imports
     if reference is not None:
         reference()
-    benchmark.pedantic(ours, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
+    benchmark.pedantic(timed, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
     info = benchmark.extra_info
     info["load_average_1min"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     info["cpu_count"] = os.cpu_count()
@@ -56,6 +64,7 @@ def paired(benchmark, ours: Callable[[], Any], reference: Callable[[], Any] | No
         ours_s = benchmark.stats.stats.median
         ref_s = statistics.median(ref_times)
         info["reference_median_s"] = ref_s
+        info["ours_cpu_median_s"] = statistics.median(cpu_times)
         info[key] = ref_s / ours_s * per_round
         if target is not None:
             info["target"] = target
