@@ -493,14 +493,25 @@ def _finite_extremes(m):  # pragma: no cover - compiled by numba
     colmin = m[0].copy()
     colarg = np.full(w, -1, np.int64)
     for y in range(h):
-        mx = m[y, 0]
-        mn = m[y, 0]
-        for x in range(w):
-            v = m[y, x]
-            mx = max(mx, v)
-            mn = min(mn, v)
+        r = m[y]
+        for x in range(w):  # the columns' extremes: no dependence between x, vectorised
+            v = r[x]
             colmin[x] = min(colmin[x], v)
             colmax[x] = max(colmax[x], v)
+        # the row's: four chains of max / min (one chain waits for each max before the next)
+        x0 = x1 = x2 = x3 = n0 = n1 = n2 = n3 = r[0]
+        x = 0
+        while x + 4 <= w:
+            a0, a1, a2, a3 = r[x], r[x + 1], r[x + 2], r[x + 3]
+            x0, x1, x2, x3 = max(x0, a0), max(x1, a1), max(x2, a2), max(x3, a3)
+            n0, n1, n2, n3 = min(n0, a0), min(n1, a1), min(n2, a2), min(n3, a3)
+            x += 4
+        while x < w:
+            x0 = max(x0, r[x])
+            n0 = min(n0, r[x])
+            x += 1
+        mx = max(max(x0, x1), max(x2, x3))
+        mn = min(min(n0, n1), min(n2, n3))
         rowmin[y] = mn
         x = 0
         while m[y, x] != mx:  # the first position of the maximum
