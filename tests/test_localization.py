@@ -281,6 +281,21 @@ def test_pixel_sweeps_with_a_min_area_keep_exactly_opencvs_boxes_of_that_area():
     assert cases > 2000 and kept > 1000 and dropped > 1000  # both sides of the area were exercised
 
 
+@pytest.mark.parametrize("w", [2 ** 15 - 1, 2 ** 15 + 3], ids=["int16-boxes", "int32-boxes"])
+def test_pixel_sweeps_of_a_map_too_wide_for_int16_boxes_equal_opencv(w):
+    """The sweeps keep their boxes in int16 while every coordinate fits, int32 for a map with a side
+    of 2^15 or more: a 3-pixel-high noisy strip on either side of that width, with a hole near its
+    end, is OpenCV's at every threshold."""
+    rng = np.random.default_rng(9)
+    lv = rng.integers(0, 4, (3, w))
+    lv[:, -6:-3] = [[3, 3, 3], [3, 0, 3], [3, 3, 3]]  # a ring near the end: a hole inside
+    got = contour_boxes_by_threshold(lv[None], 4, "pixels")[0]
+    for j in range(4):
+        want = _cv2_boxes(lv > j)
+        assert got[j] == want, j
+    assert (w - 6, 0, w - 4, 2) in got[2]  # the hole's border, beyond int16 in the wide map
+
+
 def test_auto_scores_smooth_maps_by_runs_and_noisy_maps_by_pixels_both_as_opencv():
     """Per map, the way is chosen by how many runs it has: bicubic-upsampled small maps and blurred
     maps by runs, noise by pixels; all 100 thresholds of each equal OpenCV's contour boxes."""

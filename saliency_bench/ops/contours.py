@@ -96,7 +96,8 @@ def contour_record_parts(values: np.ndarray, lut: np.ndarray, n_t: int, path: st
         amin = np.zeros(len(todo)) if min_area is None else \
             np.ascontiguousarray(np.asarray(min_area, np.float64)[todo])
         rows = _run_filling(contour_pixels.jit, "_pixel_records",
-                            (sub_vals, sub_table, int(n_t), *contour_pixels.neighbour_groups(), amin), len(todo))
+                            (sub_vals, sub_table, int(n_t), *contour_pixels.neighbour_groups(), amin,
+                             np.zeros(0, np.int16 if max(h, w) < 2 ** 15 else np.int32)), len(todo))
         if len(todo) < n_img:
             rows[:, 0] = todo[rows[:, 0]]
         parts.append(rows)
