@@ -207,9 +207,8 @@ class Runner:
         todo = {name: t & set(indices) for name, t in todo.items()}
         if not indices:
             return
-        if self.rank == 0 and (note := untrusted_note(self.runs_dir / "cache")) and note not in self._said:
-            self._said.add(note)
-            self.console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False)
+        if self.rank == 0 and (note := untrusted_note(self.runs_dir / "cache")):
+            self._note(note)
         benches = [b for b in self.plan.benchmarks if b.name not in (skipped or {})]
         if self.rank == 0:
             self._compile_note(benches)
@@ -249,9 +248,13 @@ class Runner:
         # (A map seen for the first time can still compile one module's kernels in a later run, a
         # few seconds: the pixel sweeps after runs whose maps were all smooth, say.)
         cold = sorted(name for name, mods in uses.items() if mods and mods <= not_yet)
-        note = (f"compiling the scoring kernels of {', '.join(cold)} for this machine (numba, once: about half a "
-                "minute on two cores; later runs load them from numba's cache)")
-        if cold and note not in self._said:
+        if cold:
+            self._note(f"compiling the scoring kernels of {', '.join(cold)} for this machine (numba, once: about "
+                       "half a minute on two cores; later runs load them from numba's cache)")
+
+    def _note(self, note: str) -> None:
+        """Print ``note`` once a run."""
+        if note not in self._said:
             self._said.add(note)
             self.console.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False)
 

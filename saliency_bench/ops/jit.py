@@ -57,26 +57,27 @@ class Kernels:
 
     def compiled(self, name: str) -> Callable:
         """The compiled version of the registered function ``name``."""
+        return self._dispatchers()[name]
+
+    def _dispatchers(self) -> dict[str, Callable]:
+        """numba's dispatchers of the set, made once (numba compiles each at its first call)."""
         if self._compiled is None:
             with self._lock:
                 if self._compiled is None:
                     self._compiled = self._compile()
-        return self._compiled[name]
+        return self._compiled
 
     def cached(self) -> bool | None:
         """Whether numba's on-disk cache holds at least one of this set's entry points compiled
         for this machine from the current source (its first call then loads, not compiles);
         None when numba's cache cannot be read (another numba version, say). Compiles nothing."""
-        if self._compiled is None:
-            with self._lock:
-                if self._compiled is None:
-                    self._compiled = self._compile()  # dispatchers only: numba compiles at a first call
+        dispatchers = self._dispatchers()
         try:
             from numba.core.registry import cpu_target
 
             magic = cpu_target.target_context.codegen().magic_tuple()
             for name in self._fastmath:  # the entry points
-                code = self._compiled[name]._cache._cache_file._load_index()  # {} when absent or stale
+                code = dispatchers[name]._cache._cache_file._load_index()  # {} when absent or stale
                 if any(key[1] == magic for key in code):
                     return True
             return False
