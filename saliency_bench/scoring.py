@@ -19,8 +19,13 @@ stopped with a note, and this process scores the rest of the pass: slower, the s
 
 The workers are forked once per pass over a dataset, before the data loader starts (a forked
 child inherits the benchmarks, plugin files included, without pickling them); they run one
-thread each and ignore Ctrl-C, which the main process handles by terminating them. The maps go
-to them through shared memory mapped before the fork (:class:`_Arena`), the samples by pickle.
+thread each and ignore Ctrl-C, which the main process handles by terminating them. A job goes
+to one worker's own pipe, and the main thread itself sends jobs and receives records
+(:class:`_Workers`): no threads here, no lock shared by the workers. ``multiprocessing.Pool``'s
+three handler threads cost this process 1 ms a job, on the cores the workers need; two of its
+workers gave 1.70-1.76x one where two processes alone do 1.98x. The maps and the pickled samples
+go through shared memory mapped before the fork (:class:`_Arena`), so a message to a busy worker
+is a few bytes and never fills its pipe.
 """
 from __future__ import annotations
 
@@ -28,9 +33,12 @@ import contextlib
 import mmap
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import sys
+import time
 from collections import deque
+from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -129,20 +137,53 @@ def _score(index: int, samples: list[Sample], outputs: list[np.ndarray], input_s
     return res
 
 
-def _score_shared(index: int, samples: list[Sample], specs: list[tuple[int, tuple, str]],
-                  input_size: tuple[int, int]) -> Result:
-    """:func:`_score` on maps the main process wrote into the shared arena: each map is read as
-    a copy of its bytes there, the same array a pickled map would arrive as."""
+def _score_shared(start: int, size: int) -> Result:
+    """:func:`_score` on a job the main process wrote into the shared arena at ``start``: its
+    pickled head (``size`` bytes: the benchmark's index, the samples, the maps' places after the
+    head, the input size), then its maps. Each map is read as a copy of its bytes there, the same
+    array a pickled map would arrive as."""
     assert _ARENA is not None
-    outputs = [np.ndarray(shape, np.dtype(dtype), buffer=_ARENA, offset=off).copy() for off, shape, dtype in specs]
+    index, samples, specs, input_size = pickle.loads(_ARENA[start:start + size])
+    base = start + _Arena.aligned(size)
+    outputs = [np.ndarray(shape, np.dtype(dtype), buffer=_ARENA, offset=base + off).copy() for off, shape, dtype in specs]
     return _score(index, samples, outputs, input_size)
 
 
+def _serve(conn: Connection, benches: Sequence[Benchmark], opencv_inherited: bool, arena: mmap.mmap | None,
+           inherited: Sequence[Connection]) -> None:
+    """A worker: answers each message with ``(True, result)``, or ``(False, why)`` when the job
+    failed as a whole (the main process then scores it itself), until a ``None`` or the main
+    process's end of the pipe closes (it exited: no worker outlives it)."""
+    for c in inherited:  # the main process's ends of the pipes, copied by the fork: its exit must close them
+        c.close()
+    _init(benches, opencv_inherited, arena)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        try:
+            answer = (True, _score_shared(*message[1:]) if message[0] == "shared" else _score(*message[1:]))
+        except BaseException as e:  # noqa: BLE001 - whatever a plugin raises, the main process rescores it
+            answer = (False, f"{type(e).__name__}: {e}")
+        try:
+            conn.send(answer)
+        except (BrokenPipeError, ConnectionError, EOFError):
+            return
+        except Exception as e:  # a record that cannot be pickled: nothing was written yet
+            try:
+                conn.send((False, f"the records could not be sent back: {type(e).__name__}: {e}"))
+            except OSError:
+                return
+
+
 class _Arena:
-    """Anonymous shared memory mapped before the workers are forked, used as a ring: a job's maps
-    are copied in (one ``memcpy`` each) and the worker is sent their places, not their bytes.
-    Pickling the maps and pushing them through the pool's pipe took this process 0.2-0.6 ms a
-    224x224 map, done on the core the workers need. Jobs leave in the order they came
+    """Anonymous shared memory mapped before the workers are forked, used as a ring: a job's
+    pickled head and its maps are copied in (one ``memcpy`` each) and the worker is sent their
+    place, not their bytes. Pickling the maps and pushing them through a pipe took this process
+    0.2-0.6 ms a 224x224 map, done on the core the workers need. Jobs leave in the order they came
     (:meth:`Scorer.flush` finishes batches in order), so the space is freed first in, first out; a
     job that does not fit (a huge batch, or the ring full) is pickled as before."""
 
@@ -151,10 +192,23 @@ class _Arena:
     def __init__(self, size: int) -> None:
         self.buf = mmap.mmap(-1, size)
         self.size = size
-        self.spans: deque[tuple[int, int]] = deque()  # [start, end) of each job's maps, oldest first
+        self.spans: deque[tuple[int, int]] = deque()  # [start, end) of each job's bytes, oldest first
+
+    @classmethod
+    def aligned(cls, n: int) -> int:
+        return -(-n // cls.ALIGN) * cls.ALIGN
+
+    @classmethod
+    def layout(cls, arrays: Sequence[np.ndarray]) -> tuple[list[tuple[int, tuple, str]], int]:
+        """Each array's place after the start of the maps (offset, shape, dtype), and their bytes."""
+        specs, off = [], 0
+        for a in arrays:
+            specs.append((off, a.shape, a.dtype.str))
+            off += cls.aligned(a.nbytes)
+        return specs, off
 
     def _place(self, need: int) -> int | None:
-        """Where ``need`` bytes fit after the newest job's maps, or None."""
+        """Where ``need`` bytes fit after the newest job's, or None."""
         if not self.spans:
             return 0 if need <= self.size else None
         head, tail = self.spans[0][0], self.spans[-1][1]  # spans are never empty: tail == head is full
@@ -164,52 +218,205 @@ class _Arena:
             return 0 if need <= head else None
         return tail if tail + need <= head else None  # wrapped: [head, size) and [0, tail) in use
 
-    def put(self, outputs: Sequence[np.ndarray]) -> list[tuple[int, tuple, str]] | None:
+    def put(self, outputs: Sequence[np.ndarray], head: bytes = b"") -> list[tuple[int, tuple, str]] | None:
+        """Copy ``head`` and then the maps into one span: the maps' places (absolute offsets), or
+        None when they do not fit or cannot be shared (objects)."""
         arrays = [np.asarray(o) for o in outputs]  # copied in below, whatever their strides
         if any(a.dtype.hasobject for a in arrays):
             return None
-        sizes = [-(-a.nbytes // self.ALIGN) * self.ALIGN for a in arrays]
-        need = sum(sizes)
+        specs, maps_bytes = self.layout(arrays)
+        base = self.aligned(len(head))
+        need = base + maps_bytes
         start = self._place(need) if need else None
         if start is None:
             return None
-        specs, off = [], start
-        for a, n in zip(arrays, sizes):
-            np.ndarray(a.shape, a.dtype, buffer=self.buf, offset=off)[...] = a
-            specs.append((off, a.shape, a.dtype.str))
-            off += n
-        self.spans.append((start, off))
-        return specs
+        self.buf[start:start + len(head)] = head
+        for a, (off, _, _) in zip(arrays, specs):
+            np.ndarray(a.shape, a.dtype, buffer=self.buf, offset=start + base + off)[...] = a
+        self.spans.append((start, start + need))
+        return [(start + base + off, shape, dtype) for off, shape, dtype in specs]
+
+    def put_job(self, job: tuple) -> tuple | None:
+        """A job ``(index, samples, outputs, input_size)`` copied in: the message that sends it
+        (``("shared", start, head bytes)``), or None when it does not fit."""
+        index, samples, outputs, input_size = job
+        arrays = [np.asarray(o) for o in outputs]
+        if any(a.dtype.hasobject for a in arrays):
+            return None
+        try:
+            head = pickle.dumps((index, samples, self.layout(arrays)[0], input_size), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # a sample that cannot be pickled: the pipe's pickling says why, as before
+            return None
+        if self.put(arrays, head) is None:
+            return None
+        return ("shared", self.spans[-1][0], len(head))
 
     def release(self) -> None:
-        """Free the oldest job's maps (it has been scored)."""
+        """Free the oldest job's bytes (it has been scored)."""
         self.spans.popleft()
+
+
+class _Sent:
+    """A job in a worker, and its answer once received."""
+
+    __slots__ = ("done", "ok", "value")
+
+    def __init__(self) -> None:
+        self.done, self.ok, self.value = False, False, None
+
+
+class _Worker:
+    __slots__ = ("proc", "conn", "sent")
+
+    def __init__(self, proc, conn: Connection) -> None:
+        self.proc, self.conn = proc, conn
+        self.sent: deque[_Sent] = deque()  # its jobs not yet answered, in the order it runs them
+
+
+class _Workers:
+    """``n`` scoring processes, each with its own pipe, fed and read by the calling thread only.
+
+    A message to a worker that is busy is small (a job's place in the arena), so sending never
+    blocks on a worker that is itself blocked sending its records back; a job sent pickled (it did
+    not fit in the arena, or there is no arena) goes to an idle worker only. A worker that ends
+    (killed, or crashed in native code) is noticed at its pipe's end: its jobs are answered as
+    failed, so the main process scores them, and the others go on."""
+
+    def __init__(self, n: int, benches: Sequence[Benchmark], arena: mmap.mmap | None) -> None:
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.get_context(method)
+        self.workers: list[_Worker] = []
+        with _serial_opencv():
+            inherited = method == "fork" and "cv2" in sys.modules
+            for _ in range(n):
+                here, there = ctx.Pipe(duplex=True)
+                ours = [w.conn for w in self.workers] + [here] if method == "fork" else []
+                proc = ctx.Process(target=_serve, args=(there, benches, inherited, arena, ours), daemon=True)
+                proc.start()
+                there.close()  # the worker's end lives in the worker only: its exit is seen here as EOF
+                self.workers.append(_Worker(proc, here))
+
+    def alive(self) -> list[_Worker]:
+        return [w for w in self.workers if w.conn is not None]
+
+    def send(self, message, small: bool, stall_seconds: float) -> _Sent | None:
+        """Send a job to the least busy worker (an idle one unless ``small``); None when none is
+        left. Raises ``mp.TimeoutError`` when no worker becomes idle for ``stall_seconds``."""
+        while True:
+            alive = self.alive()
+            if not alive:
+                return None
+            if small:
+                worker = min(alive, key=lambda w: len(w.sent))
+            else:
+                worker = next((w for w in alive if not w.sent), None)
+                if worker is None:
+                    self.wait(lambda: any(not w.sent for w in self.alive()), stall_seconds)
+                    continue
+            try:
+                worker.conn.send(message)
+            except (OSError, ValueError):  # it ended: its jobs are answered as failed
+                self._ended(worker)
+                continue
+            sent = _Sent()
+            worker.sent.append(sent)
+            return sent
+
+    def receive(self, timeout: float | None) -> bool:
+        """Take the answers that have arrived, waiting up to ``timeout`` for one; whether any came
+        (or a worker ended)."""
+        busy = {w.conn: w for w in self.alive() if w.sent}
+        if not busy:
+            return False
+        ready = wait(list(busy), timeout)
+        for conn in ready:
+            worker = busy[conn]
+            try:
+                ok, value = conn.recv()
+            except (EOFError, OSError):
+                self._ended(worker)
+                continue
+            sent = worker.sent.popleft()
+            sent.ok, sent.value, sent.done = ok, value, True
+        return bool(ready)
+
+    def wait(self, until: Callable[[], bool], stall_seconds: float) -> None:
+        """Receive until ``until()``; ``mp.TimeoutError`` when nothing arrives for ``stall_seconds``."""
+        deadline = time.monotonic() + stall_seconds
+        while not until():
+            if not any(w.sent for w in self.alive()):
+                return  # nothing more can arrive (every worker idle or ended)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise mp.TimeoutError
+            if self.receive(left):
+                deadline = time.monotonic() + stall_seconds
+
+    def _ended(self, worker: _Worker) -> None:
+        worker.proc.join(timeout=5)
+        why = f"the scoring worker ended (exit code {worker.proc.exitcode})"
+        if worker.sent:
+            sys.stderr.write(f"note: {why} with {len(worker.sent)} batch(es) in it: this process scores "
+                             "them (same records)\n")
+        for sent in worker.sent:
+            sent.ok, sent.value, sent.done = False, why, True
+        worker.sent.clear()
+        worker.conn.close()
+        worker.conn = None
+
+    def close(self) -> None:
+        """Let every worker finish what it was sent, then end."""
+        for w in self.alive():
+            try:
+                w.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        for w in self.workers:
+            w.proc.join()
+            if w.conn is not None:
+                w.conn.close()
+                w.conn = None
+
+    def terminate(self) -> None:
+        for w in self.workers:
+            if w.proc.is_alive():
+                w.proc.terminate()
+        for w in self.workers:
+            w.proc.join()
+            if w.conn is not None:
+                w.conn.close()
+                w.conn = None
 
 
 STALL_SECONDS = 600.0  # a job's wait before the pool counts as stuck (Scorer(stall_seconds=...))
 
 
 class _InFlight:
-    """A job in the pool. Should it fail there as a whole (outside the per-sample isolation of
-    ``score_isolated``, or a record that cannot be sent back), or should the pool stop making
-    progress (a worker stuck, say in a library that is not safe to fork), it is scored here
-    instead: the same call, so the same records."""
+    """A job in a worker. Should it fail there as a whole (outside the per-sample isolation of
+    ``score_isolated``, a record that cannot be sent back, or the worker ended), or should the
+    workers stop making progress (one stuck, say in a library that is not safe to fork), it is
+    scored here instead: the same call, so the same records."""
 
-    def __init__(self, result, job: tuple, scorer: "Scorer", shared: bool = False) -> None:
-        self.result, self.job, self.scorer = result, job, scorer
-        self.shared = shared  # its maps hold a span of the scorer's arena until it is finished
+    def __init__(self, sent: _Sent | None, job: tuple, scorer: "Scorer", shared: bool = False) -> None:
+        self.sent, self.job, self.scorer = sent, job, scorer
+        self.shared = shared  # its bytes hold a span of the scorer's arena until it is finished
 
     def ready(self) -> bool:
-        return self.scorer._pool is None or self.result.ready()
+        pool = self.scorer._pool
+        if pool is None or self.sent is None or self.sent.done:
+            return True
+        pool.receive(0)
+        return self.sent.done
 
     def get(self) -> Result:
-        if self.scorer._pool is not None:
+        pool, sent = self.scorer._pool, self.sent
+        if pool is not None and sent is not None:
             try:
-                return self.result.get(timeout=self.scorer.stall_seconds)
+                pool.wait(lambda: sent.done, self.scorer.stall_seconds)
             except mp.TimeoutError:
                 self.scorer._stalled()
-            except Exception:
-                pass
+            if sent.done and sent.ok:
+                return sent.value
         index, samples, outputs, input_size = self.job
         bench = self.scorer.benches[index]
         return score_isolated(bench, samples, outputs, input_size, guard=self.scorer.guard_for(bench))
@@ -227,17 +434,12 @@ class Scorer:
         self.workers = int(workers) if pure else 0
         self.max_pending = max_pending or 2 * max(1, self.workers)
         self._pending: deque[tuple[list[Any], Callable[[list[Result]], None]]] = deque()
-        self._pool = None
+        self._pool: _Workers | None = None
         self._arena: _Arena | None = None
         if self.workers > 0:
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            if method == "fork":  # a forked child inherits the mapping (initargs are not pickled)
+            if "fork" in mp.get_all_start_methods():  # a forked child inherits the mapping (not pickled)
                 self._arena = _Arena(ARENA_BYTES)
-            with _serial_opencv():
-                inherited = method == "fork" and "cv2" in sys.modules
-                self._pool = mp.get_context(method).Pool(
-                    self.workers, initializer=_init,
-                    initargs=(self.benches, inherited, None if self._arena is None else self._arena.buf))
+            self._pool = _Workers(self.workers, self.benches, None if self._arena is None else self._arena.buf)
 
     def guard_for(self, bench: Benchmark) -> Guard | None:
         """The guard that checks ``bench`` after it scores in this process: a benchmark with the
@@ -256,12 +458,16 @@ class Scorer:
                 parts.append(score_isolated(bench, samples, outputs, input_size, query, self.guard_for(bench)))
             else:
                 job = (self.benches.index(bench), samples, outputs, input_size)
-                specs = None if self._arena is None else self._arena.put(outputs)
-                if specs is None:
-                    parts.append(_InFlight(self._pool.apply_async(_score, job), job, self))
-                else:
-                    sent = (job[0], samples, specs, input_size)
-                    parts.append(_InFlight(self._pool.apply_async(_score_shared, sent), job, self, shared=True))
+                message = None if self._arena is None else self._arena.put_job(job)
+                shared = message is not None
+                try:
+                    sent = self._pool.send(message if shared else ("job", *job), shared, self.stall_seconds)
+                except mp.TimeoutError:
+                    self._stalled()
+                    sent = None
+                if sent is None and self._pool is not None:  # every worker has ended
+                    self._stop(terminate=True, why="every scoring worker has ended")
+                parts.append(_InFlight(sent, job, self, shared=shared))
         self._pending.append((parts, finish))
         self.flush(block=len(self._pending) > self.max_pending)
 
@@ -282,9 +488,8 @@ class Scorer:
 
     def _stalled(self) -> None:
         """No job came back for ``stall_seconds``: stop the workers and score the rest here."""
-        sys.stderr.write(f"note: the scoring workers returned nothing for {self.stall_seconds:g} s; "
-                         "they are stopped and this process scores the rest of the pass (same records)\n")
-        self._stop(terminate=True)
+        self._stop(terminate=True, why=f"the scoring workers returned nothing for {self.stall_seconds:g} s; "
+                                       "they are stopped")
 
     # -- ending --------------------------------------------------------------------------------
     def close(self) -> None:
@@ -293,14 +498,12 @@ class Scorer:
             self.flush(block=True)
         self._stop(terminate=False)
 
-    def _stop(self, terminate: bool) -> None:
+    def _stop(self, terminate: bool, why: str | None = None) -> None:
+        if why is not None:
+            sys.stderr.write(f"note: {why} and this process scores the rest of the pass (same records)\n")
         if self._pool is not None:
-            if terminate:
-                self._pool.terminate()
-            else:
-                self._pool.close()
-            self._pool.join()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            pool.terminate() if terminate else pool.close()
 
     def __enter__(self) -> "Scorer":
         return self

@@ -156,6 +156,47 @@ def test_a_pool_that_returns_nothing_is_stopped_and_the_pass_scored_here(capsys)
     assert "returned nothing for 1 s" in capsys.readouterr().err
 
 
+class _DiesInAWorker(Benchmark):
+    """Kills the worker that scores sample 2 (as a crash in native code would); scores the rest,
+    saying which process scored it."""
+
+    name = "dies_in_a_worker"
+    columns = ("dies_in_a_worker",)
+    parent = os.getpid()
+
+    def score(self, sample, output, input_size):
+        if os.getpid() != self.parent and sample.id == "2":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"id": int(sample.id), "peak": float(output.max()), "here": os.getpid() == self.parent}
+
+
+def test_a_worker_that_dies_has_its_batches_scored_here_and_the_other_goes_on(capsys):
+    bench = _DiesInAWorker()
+    samples = [Sample(id=str(i), image=None, size=(4, 4), targets={}, category="c") for i in range(12)]
+    finished = []
+    started = time.time()
+
+    def hung(signum, frame):
+        raise AssertionError("the pass did not end: the dead worker's batches were never answered")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)  # the failure this guards against is a hang, not a wrong record
+    try:
+        with Scorer([bench], workers=2, max_pending=2, stall_seconds=30) as scorer:  # a death is seen before
+            for i, s in enumerate(samples):
+                scorer.submit([(bench, [s], [np.full((2, 2), i, np.float32)], None)], (4, 4),
+                              lambda results, i=i: finished.append((i, results[0][0][0][1])))
+            assert scorer._pool is not None and len(scorer._pool.alive()) == 1
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.time() - started < 25  # noticed at once, not after the stall
+    assert [(i, r["id"], r["peak"]) for i, r in finished] == [(i, i, float(i)) for i in range(12)]
+    here = [i for i, r in finished if r["here"]]  # the batches the dead worker held (at most 3 are in flight)
+    assert 2 in here and len(here) <= 3 and max(here) < 6  # and the rest, by the worker left
+    assert "scoring worker ended (exit code -9) with" in capsys.readouterr().err
+
+
 def test_the_arena_places_jobs_first_in_first_out_and_refuses_what_does_not_fit():
     from saliency_bench.scoring import _Arena
 
@@ -205,9 +246,15 @@ def test_maps_through_a_small_shared_arena_arrive_exactly_wrapped_or_pickled(mon
     kept = [[o.copy() for o in maps] for _, maps in jobs]
     from saliency_bench.scoring import _Arena
 
-    placed = []
+    placed = []  # where each job's span starts in the ring (None: it did not fit, and went pickled)
     put = _Arena.put
-    monkeypatch.setattr(_Arena, "put", lambda self, outputs: placed.append(put(self, outputs)) or placed[-1])
+
+    def placing(self, outputs, head=b""):
+        specs = put(self, outputs, head)
+        placed.append(None if specs is None else self.spans[-1][0])
+        return specs
+
+    monkeypatch.setattr(_Arena, "put", placing)
     finished = []
     with Scorer([bench], workers=2, max_pending=3) as scorer:
         assert scorer._arena is not None and scorer._arena.size == 4096
@@ -215,5 +262,5 @@ def test_maps_through_a_small_shared_arena_arrive_exactly_wrapped_or_pickled(mon
             scorer.submit([(bench, samples, maps, None)], (4, 4), lambda results, i=i: finished.append((i, results[0][0])))
     assert finished == [(i, e) for i, e in enumerate(expected)]
     shared = [p for p in placed if p is not None]
-    assert 0 < len(shared) < len(jobs) and any(p[0][0] == 0 for p in shared[1:])  # ring, wrapped, and pickled
+    assert 0 < len(shared) < len(jobs) and 0 in shared[1:]  # ring, wrapped, and pickled
     assert all(np.array_equal(a, b) for (_, maps), k in zip(jobs, kept) for a, b in zip(maps, k))  # ours untouched
