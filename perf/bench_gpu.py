@@ -19,6 +19,10 @@ does not depend on them), in this order:
 6. ``torchray`` (``bench_torchray.py``): RISE and extremal perturbation batched on
    ``--torchray-batch`` images beside TorchRay's per-image functions on ``--torchray-loop-images``
    of them (``--rise-masks`` masks, ``--ep-steps`` steps), as ``speedup_vs_torchray_per_image``.
+7. ``profile`` (``bench_profile.py``): one call of each method below its target, of gradient,
+   of Captum ``Occlusion`` and of the two references under ``torch.profiler``: operators,
+   kernels and their device time, copies, host syncs (and the Python lines that caused them),
+   and the device's idle fraction; where the time goes, beside the reference's counts.
 
 Then, once, ``e2e`` (``bench_e2e.py``): a real ``saliency-bench run`` per method on synthetic
 ImageNet-size JPEGs with VOC XML boxes written to disk, localization and pointing, its samples/s
@@ -53,14 +57,16 @@ from bench_isolation import describe as describe_isolation, isolation_section  #
 from bench_common import (Budget, ResultsFile, ceilings, environment, guarded, load_builtins,  # noqa: E402
                           peer_import, random_inputs, slug)
 from bench_perturbation import OCCLUSION_METHODS, mask_section, occlusion_section  # noqa: E402
+from bench_profile import profile_section  # noqa: E402
 from bench_torchray import torchray_section  # noqa: E402
 from saliency_bench.registry import get_model  # noqa: E402
 
-SECTIONS = ("ceilings", "backprop", "occlusion", "mask", "isolation", "torchray", "e2e")
+SECTIONS = ("ceilings", "backprop", "occlusion", "mask", "isolation", "torchray", "profile", "e2e")
 #: Sections measured once per model; ``e2e`` runs once, after them, on its own allowance.
-PER_MODEL = SECTIONS[:6]
+PER_MODEL = SECTIONS[:7]
 #: Shares of the time budget (the mask's 300 steps per image dominate).
-WEIGHTS = {"ceilings": 1.0, "backprop": 2.0, "occlusion": 3.0, "mask": 8.0, "isolation": 0.5, "torchray": 2.0}
+WEIGHTS = {"ceilings": 1.0, "backprop": 2.0, "occlusion": 3.0, "mask": 8.0, "isolation": 0.5, "torchray": 2.0,
+           "profile": 1.0}
 #: The targets of docs/PERFORMANCE.md §1: (section, record key, threshold).
 TARGETS = (("backprop", "fraction_of_forward_backward", 0.8),
            ("occlusion", "fraction_of_forward", 0.8),
@@ -240,6 +246,9 @@ def main(argv=None) -> Path:
                     model, x[:a.torchray_batch], t[:a.torchray_batch], entry[s], doc.save, masks=a.rise_masks,
                     ep_steps=a.ep_steps, torchray_images=a.torchray_loop_images, warmup=min(1, a.warmup),
                     max_s=allot, log=log),
+                "profile": lambda: profile_section(
+                    model, xb, tb, entry[s], doc.save, occlusion_images=a.occlusion_images,
+                    forward_batch=a.forward_batch, per_eval=a.per_eval, log=log),
             }[s]
             t0 = time.perf_counter()
             r = guarded(run)

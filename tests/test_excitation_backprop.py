@@ -208,6 +208,30 @@ def test_relu6_saturated_unit_wins_like_any_active_unit_unless_blocked(saturated
     np.testing.assert_allclose(p_in[0].numpy(), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("saturated", ["pass", "block"])
+def test_relu6_passes_no_probability_to_a_unit_that_is_off(saturated):
+    """A BatchNorm shift after the ReLU6 makes an off unit's output nonzero, so probability comes
+    back to it; the ReLU6 must stop it there (x <= 0). Hand-computed: x = (1, 2) gives
+    pre-activations (8, -1), ReLU6 (6, 0), BatchNorm with shift (0, 1) gives (6, 1); the
+    classifier's shares are 6/7 and 1/7. Unit 0 (saturated) passes 6/7 unless ``block``; unit 1
+    (off) passes nothing. Unit 0's inputs contribute 2 and 6: shares 1/4 and 3/4."""
+    first = nn.Linear(2, 2, bias=False)
+    first.weight.data = torch.tensor([[2.0, 3.0], [1.0, -1.0]], dtype=torch.float64)
+    bn = nn.BatchNorm1d(2, eps=0.0)
+    bn.bias.data = torch.tensor([0.0, 1.0])
+    last = nn.Linear(2, 1, bias=False)
+    last.weight.data = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    net = nn.Sequential(first, nn.ReLU6(), bn, last).double().eval()
+    model = Model(name="tiny6bn", net=net, input_size=(1, 2), mean=(0.0,) * 3, std=(1.0,) * 3,
+                  classes=[ClassInfo(0, "a", "a")], roles={"excitation": "input"}, aliases={})
+    x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    assert net(x).item() == pytest.approx(7.0)
+    expected = (6 / 7 if saturated == "pass" else 0.0) * np.array([0.25, 0.75])
+    (p_in,) = backward(forward(model, x, ["input"], ExcitationRules(saturated=saturated)), torch.tensor([[0]]),
+                       ["input"])
+    np.testing.assert_allclose(p_in[0].numpy(), expected, rtol=1e-12, atol=1e-15)
+
+
 # -- the clamped weights kept across calls (methods/_excitation_ops.py) -----------------------
 def test_a_weight_written_in_place_or_swapped_is_not_served_from_the_clamped_weights_cache():
     """Hand-computed eq. 7-8 after each change of the classifier: the clamped weights a first call

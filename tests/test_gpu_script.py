@@ -253,3 +253,46 @@ def test_gpu_sh_end_to_end_runs_the_harness_beside_each_method_alone(tiny_run):
         assert r["startup_s"] + r["method_s"] + r["rest_of_pass_s"] == pytest.approx(r["wall_s"])
         assert r["cpu_cores_used"] > 0
     assert "efficiency" in tiny_run[2] and "CPU cores busy" in tiny_run[2]
+
+
+def test_gpu_sh_profile_counts_operators_copies_and_host_reads_of_each_call(tiny_run):
+    """The profile section: one call of each slow method, the control, the references and Captum
+    ``Occlusion`` under torch.profiler, counted per image sent through the network."""
+    prof = tiny_run[0]["models"]["googlenet"]["profile"]
+    calls = prof["calls"]
+    names = {"forward+backward", "forward", "gradient", "guided_backprop", "excitation_backprop",
+             "contrastive_excitation_backprop", "occlusion", "blur_occlusion", "captum.Occlusion"}
+    assert set(calls) == names
+    for name, r in calls.items():
+        if name == "captum.Occlusion" and importlib.util.find_spec("captum") is None:
+            assert r["status"] == "not installed"
+            continue
+        assert "error" not in r, (name, r)
+        assert r["aten_ops"] > 0 and r["wall_s"] > 0 and r["top_self"], name
+        assert r["aten_ops_per_network_image"] == pytest.approx(r["aten_ops"] / r["network_images"])
+    assert calls["forward+backward"]["network_images"] == 2 and calls["forward"]["network_images"] == 4
+    assert calls["occlusion"]["network_images"] == 28 * 28 + 1  # every square's copy and the image
+    # The guided rule is ReLU's own backward on the clamped gradient: no float copy of a mask per
+    # ReLU (GoogLeNet has 57; the product with the mask made one each).
+    assert calls["guided_backprop"]["copies"]["count"] <= calls["gradient"]["copies"]["count"] + 5
+
+
+def test_profile_counts_copies_and_host_reads_by_hand(bench, monkeypatch):
+    """Hand-counted: a cast is one ``copy_``; ``item`` and ``nonzero`` are host reads (a sync
+    each on a GPU); the hook counts the images through the network."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_profile
+
+    model = types.SimpleNamespace(net=torch.nn.Identity(), device="cpu")
+    x = torch.arange(6.0).view(3, 2)
+
+    def call():
+        y = model.net(x).double()  # one copy
+        return y.sum().item(), torch.nonzero(y > 2)  # two host reads
+
+    r = bench_profile.profile_call(call, model, 3, warmup=1)
+    assert r["network_images"] == 3 and r["images"] == 3
+    assert r["copies"]["count"] == 1
+    assert r["host_reads"] == {"aten::_local_scalar_dense": 1, "aten::nonzero": 1} and r["host_reads_total"] == 2
+    assert "aten::sum" in r["top_self"] and r["top_self"]["aten::sum"]["count"] == 1
+    assert bench_profile._union_s([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)]) == pytest.approx(4e-6)
