@@ -6,7 +6,8 @@ Each round runs, for A then B, one process that times forward+backward and every
 interleaved call by call (``--calls`` calls each, thread CPU time, after two warm-up calls), and
 reports the medians. Each process imports its own tree's ``saliency_bench`` *and* ``methods/``:
 an installed (editable) distribution would otherwise serve ``saliency_bench.methods`` from the
-install, so the child hides it and checks where the methods came from::
+install, so the child hides it (``bench_common.HIDE_INSTALL``) and checks where the methods came
+from::
 
     python perf/ab_methods.py --a ee85978 --b HEAD --model googlenet --size 112 --batch 4 \\
         --rounds 3 --out perf/results/ab-methods-<date>.json
@@ -27,23 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ab_run import ROOT, _tree
+from ab_run import ROOT, _trees
 
 METHODS = ("gradient", "guided_backprop", "excitation_backprop", "contrastive_excitation_backprop")
-
-#: Hides an installed distribution from the child: no editable finder, no entry points of ours.
-HIDE_INSTALL = '''
-import importlib.metadata as md
-import sys
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__name__", type(f).__name__).lower()]
-_entry_points = md.entry_points
-def entry_points(**kw):
-    if str(kw.get("group", "")).startswith("saliency_bench."):
-        return md.EntryPoints(())
-    return _entry_points(**kw)
-md.entry_points = entry_points
-'''
-
 
 def side(tree: Path, model_name: str, size: int | None, batch: int, calls: int, methods: list[str]) -> dict:
     """In the child: time forward+backward and ``methods`` on ``tree``'s code."""
@@ -75,7 +62,7 @@ def side(tree: Path, model_name: str, size: int | None, batch: int, calls: int, 
             f()
             times[k].append(time.thread_time() - c0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"registration": registration, "median_s": med,
+    return {"registration": registration, "methods_from": str(Path(ours.__file__).resolve().parent), "median_s": med,
             "fraction_of_forward_backward": {k: med["forward+backward"] / med[k] for k in methods}}
 
 
@@ -98,17 +85,14 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     if not (args.a and args.b):
         ap.error("--a and --b are required")
+    from bench_common import HIDE_INSTALL  # here only: a child imports its own tree's, after its path is set
+
     scratch = Path(tempfile.mkdtemp(prefix="ab-methods-"))
     (scratch / "site").mkdir()
     (scratch / "site" / "sitecustomize.py").write_text(HIDE_INSTALL)
     made: list[Path] = []
     try:
-        trees = {}
-        for s in ("a", "b"):
-            path, name = _tree(getattr(args, s), scratch)
-            trees[s] = (path, name)
-            if path.is_relative_to(scratch):
-                made.append(path)
+        trees, made = _trees(args, scratch)
         rows: dict[str, list[dict]] = {"a": [], "b": []}
         child = [a for a in (argv if argv is not None else sys.argv[1:])]
         for r in range(args.rounds):

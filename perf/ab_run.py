@@ -48,6 +48,18 @@ def _tree(spec: str, scratch: Path) -> tuple[Path, str]:
     return where, sha
 
 
+def _trees(args: argparse.Namespace, scratch: Path) -> tuple[dict[str, tuple[Path, str]], list[Path]]:
+    """``{"a": (folder, name), "b": ...}`` for ``args.a`` and ``args.b``, and the worktrees made
+    for them under ``scratch`` (to remove at the end)."""
+    trees, made = {}, []
+    for side in ("a", "b"):
+        path, name = _tree(getattr(args, side), scratch)
+        trees[side] = (path, name)
+        if path.is_relative_to(scratch):
+            made.append(path)
+    return trees, made
+
+
 def _run(tree: Path, dataset: str, n: int, runs: Path, extra: list[str], marks: Path | None = None
          ) -> tuple[float, float]:
     """Wall seconds of the run, and the CPU seconds of it and every process it waited for
@@ -114,12 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="ab-run-"))
     made: list[Path] = []
     try:
-        trees = {}
-        for side in ("a", "b"):
-            path, name = _tree(getattr(args, side), scratch)
-            trees[side] = (path, name)
-            if path.is_relative_to(scratch):
-                made.append(path)
+        trees, made = _trees(args, scratch)
+        for side, (path, _) in trees.items():
             if not args.no_warm_up:
                 _run(path, args.data, args.short, scratch / f"warm-{side}", args.run_arg)  # numba caches filled
         rows: dict[str, list[dict]] = {"a": [], "b": []}

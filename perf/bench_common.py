@@ -41,6 +41,23 @@ SPEED_KNOBS = ("amp", "cuda_graph")
 # --------------------------------------------------------------------------------------------
 # Built-in plugins without an installed distribution
 # --------------------------------------------------------------------------------------------
+#: A ``sitecustomize.py`` that hides an installed distribution of ours from a process: no editable
+#: finder (which would serve ``saliency_bench.methods`` from the install), no entry points in our
+#: groups. What is left is the source tree on ``PYTHONPATH``, as ``PYTHONPATH=. bash perf/gpu.sh``
+#: has it on a machine where nothing is installed.
+HIDE_INSTALL = '''
+import importlib.metadata as md
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__name__", type(f).__name__).lower()]
+_entry_points = md.entry_points
+def entry_points(**kw):
+    if str(kw.get("group", "")).startswith("saliency_bench."):
+        return md.EntryPoints(())
+    return _entry_points(**kw)
+md.entry_points = entry_points
+'''
+
+
 def load_builtins() -> str:
     """Make sure the built-in models and methods are registered; say where they came from.
 

@@ -66,3 +66,30 @@ def test_the_steady_boot_starts_as_the_command_line_does(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "policy at torch import ['PASSIVE']" in out.stdout
+
+
+def test_ab_methods_runs_each_side_on_its_own_trees_methods(tmp_path, monkeypatch):
+    """``perf/ab_methods.py``: each side's process imports the methods of its own tree, even with
+    the package installed in editable mode (which would serve ``saliency_bench.methods`` from the
+    install); every round is kept and the medians follow from them."""
+    import shutil
+    import statistics
+
+    monkeypatch.syspath_prepend(str(ROOT / "perf"))
+    import ab_methods
+
+    other = tmp_path / "other"
+    for part in ("saliency_bench", "methods", "perf"):
+        shutil.copytree(ROOT / part, other / part, ignore=shutil.ignore_patterns("__pycache__", "results"))
+    out = tmp_path / "ab.json"
+    res = ab_methods.main(["--a", str(ROOT), "--b", str(other), "--size", "32", "--batch", "1", "--calls", "2",
+                           "--rounds", "2", "--methods", "gradient,guided_backprop", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(res))
+    for side, tree in (("a", ROOT), ("b", other)):
+        assert len(res["rounds"][side]) == 2
+        for r in res["rounds"][side]:
+            assert r["registration"] == "source tree" and Path(r["methods_from"]) == (tree / "methods").resolve()
+            fb = r["median_s"]["forward+backward"]
+            assert r["fraction_of_forward_backward"]["guided_backprop"] == fb / r["median_s"]["guided_backprop"]
+        assert res["median_fraction_of_forward_backward"][side]["gradient"] == statistics.median(
+            r["fraction_of_forward_backward"]["gradient"] for r in res["rounds"][side])

@@ -19,19 +19,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "perf"
 
-# Hides the installed distribution: no editable finder, no entry points of ours. What is left
-# is the source tree on PYTHONPATH, as `PYTHONPATH=. bash perf/gpu.sh` has it.
-NOT_INSTALLED = '''
-import importlib.metadata as md
-import sys
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__name__", type(f).__name__).lower()]
-_entry_points = md.entry_points
-def entry_points(**kw):
-    if str(kw.get("group", "")).startswith("saliency_bench."):
-        return md.EntryPoints(())
-    return _entry_points(**kw)
-md.entry_points = entry_points
-'''
+def _hide_install() -> str:
+    """``bench_common.HIDE_INSTALL``: a sitecustomize that hides the installed distribution (no
+    editable finder, no entry points of ours), leaving the source tree on PYTHONPATH, as
+    `PYTHONPATH=. bash perf/gpu.sh` has it."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_common
+    finally:
+        sys.path.remove(str(BENCH))
+    return bench_common.HIDE_INSTALL
 
 
 @pytest.fixture
@@ -59,7 +56,7 @@ def clock(bench, monkeypatch) -> list[float]:
 def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gpu_sh")
     (tmp / "site").mkdir()
-    (tmp / "site" / "sitecustomize.py").write_text(NOT_INSTALLED)
+    (tmp / "site" / "sitecustomize.py").write_text(_hide_install())
     env = dict(os.environ, PYTHONPATH=str(tmp / "site"), PYTHON=sys.executable)
     done = subprocess.run(["bash", str(BENCH / "gpu.sh"), "--device", "cpu", "--tiny", "--out-dir", str(tmp / "out")],
                           cwd=tmp, env=env, capture_output=True, text=True, timeout=1800)
