@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ab_run import ROOT, _trees
+from ab_run import _remove, _trees
 
 METHODS = ("gradient", "guided_backprop", "excitation_backprop", "contrastive_excitation_backprop")
 
@@ -117,9 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
             Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
         return out
     finally:
-        for path in made:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+        _remove(made, scratch)
 
 
 if __name__ == "__main__":

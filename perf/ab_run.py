@@ -60,6 +60,15 @@ def _trees(args: argparse.Namespace, scratch: Path) -> tuple[dict[str, tuple[Pat
     return trees, made
 
 
+def _remove(made: list[Path], scratch: Path) -> None:
+    """Remove the worktrees :func:`_trees` made, and ``scratch``."""
+    for path in made:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True)
+    if made:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], capture_output=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _run(tree: Path, dataset: str, n: int, runs: Path, extra: list[str], marks: Path | None = None
          ) -> tuple[float, float]:
     """Wall seconds of the run, and the CPU seconds of it and every process it waited for
@@ -181,11 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
             Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
         return result
     finally:
-        for path in made:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True)
-        if made:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], capture_output=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+        _remove(made, scratch)
 
 
 if __name__ == "__main__":
