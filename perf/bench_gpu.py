@@ -248,7 +248,7 @@ def main(argv=None) -> Path:
                     max_s=allot, log=log),
                 "profile": lambda: profile_section(
                     model, xb, tb, entry[s], doc.save, occlusion_images=a.occlusion_images,
-                    forward_batch=a.forward_batch, per_eval=a.per_eval, log=log),
+                    forward_batch=a.forward_batch, per_eval=a.per_eval, max_s=allot, log=log),
             }[s]
             t0 = time.perf_counter()
             r = guarded(run)

@@ -35,6 +35,7 @@ import argparse
 import collections
 import contextlib
 import functools
+import time
 import types
 import warnings
 from pathlib import Path
@@ -50,8 +51,8 @@ from saliency_bench.registry import get_method, get_model
 from saliency_bench.timing import synchronize
 
 #: Methods profiled: the four below their GPU targets, their family members, and the control.
-METHODS = ("gradient", "guided_backprop", "excitation_backprop", "contrastive_excitation_backprop",
-           "occlusion", "blur_occlusion")
+METHODS = ("occlusion", "guided_backprop", "excitation_backprop", "contrastive_excitation_backprop",
+           "gradient", "blur_occlusion")
 PERTURBATION = ("occlusion", "blur_occlusion")
 #: Operators whose output size depends on the data or that hand a value to the host: a device
 #: sync each on a GPU.
@@ -179,10 +180,12 @@ def _method_call(name: str, model, x: torch.Tensor, targets: torch.Tensor) -> It
 
 def profile_section(model, x: torch.Tensor, targets: torch.Tensor, out: dict, save: Callable[[], None], *,
                     occlusion_images: int, forward_batch: int, per_eval: int, methods=METHODS, warmup: int = 1,
-                    log: Callable[[str], None] = print) -> dict:
+                    max_s: float = float("inf"), log: Callable[[str], None] = print) -> dict:
     """Fill ``out`` with one profiled call of each reference, method and peer: the backprop
     methods and gradient on ``x``, the occlusion family and Captum ``Occlusion`` on its first
-    ``occlusion_images``, forward-only on ``forward_batch`` images (``x`` repeated)."""
+    ``occlusion_images``, forward-only on ``forward_batch`` images (``x`` repeated). Once
+    ``max_s`` seconds are spent, the calls still to come are recorded as skipped: the order of
+    ``methods`` is the order of importance."""
     xo, to = x[:occlusion_images], targets[:occlusion_images]
     reps = -(-forward_batch // len(x))
     xf = x.repeat(reps, 1, 1, 1)[:forward_batch].contiguous(memory_format=torch.channels_last)
@@ -191,24 +194,26 @@ def profile_section(model, x: torch.Tensor, targets: torch.Tensor, out: dict, sa
         "forward+backward": (lambda: contextlib.nullcontext(lambda: forward_backward(model, x, targets)), len(x))}
     if perturbation:
         calls["forward"] = (lambda: contextlib.nullcontext(lambda: forward_only(model, xf)), len(xf))
+    out.update(batch=len(x), occlusion_images=len(xo), forward_batch=len(xf), captum_perturbations_per_eval=per_eval,
+               calls={})
+    lib, info = peer_import("captum.attr") if perturbation else (None, {})
     for name in methods:
         xm, tm = (xo, to) if name in PERTURBATION else (x, targets)
         calls[name] = (functools.partial(_method_call, name, model, xm, tm), len(xm))
-    out.update(batch=len(x), occlusion_images=len(xo), forward_batch=len(xf), captum_perturbations_per_eval=per_eval,
-               calls={})
-    if perturbation:
-        lib, info = peer_import("captum.attr")
-        if lib is None:
-            out["calls"]["captum.Occlusion"] = info
-        else:
-            calls["captum.Occlusion"] = (functools.partial(captum_occlusion_peer, lib, model, xo, to,
-                                                           per_eval=per_eval), len(xo))
+        if name in PERTURBATION and "captum.Occlusion" not in calls and "captum.Occlusion" not in out["calls"]:
+            if lib is None:  # the peer right after our first perturbation method
+                out["calls"]["captum.Occlusion"] = info
+            else:
+                calls["captum.Occlusion"] = (functools.partial(captum_occlusion_peer, lib, model, xo, to,
+                                                               per_eval=per_eval), len(xo))
+    t0 = time.perf_counter()
     for label, (make, images) in calls.items():
         def one() -> dict:
             with make() as fn:
                 return profile_call(fn, model, images, warmup=warmup)
 
-        r = guarded(one)
+        spent = time.perf_counter() - t0
+        r = {"skipped": f"time share spent ({spent:.0f} of {max_s:g} s)"} if spent > max_s else guarded(one)
         out["calls"][label] = r
         log(describe(f"{model.name} {label}", r))
         save()

@@ -293,3 +293,29 @@ def test_profile_counts_copies_and_host_reads_by_hand(bench, monkeypatch):
     assert r["host_reads"] == {"aten::_local_scalar_dense": 1, "aten::nonzero": 1} and r["host_reads_total"] == 2
     assert "aten::sum" in r["top_self"] and r["top_self"]["aten::sum"]["count"] == 1
     assert bench_profile._union_s([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)]) == pytest.approx(4e-6)
+
+
+def test_profile_section_skips_the_calls_left_once_its_share_is_spent(bench, monkeypatch):
+    """Calls in order of importance; once ``max_s`` is spent the rest are recorded as skipped (on
+    a fake clock: each profiled call costs 1 s)."""
+    import bench_profile
+    from saliency_bench.registry import get_model, load_plugin_file
+
+    load_plugin_file(ROOT / "tests" / "plugins" / "toy.py")
+    model = get_model("toy_net")
+    x, t = bench.common.random_inputs(model, 2, 16)
+    now = [0.0]
+    monkeypatch.setattr(bench_profile, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def fake_profile(fn, model, images, *, warmup=1):
+        now[0] += 1.0
+        return {"aten_ops": 1, "network_images": images, "aten_ops_per_network_image": 1.0, "copies": {"count": 0},
+                "host_reads_total": 0, "top_self": {}}
+
+    monkeypatch.setattr(bench_profile, "profile_call", fake_profile)
+    out: dict = {}
+    bench_profile.profile_section(model, x, t % 2, out, lambda: None, occlusion_images=1, forward_batch=2, per_eval=2,
+                                  methods=["guided_backprop", "gradient"], max_s=1.5, log=lambda _: None)
+    assert list(out["calls"]) == ["forward+backward", "guided_backprop", "gradient"]
+    assert "skipped" not in out["calls"]["forward+backward"] and "skipped" not in out["calls"]["guided_backprop"]
+    assert out["calls"]["gradient"]["skipped"].startswith("time share spent (2 of 1.5 s)")
