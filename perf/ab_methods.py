@@ -31,6 +31,7 @@ from ab_run import _remove, _trees
 
 METHODS = ("gradient", "guided_backprop", "excitation_backprop", "contrastive_excitation_backprop")
 
+
 def side(tree: Path, model_name: str, size: int | None, batch: int, calls: int, methods: list[str]) -> dict:
     """In the child: time forward+backward and ``methods`` on ``tree``'s code."""
     sys.path[:0] = [str(tree), str(tree / "perf")]
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         trees, made = _trees(args, scratch)
         rows: dict[str, list[dict]] = {"a": [], "b": []}
-        child = [a for a in (argv if argv is not None else sys.argv[1:])]
+        child = list(argv if argv is not None else sys.argv[1:])
         for r in range(args.rounds):
             for s, (path, _) in trees.items():
                 done = subprocess.run([sys.executable, __file__, "--side", str(path), *child], capture_output=True,

@@ -23,7 +23,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -251,19 +251,27 @@ def timed_call(fn: Callable[[], object], model, images: int, *, warmup: int, rep
         calls[0] += 1
         return fn()
 
+    with images_through(model.net) as seen:
+        out = measure(counted, model.device, warmup=warmup, repeats=repeats, max_s=max_s, images=images)
+    out["network_images_per_image"] = seen[0] / (calls[0] * images)
+    return out
+
+
+@contextlib.contextmanager
+def images_through(net: torch.nn.Module) -> Iterator[list[int]]:
+    """``[n]``: the images sent through ``net`` while open (its first argument's batch size,
+    counted by a forward pre-hook, removed on exit)."""
     seen = [0]
 
     def hook(_module, args):
         if args and isinstance(args[0], torch.Tensor):
             seen[0] += int(args[0].shape[0])
 
-    handle = model.net.register_forward_pre_hook(hook)
+    handle = net.register_forward_pre_hook(hook)
     try:
-        out = measure(counted, model.device, warmup=warmup, repeats=repeats, max_s=max_s, images=images)
+        yield seen
     finally:
         handle.remove()
-    out["network_images_per_image"] = seen[0] / (calls[0] * images)
-    return out
 
 
 def methods_beside_peers(model, x: torch.Tensor, targets: torch.Tensor, out: dict, save: Callable[[], None], *,

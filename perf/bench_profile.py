@@ -44,8 +44,8 @@ from typing import Callable, Iterator
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from bench_common import (ResultsFile, environment, forward_backward, forward_only, guarded, load_builtins,
-                          peer_import, random_inputs)
+from bench_common import (ResultsFile, environment, forward_backward, forward_only, guarded, images_through,
+                          load_builtins, peer_import, random_inputs)
 from bench_perturbation import captum_occlusion_peer
 from saliency_bench.registry import get_method, get_model
 from saliency_bench.timing import synchronize
@@ -62,7 +62,7 @@ CALL = "saliency_bench.profiled_call"
 TOP = 12
 
 
-def _summary(events, name: str, *, top: int = TOP) -> dict:
+def _summary(events, *, top: int = TOP) -> dict:
     """``{"count": n, "self_s": s}`` per operator name among ``events``, the ``top`` by self time."""
     by: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
     for e in events:
@@ -93,33 +93,23 @@ def profile_call(fn: Callable[[], object], model, images: int, *, warmup: int = 
     for _ in range(warmup):
         fn()
     synchronize(device)
-    seen = [0]
-
-    def hook(_module, args):
-        if args and isinstance(args[0], torch.Tensor):
-            seen[0] += int(args[0].shape[0])
-
-    handle = model.net.register_forward_pre_hook(hook)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     sync_lines: collections.Counter = collections.Counter()
-    try:
-        with profile(activities=activities, record_shapes=True) as prof:
-            with record_function(CALL), warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                mode = torch.cuda.get_sync_debug_mode() if cuda else None
+    with images_through(model.net) as seen, profile(activities=activities, record_shapes=True) as prof:
+        with record_function(CALL), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mode = torch.cuda.get_sync_debug_mode() if cuda else None
+            if cuda:
+                torch.cuda.set_sync_debug_mode("warn")
+            try:
+                fn()
+            finally:
                 if cuda:
-                    torch.cuda.set_sync_debug_mode("warn")
-                try:
-                    fn()
-                finally:
-                    if cuda:
-                        torch.cuda.set_sync_debug_mode(mode)
-                synchronize(device)  # the call ends when its last kernel does
-            for w in caught:
-                if "synchroniz" in str(w.message).lower():
-                    sync_lines[f"{Path(w.filename).name}:{w.lineno}"] += 1
-    finally:
-        handle.remove()
+                    torch.cuda.set_sync_debug_mode(mode)
+            synchronize(device)  # the call ends when its last kernel does
+        for w in caught:
+            if "synchroniz" in str(w.message).lower():
+                sync_lines[f"{Path(w.filename).name}:{w.lineno}"] += 1
     events = prof.events()
     call = next(e for e in events if e.name == CALL)
     lo, hi = call.time_range.start, call.time_range.end
@@ -136,7 +126,7 @@ def profile_call(fn: Callable[[], object], model, images: int, *, warmup: int = 
         "host_self_s": sum(e.self_cpu_time_total for e in aten) / 1e6,
         "copies": {"count": len(copies), "self_s": sum(e.self_cpu_time_total for e in copies) / 1e6},
         "host_reads": dict(reads), "host_reads_total": sum(reads.values()),
-        "top_self": _summary(aten, "aten"),
+        "top_self": _summary(aten),
     }
     if cuda:
         runtime = [e for e in host if e.name.startswith("cuda")]
